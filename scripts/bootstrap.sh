@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned deps and make sure Debian's slapd/ldap-utils are present.
+# Safe to run repeatedly; used by scripts/demo.sh, scripts/test.sh and .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null 2>&1; then
+    cmd="echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils"
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing slapd and ldap-utils from Debian" >&2
+        bash -c "$cmd" >/dev/null
+    else
+        echo "bootstrap: slapd/ldap-utils missing; as root run:" >&2
+        echo "  $cmd" >&2
+        exit 1
+    fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.syncd-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+fi

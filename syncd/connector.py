@@ -1,0 +1,91 @@
+"""The connector contract: the only way the engine talks to a directory.
+
+A connector type is a class registered under the ``syncd.connectors`` entry-point group. It
+declares a pydantic `config_model`; the engine validates the ``[connectors.NAME]`` table with
+it and constructs ``cls(name, config)``. The engine never imports ``connectors.*`` itself,
+so third-party connectors are first-class.
+
+Attribute conventions:
+ - Sources return `Entry.raw` (lower-cased attribute names -> tuple of strings) so the
+   flow's mapping can use any attribute the source has.
+ - Targets accept and return canonical attributes (flattened SCIM paths, `syncd.model.Attrs`).
+   `None` as a value in `update` means "clear this attribute".
+ - Group members are external ids of users on the same connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from syncd.model import Attrs, Batch, Entry, Kind, Value
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every connector's config model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do; the engine plans around what is missing."""
+
+    read: bool = True
+    write: bool = False
+    patch: bool = True
+    bulk: bool = False
+    bulk_max_operations: int = 0
+    bulk_max_payload: int = 0
+    #: Attribute paths the target silently drops or refuses (e.g. the enterprise extension).
+    unsupported_attributes: frozenset[str] = frozenset()
+    #: True when DELETE only deactivates (some SCIM servers).
+    delete_is_soft: bool = False
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Every method may raise `syncd.errors.Fatal`, `Retriable` or `Rejected`."""
+
+    name: str
+    config_model: ClassVar[type[ConnectorConfig]]
+
+    def open(self) -> None:
+        """Connect, authenticate and discover capabilities. Raises Fatal when unreachable."""
+
+    def close(self) -> None: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def read(
+        self, kind: Kind, cursor: str | None = None, attributes: Sequence[str] | None = None
+    ) -> Iterator[Batch]:
+        """Yield pages of entries. `attributes` limits what is fetched (None = all mapped)."""
+        ...
+
+    def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
+        """Entries whose canonical `attribute` equals `value` (escaped by the connector)."""
+        ...
+
+    def create(self, kind: Kind, attrs: Attrs) -> Entry:
+        """Create and return the entry as the server confirmed it (external_id filled)."""
+        ...
+
+    def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
+        """Change only these attributes; a `None` value clears the attribute."""
+        ...
+
+    def set_members(
+        self, external_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None: ...
+
+    def deactivate(self, kind: Kind, external_id: str) -> None: ...
+
+    def delete(self, kind: Kind, external_id: str) -> None: ...
+

@@ -1,0 +1,77 @@
+"""The error tree: errors decide control flow, so each class means exactly one policy.
+
+::
+
+    SyncdError
+    ├── ConfigError        invalid config or mapping; exit 2, nothing touched
+    ├── SafetyRefused      the plan crosses a safety threshold; exit 3, nothing applied
+    ├── StoreLocked        another run holds the state store
+    └── ConnectorError     raised by connectors
+        ├── Fatal          the flow cannot go on (auth failed, target down, source read failed):
+        │                  abort the flow, forbid deprovisioning, keep cursors where they were
+        ├── Retriable      transient (429/503, timeout, reset): retried with backoff, then the
+        │                  change is deferred to the next run; cursors do not advance
+        └── Rejected       this one object is unacceptable (400, schema violation): skip it,
+            │              record why, continue with the rest
+            └── Conflict   the target already holds an object with this identity (SCIM 409):
+                           the apply step tries to adopt it instead of creating a duplicate
+
+Messages never contain secrets: connectors build them from status codes, server error
+details and object names, never from request headers or bind credentials.
+"""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Base of every error syncd raises on purpose."""
+
+
+class ConfigError(SyncdError):
+    """Invalid configuration. `where` is ``file: key.path`` so the admin can jump to it."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class SafetyRefused(SyncdError):
+    """The plan was refused by a safety check; `reasons` says which and why."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+class StoreLocked(SyncdError):
+    """Another syncd process is running against the same state store."""
+
+
+class ConnectorError(SyncdError):
+    """Raised by a connector; `connector` names it for logs."""
+
+    def __init__(self, message: str, *, connector: str = "") -> None:
+        self.connector = connector
+        super().__init__(message)
+
+
+class Fatal(ConnectorError):
+    """The flow cannot continue."""
+
+
+class Retriable(ConnectorError):
+    """Try again later; `retry_after` (seconds) comes from the server when it said so."""
+
+    def __init__(
+        self, message: str, *, connector: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, connector=connector)
+        self.retry_after = retry_after
+
+
+class Rejected(ConnectorError):
+    """This object was refused; the rest of the plan proceeds."""
+
+
+class Conflict(Rejected):
+    """An object with this identity already exists on the target."""
