@@ -1,0 +1,252 @@
+"""Apply a plan to the target: the only place that writes to connectors and links.
+
+Stages run in plan order (users, groups, memberships, deprovisioning); inside a stage changes
+run concurrently on a bounded thread pool (the target's ``concurrency``). Each change's link is
+recorded as soon as it succeeded (flushed in small batches), so a crash loses at most the last
+batch of link writes — and those objects are found again by the match keys on the next run and
+adopted, never created twice. A SCIM 409 on create is handled the same way, on the spot.
+
+Failure policy comes from `syncd.errors`: `Rejected`/`Retriable` fail one change and the rest
+proceed (the next run re-plans it, because its link did not move); `Fatal` stops submitting
+work, lets in-flight changes finish and records them, then aborts the flow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from syncd.config import Flow
+from syncd.connector import Connector
+from syncd.errors import Conflict, Fatal, Rejected
+from syncd.model import Kind, Value, digest
+from syncd.plan import Change, Plan
+from syncd.planner import diff, match_value
+from syncd.store import Link, Store
+
+log = logging.getLogger("syncd.apply")
+FLUSH_EVERY = 200
+
+
+@dataclass
+class Failure:
+    change: Change
+    error_class: str
+    message: str
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    fatal: str | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    change: Change
+    link: Link | None = None
+    drop: bool = False
+    target_id: str | None = None
+    error: BaseException | None = None
+
+
+class Applier:
+    def __init__(self, flow: Flow, target: Connector, store: Store, run_id: str,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.flow = flow
+        self.target = target
+        self.store = store
+        self.run_id = run_id
+        self.progress = progress
+        self.unsupported = target.capabilities.unsupported_attributes
+        self.links: dict[Kind, dict[str, Link]] = {}
+        cfg: Any = getattr(target, "config", None)
+        self.concurrency = max(1, int(getattr(cfg, "concurrency", 4) or 4))
+
+    def apply(self, plan: Plan) -> ApplyResult:
+        result = ApplyResult()
+        total, done, last = len(plan.changes), 0, time.monotonic()
+        stages: dict[int, list[Change]] = {}
+        for c in plan.changes:
+            stages.setdefault(c.stage, []).append(c)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply") as pool:
+            for stage in sorted(stages):
+                self.links = {k: self.store.links(self.flow.name, k) for k in ("user", "group")}
+                pending: list[_Outcome] = []
+                todo = iter(stages[stage])
+                running: set[Future[_Outcome]] = set()
+                while True:
+                    while result.fatal is None and len(running) < self.concurrency * 2:
+                        c = next(todo, None)
+                        if c is None:
+                            break
+                        running.add(pool.submit(self._one, c))
+                    if not running:
+                        break
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        out = fut.result()
+                        pending.append(out)
+                        done += 1
+                        self._account(out, result)
+                    if len(pending) >= FLUSH_EVERY:
+                        self._flush(pending)
+                        pending = []
+                    if self.progress and total >= 200 and time.monotonic() - last > 2:
+                        last = time.monotonic()
+                        self.progress(f"{self.flow.name}: {done}/{total} changes applied "
+                                      f"({len(result.failures)} failed)")
+                self._flush(pending)
+                if result.fatal is not None:
+                    break
+        return result
+
+    def _account(self, out: _Outcome, result: ApplyResult) -> None:
+        c = out.change
+        if out.error is None:
+            result.applied += 1
+            log.info("applied %s %s %s", c.op, c.kind, c.name,
+                     extra={"change_id": c.id, "ref": out.target_id or c.target_id})
+            return
+        cls = type(out.error).__name__
+        result.failures.append(Failure(c, cls, str(out.error)))
+        log.warning("failed %s %s %s: %s: %s", c.op, c.kind, c.name, cls, out.error,
+                    extra={"change_id": c.id})
+        if isinstance(out.error, Fatal) and result.fatal is None:
+            result.fatal = str(out.error)
+
+    def _flush(self, outcomes: list[_Outcome]) -> None:
+        saves = [o.link for o in outcomes if o.link is not None]
+        self.store.save_links(saves)
+        for kind in ("user", "group"):
+            drops = [o.change.source_id for o in outcomes if o.drop and o.change.kind == kind]
+            self.store.drop_links(self.flow.name, kind, drops)  # type: ignore[arg-type]
+        self.store.log_changes([_journal(self.flow.name, self.run_id, o) for o in outcomes])
+
+    # -- one change ------------------------------------------------------------------------
+    def _one(self, c: Change) -> _Outcome:
+        try:
+            return getattr(self, f"_{c.op}")(c)  # type: ignore[no-any-return]
+        except Exception as exc:  # Fatal included: _account decides; one object never sinks
+            return _Outcome(c, error=exc)
+
+    def _send(self, attrs: Mapping[str, Value]) -> dict[str, Value]:
+        return {p: v for p, v in attrs.items() if p not in self.unsupported}
+
+    def _link(self, c: Change, target_id: str, *, origin: str, status: str = "active",
+              members: frozenset[str] | None = None, base: Mapping[str, Value] | None = None
+              ) -> Link:
+        b = dict(c.base if base is None else base)
+        return Link(self.flow.name, c.kind, c.source_id, target_id, b, digest(b),
+                    members, status, origin)
+
+    def _create(self, c: Change) -> _Outcome:
+        members = frozenset() if c.kind == "group" else None
+        try:
+            entry = self.target.create(c.kind, self._send(c.attrs))
+        except Conflict:
+            return self._adopt_after_conflict(c)
+        link = self._link(c, entry.external_id, origin="created", members=members)
+        return _Outcome(c, link=link, target_id=entry.external_id)
+
+    def _adopt_after_conflict(self, c: Change) -> _Outcome:
+        """A 409 means the object exists (a crash before the link was written, or someone
+        created it by hand): adopt it when exactly one matches, otherwise refuse."""
+        kf = self.flow.kind(c.kind)
+        for key in kf.match if kf else ():
+            value = c.attrs.get(key)
+            if match_value(value) is None:
+                continue
+            found = self.target.find(c.kind, key, str(value))
+            if len(found) == 1:
+                entry = found[0]
+                changed = self._send(diff(c.attrs, entry.attrs))
+                if changed:
+                    self.target.update(c.kind, entry.external_id, changed)
+                members = frozenset() if c.kind == "group" else None
+                link = self._link(c, entry.external_id, origin="adopted", members=members)
+                return _Outcome(c, link=link, target_id=entry.external_id)
+        raise Rejected(f"{c.kind} {c.name!r} already exists on the target (409) and no single "
+                       f"object matches the flow's match keys; not creating a duplicate")
+
+    def _adopt(self, c: Change) -> _Outcome:
+        assert c.target_id
+        changed = self._send(c.attrs)
+        if changed:
+            self.target.update(c.kind, c.target_id, changed)
+        members = frozenset() if c.kind == "group" else None
+        return _Outcome(c, link=self._link(c, c.target_id, origin="adopted", members=members),
+                        target_id=c.target_id)
+
+    def _update(self, c: Change) -> _Outcome:
+        current = self.links[c.kind].get(c.source_id)
+        tid = c.target_id or (current.target_id if current else None)
+        if tid is None:
+            raise Rejected("no link for this object any more")
+        changed = self._send(c.attrs)
+        if changed:
+            self.target.update(c.kind, tid, changed)
+        origin = current.origin if current else "created"
+        members = current.members if current else None
+        return _Outcome(c, link=self._link(c, tid, origin=origin, members=members),
+                        target_id=tid)
+
+    def _resolve(self, source_ids: tuple[str, ...]) -> dict[str, str]:
+        users = self.links["user"]
+        return {s: users[s].target_id for s in source_ids if s in users}
+
+    def _set_members(self, c: Change) -> _Outcome:
+        current = self.links["group"].get(c.source_id)
+        if current is None:
+            raise Rejected("group has no link (its create failed?): membership deferred")
+        add, remove = self._resolve(c.add), self._resolve(c.remove)
+        self.target.set_members(current.target_id, list(add.values()), list(remove.values()))
+        # Members whose user has no link yet are left out of the base: retried next run.
+        members = ((current.members or frozenset()) - set(c.remove)) | set(add)
+        link = replace(current, members=frozenset(members), status="active")
+        return _Outcome(c, link=link, target_id=current.target_id)
+
+    def _deprovision(self, c: Change) -> _Outcome:
+        assert c.target_id
+        current = self.links[c.kind].get(c.source_id)
+        if c.kind == "group":
+            remove = self._resolve(c.remove)
+            if remove:
+                self.target.set_members(c.target_id, [], list(remove.values()))
+            origin = current.origin if current else "created"
+            link = self._link(c, c.target_id, origin=origin, status="disabled",
+                              members=frozenset())
+            return _Outcome(c, link=link, target_id=c.target_id)
+        self.target.deactivate(c.kind, c.target_id)
+        origin = current.origin if current else "created"
+        return _Outcome(c, link=self._link(c, c.target_id, origin=origin, status="disabled"),
+                        target_id=c.target_id)
+
+    def _delete(self, c: Change) -> _Outcome:
+        assert c.target_id
+        self.target.delete(c.kind, c.target_id)
+        return _Outcome(c, drop=True, target_id=c.target_id)
+
+
+def _journal(flow: str, run_id: str, o: _Outcome) -> dict[str, Any]:
+    c = o.change
+    detail: dict[str, Any] = c.to_dict()
+    detail.pop("base", None)
+    return {
+        "run_id": run_id, "flow": flow, "kind": c.kind, "op": c.op,
+        "source_id": c.source_id, "target_id": o.target_id or c.target_id, "name": c.name,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+        "result": "applied" if o.error is None else "failed",
+        "error": None if o.error is None else f"{type(o.error).__name__}: {o.error}",
+    }
+
+
+def print_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,220 @@
+"""The config file: TOML, validated by pydantic, every error naming file, key path and reason.
+
+Validation happens completely before anything connects or writes, so a bad config is exit 2
+with nothing touched. Connector tables are validated by the connector type's own model
+(found through the entry-point registry); mappings and scopes by `syncd.mapping` and
+`syncd.scope`; cross references (flow -> connector, match key -> mapped path) here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from syncd import registry
+from syncd.connector import ConnectorConfig
+from syncd.errors import ConfigError
+from syncd.mapping import Mapping
+from syncd.model import Kind
+from syncd.scope import Scope
+
+DEFAULT_STATE_FILE = "syncd-state.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateModel(_Strict):
+    url: str | None = None
+
+
+class SafetyModel(_Strict):
+    """Deprovisioning thresholds per kind; Entra Connect defaults to 500, Okta to 20%."""
+
+    max_deprovision: int = Field(default=500, ge=0)
+    max_deprovision_percent: float = Field(default=20.0, ge=0, le=100)
+    #: The percentage rule only bites above this many deprovisions, so that removing 2 of 5
+    #: users in a small directory is not refused.
+    percent_floor: int = Field(default=5, ge=0)
+
+
+class KindModel(_Strict):
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    scope: list[dict[str, Any]] = Field(default_factory=list)
+    match: list[str] | None = None
+    deprovision: Literal["disable", "delete", "ignore"] | None = None
+
+
+class FlowModel(_Strict):
+    source: str
+    target: str
+    mode: Literal["push"] = "push"
+    deprovision: Literal["disable", "delete", "ignore"] = "disable"
+    match: list[str] = Field(default_factory=lambda: ["userName"])
+    users: KindModel | None = None
+    groups: KindModel | None = None
+    safety: SafetyModel = Field(default_factory=SafetyModel)
+
+
+class FileModel(_Strict):
+    state: StateModel = Field(default_factory=StateModel)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    flows: dict[str, FlowModel] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KindFlow:
+    """What one flow does for one kind, with the mapping and scope compiled."""
+
+    kind: Kind
+    mapping: Mapping
+    scope: Scope
+    match: tuple[str, ...]
+    deprovision: Literal["disable", "delete", "ignore"]
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    source: str
+    target: str
+    mode: str
+    kinds: tuple[KindFlow, ...]
+    safety: SafetyModel
+
+    def kind(self, kind: Kind) -> KindFlow | None:
+        return next((k for k in self.kinds if k.kind == kind), None)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    name: str
+    type: str
+    config: ConnectorConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_url: str
+    connectors: dict[str, ConnectorSpec]
+    flows: dict[str, Flow]
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _pydantic_error(exc: ValidationError, file: Path, prefix: str) -> ConfigError:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        key = _loc(tuple(err["loc"]))
+        full = f"{prefix}.{key}" if prefix and key else (prefix or key)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{file}: {full}: {msg}")
+    return ConfigError("\n".join(lines))
+
+
+def default_state_url() -> str:
+    base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "."
+    return f"sqlite:///{Path(base).resolve() / DEFAULT_STATE_FILE}"
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        model = FileModel.model_validate(raw)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, file, "") from None
+    return _build(file, model)
+
+
+def _build(file: Path, model: FileModel) -> Config:
+    connectors: dict[str, ConnectorSpec] = {}
+    classes: dict[str, type] = {}
+    for name, table in model.connectors.items():
+        where = f"{file}: connectors.{name}"
+        type_name = table.get("type")
+        if not isinstance(type_name, str):
+            raise ConfigError("missing 'type' (e.g. type = \"ldap\")", where)
+        cls = registry.load(type_name, where)
+        try:
+            cfg = cls.config_model.model_validate(table)
+        except ValidationError as exc:
+            raise _pydantic_error(exc, file, f"connectors.{name}") from None
+        connectors[name] = ConnectorSpec(name, type_name, cfg)
+        classes[name] = cls
+
+    flows: dict[str, Flow] = {}
+    for name, fm in model.flows.items():
+        where = f"{file}: flows.{name}"
+        for role in ("source", "target"):
+            ref = getattr(fm, role)
+            if ref not in connectors:
+                known = ", ".join(sorted(connectors)) or "none defined"
+                raise ConfigError(f"unknown connector {ref!r} (defined: {known})",
+                                  f"{where}.{role}")
+        if fm.source == fm.target:
+            raise ConfigError("source and target must be different connectors", where)
+        kinds: list[KindFlow] = []
+        for kind, km, key in (("user", fm.users, "users"), ("group", fm.groups, "groups")):
+            if km is None:
+                continue
+            kwhere = f"{where}.{key}"
+            if not km.mapping:
+                raise ConfigError("mapping is empty: map at least one attribute",
+                                  f"{kwhere}.mapping")
+            mapping = Mapping.from_config(km.mapping, f"{kwhere}.mapping")
+            _check_paths(classes[fm.target], kind, mapping, f"{kwhere}.mapping")
+            scope = Scope.from_config(km.scope, f"{kwhere}.scope")
+            default_match = tuple(fm.match) if kind == "user" else ("displayName",)
+            match = tuple(km.match) if km.match is not None else default_match
+            for m in match:
+                if m not in mapping.paths:
+                    raise ConfigError(
+                        f"match key {m!r} is not a mapped attribute "
+                        f"(mapped: {', '.join(mapping.paths)})",
+                        f"{kwhere if km.match is not None else where}.match",
+                    )
+            deprovision = km.deprovision or fm.deprovision
+            kinds.append(KindFlow(kind, mapping, scope, match, deprovision))  # type: ignore[arg-type]
+        if not kinds:
+            raise ConfigError(
+                "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
+        flows[name] = Flow(name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety)
+
+    return Config(file, model.state.url or default_state_url(), connectors, flows)
+
+
+def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:
+    """Catch typos like ``name.givenname`` at validate time when the target can tell."""
+    known_paths = getattr(target_cls, "known_paths", None)
+    if known_paths is None:
+        return
+    known = known_paths(kind)
+    for path in mapping.paths:
+        if path not in known:
+            raise ConfigError(
+                f"the target does not know attribute {path!r} for {kind}s "
+                f"(known: {', '.join(sorted(known))})",
+                f"{where}.{path}",
+            )

@@ -1,0 +1,51 @@
+"""Logging: one event per line; JSON when stderr is not a terminal (journald), text otherwise.
+
+Records may carry `run_id`, `flow`, `change_id` and `ref` via ``extra=``; they are emitted as
+fields. Secrets never reach a log record: config values are `SecretStr` and connector errors
+are built without credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+FIELDS = ("run_id", "flow", "change_id", "ref")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for f in FIELDS:
+            v = getattr(record, f, None)
+            if v is not None:
+                doc[f] = v
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{f}={getattr(record, f)}" for f in FIELDS
+                         if getattr(record, f, None) is not None)
+        line = f"{record.levelname.lower():7} {record.getMessage()}"
+        return f"{line}  {extra}" if extra else line
+
+
+def setup(verbosity: int = 0, json_logs: bool | None = None) -> None:
+    level = logging.WARNING - 10 * verbosity
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = (not sys.stderr.isatty()) if json_logs is None else json_logs
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    root = logging.getLogger("syncd")
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.DEBUG))
+    root.propagate = False

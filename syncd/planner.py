@@ -1,0 +1,187 @@
+"""The pure core: mapped source entries + links + match candidates in, `Plan` out.
+
+No I/O happens here, so every decision (adopt or create, update which attributes, deprovision
+or hold back) is unit-testable and a dry run is exactly the plan a real run would apply.
+
+Decisions, per kind:
+ - linked entry: compare the mapped values with the link's base (last agreed values); only
+   differing attributes are updated. Attributes mapped ``apply = "on_create"`` are never updated.
+ - unlinked entry: try the flow's match keys in order against the target; exactly one unlinked
+   candidate -> adopt; several -> hold (never guess); none on every key -> create.
+ - link whose source entry is gone (or left the scope): deprovision per policy, but only when
+   the source read was complete; an incomplete read plans no deprovisioning at all.
+ - groups: member add/remove from the source membership (restricted to in-scope users)
+   against the members recorded in the base. Members syncd did not add are never removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from syncd.model import Attrs, Entry, Kind, Value, digest
+from syncd.plan import Change, Hold, Plan
+from syncd.store import Link
+
+
+@dataclass(frozen=True)
+class Item:
+    """A source entry after scope and mapping."""
+
+    source_id: str
+    name: str
+    attrs: Attrs
+    members: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class KindInput:
+    kind: Kind
+    items: Mapping[str, Item]
+    links: Mapping[str, Link]
+    match: tuple[str, ...] = ()
+    deprovision: str = "disable"
+    on_create_only: frozenset[str] = frozenset()
+    #: (match path, match_value(v)) -> target entries with that value.
+    candidates: Mapping[tuple[str, str], Sequence[Entry]] = field(default_factory=dict)
+    complete: bool = True
+    #: Source ids of in-scope users, to restrict group members (None: no restriction).
+    member_universe: frozenset[str] | None = None
+
+
+def match_value(value: Value) -> str | None:
+    """Normalise a value for matching: SCIM userName and emails are case-insensitive."""
+    if value is None or value == "" or value == ():
+        return None
+    if isinstance(value, tuple):
+        value = value[0]
+    return str(value).casefold()
+
+
+def same(a: Value, b: Value) -> bool:
+    empty = (None, "", ())
+    if a in empty and b in empty:
+        return True
+    return a == b
+
+
+def diff(new: Attrs, old: Attrs, skip: frozenset[str] = frozenset()) -> dict[str, Value]:
+    return {p: v for p, v in new.items() if p not in skip and not same(v, old.get(p))}
+
+
+def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    linked: dict[str, int] = {}
+    for ki in kinds:
+        c, h, n = plan_kind(ki)
+        changes += c
+        held += h
+        notes += n
+        linked[ki.kind] = sum(1 for lk in ki.links.values() if lk.status == "active")
+    return Plan(flow, Plan.ordered(changes), tuple(held), tuple(notes), linked)
+
+
+def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    claimed = {lk.target_id for lk in ki.links.values()}
+    for sid, item in ki.items.items():
+        link = ki.links.get(sid)
+        if link is not None:
+            changes += _linked(ki, item, link)
+            continue
+        change, hold = _unlinked(ki, item, claimed)
+        if hold is not None:
+            held.append(hold)
+            continue
+        assert change is not None
+        if change.target_id:
+            claimed.add(change.target_id)
+        changes.append(change)
+        if ki.kind == "group" and item.members is not None:
+            add = _members(ki, item)
+            if add:
+                changes.append(Change("set_members", "group", sid, item.name,
+                                      target_id=change.target_id, add=tuple(sorted(add)),
+                                      reason="initial membership"))
+    gone = [lk for sid, lk in ki.links.items() if sid not in ki.items]
+    if gone and not ki.complete:
+        notes.append(f"{ki.kind}s: source read incomplete: no deprovisioning this run "
+                     f"({len(gone)} linked {ki.kind}s not seen)")
+    elif ki.deprovision != "ignore":
+        changes += [c for lk in gone if (c := _deprovision(ki, lk)) is not None]
+    return changes, held, notes
+
+
+def _members(ki: KindInput, item: Item) -> frozenset[str]:
+    members = item.members or frozenset()
+    if ki.member_universe is not None:
+        members = members & ki.member_universe
+    return members
+
+
+def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
+    out: list[Change] = []
+    attrs = dict(item.attrs)
+    if digest(attrs) != link.digest or link.status != "active":
+        changed = diff(attrs, link.base, ki.on_create_only)
+        if changed:
+            before = {p: link.base.get(p) for p in changed}
+            reason = "re-appeared in source" if link.status != "active" else "source changed"
+            out.append(Change("update", ki.kind, item.source_id, item.name, link.target_id,
+                              attrs=changed, before=before, base={**link.base, **changed},
+                              reason=reason))
+    if ki.kind == "group" and item.members is not None:
+        want = _members(ki, item)
+        have = link.members or frozenset()
+        add, remove = want - have, have - want
+        if add or remove:
+            out.append(Change("set_members", "group", item.source_id, item.name,
+                              link.target_id, add=tuple(sorted(add)),
+                              remove=tuple(sorted(remove)), reason="membership changed"))
+    return out
+
+
+def _unlinked(
+    ki: KindInput, item: Item, claimed: set[str]
+) -> tuple[Change | None, Hold | None]:
+    for key in ki.match:
+        mv = match_value(item.attrs.get(key))
+        if mv is None:
+            continue
+        found = [e for e in ki.candidates.get((key, mv), ()) if e.external_id not in claimed]
+        if len(found) > 1:
+            ids = ", ".join(sorted(e.external_id for e in found))
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"ambiguous match on {key}={item.attrs.get(key)!r}: "
+                              f"{len(found)} target objects ({ids}); not adopting, not creating")
+        if len(found) == 1:
+            target = found[0]
+            changed = diff(item.attrs, target.attrs)
+            before = {p: target.attrs.get(p) for p in changed}
+            return Change("adopt", ki.kind, item.source_id, item.name, target.external_id,
+                          attrs=changed, before=before, base=dict(item.attrs),
+                          reason=f"matched existing target object on {key}"), None
+    create_attrs = {p: v for p, v in item.attrs.items() if v is not None}
+    return Change("create", ki.kind, item.source_id, item.name, attrs=create_attrs,
+                  base=dict(item.attrs), reason="not on target"), None
+
+
+def _deprovision(ki: KindInput, link: Link) -> Change | None:
+    name = str(link.base.get("userName") or link.base.get("displayName") or link.source_id)
+    if ki.deprovision == "delete":
+        return Change("delete", ki.kind, link.source_id, name, link.target_id,
+                      reason="gone from source or scope")
+    if link.status != "active":
+        return None  # already disabled
+    if ki.kind == "group":
+        members = tuple(sorted(link.members or ()))
+        return Change("deprovision", "group", link.source_id, name, link.target_id,
+                      remove=members, base=dict(link.base),
+                      reason="gone from source or scope: members syncd added are removed")
+    return Change("deprovision", ki.kind, link.source_id, name, link.target_id,
+                  attrs={"active": False}, before={"active": link.base.get("active", True)},
+                  base={**link.base, "active": False}, reason="gone from source or scope")
