@@ -245,14 +245,31 @@ _RULE_KEYS = ("from", "const", "template", "coalesce", "transform", "on_empty", 
 _SOURCE_KEYS = ("from", "const", "template", "coalesce")
 
 
+#: What a key accepts, for union-typed keys whose pydantic errors come one per union member.
+_EXPECTED = {"const": "a string, boolean or integer",
+             "default": "a string, boolean, integer or list of strings"}
+
+
 def _pydantic_error(e: PydanticValidationError, where: str) -> ConfigError:
-    err = e.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
+    errors = e.errors()
+    err = errors[0]
+    key = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
         hint = difflib.get_close_matches(key, _RULE_KEYS, n=1, cutoff=0.6)
         msg = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         return ConfigError(f"{msg}; a rule takes: {', '.join(_RULE_KEYS)}", where=where)
-    return ConfigError(f"{key}: {err['msg']} (got {err['input']!r})", where=where)
+    if key in _EXPECTED:
+        return ConfigError(f"{key}: expected {_EXPECTED[key]} (got {table_value(e, key)!r})",
+                           where=where)
+    index = "".join(f"[{p}]" for p in err["loc"][1:] if isinstance(p, int))
+    return ConfigError(f"{key}{index}: {err['msg']} (got {err['input']!r})", where=where)
+
+
+def table_value(e: PydanticValidationError, key: str) -> object:
+    for err in e.errors():
+        if err["loc"] and err["loc"][0] == key and len(err["loc"]) == 2:
+            return err["input"]
+    return e.errors()[0]["input"]
 
 
 def _attr(name: str, key: str) -> str:

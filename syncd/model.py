@@ -11,13 +11,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 Kind = Literal["user", "group"]
 KINDS: tuple[Kind, ...] = ("user", "group")
 
 #: A canonical or raw attribute value. ``None`` means "absent"; tuples are multi-valued.
-Value = Union[str, bool, int, tuple[str, ...], None]
+Value = str | bool | int | tuple[str, ...] | None
 
 #: Raw attributes as a connector reads them: lower-cased names to tuples of strings.
 RawAttrs = Mapping[str, tuple[str, ...]]

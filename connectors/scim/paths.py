@@ -298,7 +298,8 @@ def unsupported_paths(
         if p.kind == "enterprise":
             ok = enterprise is not None and attr in enterprise
         elif p.kind == "simple":
-            ok = attr in core
+            # externalId is a common attribute (RFC 7643 §3.1): schemas need not list it.
+            ok = attr in core or attr == "externalid"
         elif p.kind == "sub":
             ok = attr in core and p.sub.lower() in core[attr]
         else:
