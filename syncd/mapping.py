@@ -250,26 +250,19 @@ _EXPECTED = {"const": "a string, boolean or integer",
              "default": "a string, boolean, integer or list of strings"}
 
 
-def _pydantic_error(e: PydanticValidationError, where: str) -> ConfigError:
-    errors = e.errors()
-    err = errors[0]
+def _pydantic_error(e: PydanticValidationError, table: AbcMapping[str, Any], where: str
+                    ) -> ConfigError:
+    err = e.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
         hint = difflib.get_close_matches(key, _RULE_KEYS, n=1, cutoff=0.6)
         msg = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         return ConfigError(f"{msg}; a rule takes: {', '.join(_RULE_KEYS)}", where=where)
     if key in _EXPECTED:
-        return ConfigError(f"{key}: expected {_EXPECTED[key]} (got {table_value(e, key)!r})",
+        return ConfigError(f"{key}: expected {_EXPECTED[key]} (got {table.get(key)!r})",
                            where=where)
     index = "".join(f"[{p}]" for p in err["loc"][1:] if isinstance(p, int))
     return ConfigError(f"{key}{index}: {err['msg']} (got {err['input']!r})", where=where)
-
-
-def table_value(e: PydanticValidationError, key: str) -> object:
-    for err in e.errors():
-        if err["loc"] and err["loc"][0] == key and len(err["loc"]) == 2:
-            return err["input"]
-    return e.errors()[0]["input"]
 
 
 def _attr(name: str, key: str) -> str:
@@ -282,7 +275,7 @@ def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
     try:
         t = _RuleTable.model_validate(dict(table))
     except PydanticValidationError as e:
-        raise _pydantic_error(e, where) from None
+        raise _pydantic_error(e, table, where) from None
     given = [k for k in _SOURCE_KEYS if table.get(k) is not None]
     if len(given) != 1:
         what = f"{len(given)} given ({', '.join(given)})" if given else "none given"

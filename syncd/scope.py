@@ -89,15 +89,21 @@ def _compile(item: object, where: str) -> Condition:
         t = _ConditionTable.model_validate(item)
     except PydanticValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        key = str(err["loc"][0]) if err["loc"] else "attribute"
         if err["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(key, _KEYS, n=1, cutoff=0.6)
             msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
             msg += f"; a condition takes: {', '.join(_KEYS)}"
         elif err["type"] == "missing":
             msg = "required"
+        elif key in ("equals", "in") and err["type"] != "too_short":
+            # One error per union member is noise; say what is accepted.
+            index = "".join(f"[{p}]" for p in err["loc"][1:] if isinstance(p, int))
+            key += index
+            what = "a list of strings or integers" if key == "in" else "a string or integer"
+            msg = f"expected {what} (got {err['input']!r})"
         else:
-            msg = f"{err['msg']} (got {err.get('input')!r})"
+            msg = f"{err['msg']} (got {err['input']!r})"
         raise ConfigError(msg, where=f"{where}.{key}") from None
     if not _ATTR.match(t.attribute):
         raise ConfigError(f"{t.attribute!r} is not an attribute name",
