@@ -221,7 +221,7 @@ class Rule:
         return " | ".join(parts)
 
 
-Scalar = StrictStr | StrictBool | StrictInt
+_Scalar = StrictStr | StrictBool | StrictInt
 
 
 class _RuleTable(BaseModel):
@@ -230,12 +230,12 @@ class _RuleTable(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
 
     from_: StrictStr | None = Field(None, alias="from")
-    const: Scalar | None = None
+    const: _Scalar | None = None
     template: StrictStr | None = None
     coalesce: list[StrictStr] | None = Field(None, min_length=1)
     transform: Any = None  # checked by syncd.transforms, which gives better messages
     on_empty: OnEmpty | None = None
-    default: Scalar | list[StrictStr] | None = None
+    default: _Scalar | list[StrictStr] | None = None
     apply: Apply = "always"
     multi: StrictBool = False
 
