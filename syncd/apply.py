@@ -160,7 +160,11 @@ class Applier:
         """A 409 means the object exists (a crash before the link was written, or someone
         created it by hand): adopt it when exactly one matches, otherwise refuse."""
         kf = self.flow.kind(c.kind)
-        for key in kf.match if kf else ():
+        # The server's uniqueness key is what the 409 was about, even when the flow does not
+        # match on it; try the flow's keys first.
+        identity = "userName" if c.kind == "user" else "displayName"
+        keys = tuple(kf.match if kf else ()) + (identity,)
+        for key in dict.fromkeys(keys):
             value = c.attrs.get(key)
             if match_value(value) is None:
                 continue

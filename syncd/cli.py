@@ -75,7 +75,7 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         click.echo(json.dumps(render.as_dict(results), indent=2, ensure_ascii=False))
     else:
         click.echo(render.text(results, detail=dry_run or sum(
-            len(r.plan or ()) for r in results) <= 500))
+            len(r.plan.changes) if r.plan is not None else 0 for r in results) <= 500))
     if any(r.result == "refused" for r in results):
         sys.exit(EXIT_REFUSED)
     if any(r.result in ("failed", "aborted") for r in results):

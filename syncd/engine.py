@@ -103,7 +103,7 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
         res.errors.append(f"{type(exc).__name__}: {exc}")
     res.duration = time.monotonic() - started
     if run_id is not None:
-        summary: dict[str, Any] = res.plan.summary() if res.plan else {}
+        summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
         error = "; ".join(res.errors + res.refused) or None
         store.finish_run(run_id, res.result, {"plan": summary, "applied": res.applied,
                                               "failed": len(res.failures)}, error)

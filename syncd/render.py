@@ -92,18 +92,18 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
     changes: list[dict[str, Any]] = []
     flows = []
     for r in results:
-        s = r.plan.summary() if r.plan else {}
+        s = r.plan.summary() if r.plan is not None else {}
         for kind, ops in s.items():
             for op, n in ops.items():
                 total.setdefault(kind, {}).setdefault(op, 0)
                 total[kind][op] += n
-        if r.plan:
+        if r.plan is not None:
             changes += [{"flow": r.flow, **c.to_dict()} for c in r.plan.changes]
         flows.append({
             "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,
             "summary": s, "applied": r.applied, "duration_s": round(r.duration, 3),
-            "held": [vars(h) for h in r.plan.held] if r.plan else [],
-            "notes": list(r.plan.notes) if r.plan else [],
+            "held": [vars(h) for h in r.plan.held] if r.plan is not None else [],
+            "notes": list(r.plan.notes) if r.plan is not None else [],
             "warnings": r.warnings, "refused": r.refused, "errors": r.errors,
             "failures": [{"change": f.change.id, "name": f.change.name,
                           "error_class": f.error_class, "message": f.message}

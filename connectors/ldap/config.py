@@ -155,9 +155,8 @@ class LdapConfig(ConnectorConfig):
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("ldap", "ldaps"):
-            raise ValueError(
-                f"url must start with ldap:// or ldaps:// (got {parts.scheme + '://' if parts.scheme else value!r})"
-            )
+            got = f"{parts.scheme}://" if parts.scheme else value
+            raise ValueError(f"url must start with ldap:// or ldaps:// (got {got!r})")
         if not parts.hostname:
             raise ValueError("url needs a host, e.g. ldaps://ldap.example.org")
         try:

@@ -26,12 +26,10 @@ DirSync) come later: `cursor` is ignored and every read is full.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import logging
 import math
-import re
 import ssl
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 
@@ -39,14 +37,20 @@ import ldap3
 from ldap3.core.exceptions import (
     LDAPCommunicationError,
     LDAPException,
-    LDAPInvalidDnError,
     LDAPResponseTimeoutError,
     LDAPStartTLSError,
 )
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import parse_dn
 
 from connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
+from connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    anchor_string,
+    decode_values,
+    normalize_dn,
+    one_level_below,
+    texts,
+)
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConfigError, Fatal, Rejected, Retriable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
@@ -55,44 +59,11 @@ log = logging.getLogger("syncd.connectors.ldap")
 
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 
-#: Attributes whose values are octets, not UTF-8 text: returned base64-encoded.
-BINARY_ATTRIBUTES = frozenset(
-    {
-        "jpegphoto", "photo", "audio", "thumbnailphoto", "thumbnaillogo",
-        "objectguid", "objectsid", "sidhistory", "tokengroups", "ms-ds-consistencyguid",
-        "msexchmailboxguid", "msds-generationid", "logonhours", "usercertificate",
-        "cacertificate", "certificaterevocationlist", "authorityrevocationlist",
-        "crosscertificatepair", "userpkcs12", "usersmimecertificate", "msexchblockedsenderhash",
-    }
-)
-
 # Result codes (RFC 4511) that decide what a failed search means.
 _TIME_LIMIT, _SIZE_LIMIT, _REFERRAL, _ADMIN_LIMIT = 3, 4, 10, 11
 _NO_SUCH_OBJECT, _INVALID_CREDENTIALS, _BUSY, _UNAVAILABLE = 32, 49, 51, 52
 _TRANSIENT = {_TIME_LIMIT, _BUSY, _UNAVAILABLE}
 _CUT_SHORT = {_SIZE_LIMIT, _ADMIN_LIMIT, _REFERRAL}
-
-#: A DN needs real parsing only if it has spaces around separators, escapes or quotes.
-_NEEDS_PARSE = re.compile(r'\s[,=+]|[,=+]\s|\\|"|^\s|\s$')
-_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
-
-
-def normalize_dn(dn: str) -> str:
-    """Case-insensitive comparison form of a DN (``UID=a, OU=x`` -> ``uid=a,ou=x``).
-
-    The fast path (plain lower-casing) covers what servers return; the parser is only used
-    for DNs with spacing or escapes, so 100k member values stay cheap.
-    """
-    if not _NEEDS_PARSE.search(dn):
-        return dn.lower()
-    try:
-        parts = parse_dn(dn, escape=False, strip=True)
-    except LDAPInvalidDnError:
-        return dn.strip().lower()
-    out = []
-    for attr, value, sep in parts:
-        out.append(f"{attr.strip().lower()}={value.strip().lower()}{sep}")
-    return "".join(out)
 
 
 class LdapConnector:
@@ -136,13 +107,16 @@ class LdapConnector:
         """Connect, optionally StartTLS, bind. Any failure is Fatal: nothing can be read."""
         self.close()
         cfg = self.config
-        server = ldap3.Server(
-            cfg.url,
-            use_ssl=cfg.scheme == "ldaps",
-            tls=self.build_tls(),
-            connect_timeout=cfg.timeout,
-            get_info=ldap3.NONE,  # the schema read costs a round trip and megabytes on AD
-        )
+        try:
+            server = ldap3.Server(
+                cfg.url,
+                use_ssl=cfg.scheme == "ldaps",
+                tls=self.build_tls(),
+                connect_timeout=cfg.timeout,
+                get_info=ldap3.NONE,  # the schema read costs a round trip and megabytes on AD
+            )
+        except LDAPException as exc:  # e.g. ca_file missing
+            self._fatal(f"TLS settings rejected: {exc} (ca_file={cfg.ca_file})")
         conn = ldap3.Connection(
             server,
             user=cfg.bind_dn,
@@ -177,17 +151,13 @@ class LdapConnector:
         self._dn_anchor.clear()
         self._users_complete = False
         if conn is not None:
-            try:
+            with contextlib.suppress(LDAPException):
                 conn.unbind()
-            except LDAPException:
-                pass
 
     def _fatal(self, what: str, conn: ldap3.Connection | None = None) -> NoReturn:
         if conn is not None:
-            try:
+            with contextlib.suppress(LDAPException):
                 conn.unbind()
-            except LDAPException:
-                pass
         raise Fatal(self._msg(what), connector=self.name)
 
     def _msg(self, what: str) -> str:
@@ -271,32 +241,46 @@ class LdapConnector:
                 )
             except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
                 self._drop()
-                raise Retriable(self._msg(f"read of {base} interrupted: {exc}"),
-                                connector=self.name) from None
+                raise Retriable(
+                    self._msg(f"read of {base} interrupted: {exc}"), connector=self.name
+                ) from None
             except LDAPException as exc:
                 self._drop()
-                raise Fatal(self._msg(f"read of {base} failed: {exc}"),
-                            connector=self.name) from None
+                raise Fatal(
+                    self._msg(f"read of {base} failed: {exc}"), connector=self.name
+                ) from None
             result = conn.result
             code = result.get("result")
             response = conn.response or []
             entries = [r for r in response if r.get("type") == "searchResEntry"]
             referrals = any(r.get("type") == "searchResRef" for r in response)
             if code == _NO_SUCH_OBJECT:
-                raise Fatal(self._msg(f"search base {base} does not exist (noSuchObject)"),
-                            connector=self.name)
+                raise Fatal(
+                    self._msg(f"search base {base} does not exist (noSuchObject)"),
+                    connector=self.name,
+                )
             if code in _TRANSIENT:
-                raise Retriable(self._msg(f"read of {base}: {result.get('description')}"),
-                                connector=self.name)
+                raise Retriable(
+                    self._msg(f"read of {base}: {result.get('description')}"), connector=self.name
+                )
             if code in _CUT_SHORT:
-                log.warning("%s", self._msg(
-                    f"read of {base} cut short by the server ({result.get('description')}) "
-                    f"after a page of {len(entries)}: marking it incomplete"))
+                log.warning(
+                    "%s",
+                    self._msg(
+                        f"read of {base} cut short by the server ({result.get('description')}) "
+                        f"after a page of {len(entries)}: marking it incomplete"
+                    ),
+                )
                 yield entries, True, True
                 return
             if code != 0:
-                raise Fatal(self._msg(f"read of {base} failed: {result.get('description')} "
-                                      f"{result.get('message', '')}"), connector=self.name)
+                raise Fatal(
+                    self._msg(
+                        f"read of {base} failed: {result.get('description')} "
+                        f"{result.get('message', '')}"
+                    ),
+                    connector=self.name,
+                )
             control = (result.get("controls") or {}).get(PAGED_RESULTS) or {}
             cookie = (control.get("value") or {}).get("cookie") or None
             yield entries, not cookie, referrals
@@ -307,10 +291,8 @@ class LdapConnector:
         """Forget a connection that failed mid-operation; the next call reconnects."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(LDAPException, OSError):
                 conn.unbind()
-            except (LDAPException, OSError):
-                pass
 
     def _entry(self, kind: Kind, item: Mapping[str, Any], keep: set[str] | None) -> Entry | None:
         dn: str = item["dn"]
@@ -332,31 +314,21 @@ class LdapConnector:
                 continue
             raw[lname] = self._decode(lname, values)
         if anchor is None:
-            log.warning("%s", self._msg(f"{dn} has no {self.config.anchor}: skipped, "
-                                        "read marked incomplete"))
+            log.warning(
+                "%s",
+                self._msg(f"{dn} has no {self.config.anchor}: skipped, read marked incomplete"),
+            )
             return None
         members = None
         if kind == "group":
-            members = self._resolve_members(_texts(member_dns))
+            members = self._resolve_members(texts(member_dns))
         return Entry(kind, anchor, raw=raw, members=members, name=dn)
 
     def _anchor_string(self, value: bytes) -> str:
-        if self._anchor == "objectguid":
-            return str(uuid.UUID(bytes_le=bytes(value)))
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return base64.b64encode(value).decode("ascii")
+        return anchor_string(self._anchor, value)
 
     def _decode(self, lname: str, values: Sequence[bytes]) -> tuple[str, ...]:
-        """UTF-8 text as str; known binary attributes, ``;binary`` ones and anything that is
-        not valid UTF-8 as base64, so raw values are always JSON-safe strings."""
-        if lname in self._binary or lname.endswith(";binary"):
-            return tuple(base64.b64encode(v).decode("ascii") for v in values)
-        try:
-            return tuple(bytes(v).decode("utf-8") for v in values)
-        except UnicodeDecodeError:
-            return tuple(base64.b64encode(v).decode("ascii") for v in values)
+        return decode_values(values, binary=lname in self._binary or lname.endswith(";binary"))
 
     # ---- group members ---------------------------------------------------------------------
 
@@ -381,24 +353,30 @@ class LdapConnector:
         suffix = "," + self._users_base
         if not ndn.endswith(suffix):
             return False
-        if self.config.users.scope == "one":
-            return not _UNESCAPED_COMMA.search(ndn[: -len(suffix)])
-        return True
+        return self.config.users.scope == "sub" or one_level_below(ndn, self._users_base)
 
     def _lookup_user(self, ndn: str) -> str | None:
         """Anchor of one member DN via a base-scope search with the users filter."""
         conn = self._connection()
         try:
-            conn.search(ndn, self.config.users.filter, search_scope=ldap3.BASE,
-                        dereference_aliases=ldap3.DEREF_NEVER, attributes=[self.config.anchor])
+            conn.search(
+                ndn,
+                self.config.users.filter,
+                search_scope=ldap3.BASE,
+                dereference_aliases=ldap3.DEREF_NEVER,
+                attributes=[self.config.anchor],
+            )
         except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
             self._drop()
-            raise Retriable(self._msg(f"lookup of member {ndn} interrupted: {exc}"),
-                            connector=self.name) from None
+            raise Retriable(
+                self._msg(f"lookup of member {ndn} interrupted: {exc}"), connector=self.name
+            ) from None
         code = conn.result.get("result")
         if code in _TRANSIENT:
-            raise Retriable(self._msg(f"lookup of member {ndn}: {conn.result.get('description')}"),
-                            connector=self.name)
+            raise Retriable(
+                self._msg(f"lookup of member {ndn}: {conn.result.get('description')}"),
+                connector=self.name,
+            )
         for item in conn.response or []:
             if item.get("type") == "searchResEntry":
                 values = item["raw_attributes"].get(self.config.anchor) or []
@@ -420,16 +398,19 @@ class LdapConnector:
             spec.base, filter_, spec.scope, self._request(kind, None)
         ):
             if cut_short:
-                raise Fatal(self._msg(f"find {attribute}={value!r} was cut short by the server"),
-                            connector=self.name)
+                raise Fatal(
+                    self._msg(f"find {attribute}={value!r} was cut short by the server"),
+                    connector=self.name,
+                )
             out.extend(e for e in (self._entry(kind, i, None) for i in items) if e is not None)
         return out
 
     # ---- writing (not in this version) -----------------------------------------------------
 
     def _read_only(self) -> NoReturn:
-        raise Rejected(f"ldap connector {self.name} is read-only in this version",
-                       connector=self.name)
+        raise Rejected(
+            f"ldap connector {self.name} is read-only in this version", connector=self.name
+        )
 
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
         self._read_only()
@@ -445,11 +426,3 @@ class LdapConnector:
 
     def delete(self, kind: Kind, external_id: str) -> None:
         self._read_only()
-
-
-def _texts(values: Iterable[bytes]) -> Iterator[str]:
-    for v in values:
-        try:
-            yield bytes(v).decode("utf-8")
-        except UnicodeDecodeError:
-            continue

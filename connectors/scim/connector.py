@@ -39,6 +39,7 @@ Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import random
 import ssl
@@ -51,7 +52,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import ValidationError
 from scim2_client.client import BaseSyncSCIMClient
-from scim2_client.errors import RequestNetworkException, SCIMClientException
+from scim2_client.errors import SCIMClientException
 from scim2_models import (
     Context,
     ListResponse,
@@ -76,7 +77,7 @@ BACKOFF_CAP = 30.0
 #: Statuses that say "not processed, try later": safe to resend, even a POST.
 _BUSY = frozenset({429, 503})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_ENDPOINT: dict[Kind, str] = {"user": "User", "group": "Group"}
+_ENDPOINT = paths.ENDPOINT
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -134,6 +135,7 @@ class ScimConnector:
         self._scim: _HttpxScimClient | None = None
         self._caps = Capabilities(write=True)
         self._typed: frozenset[str] = frozenset(paths.TYPED)
+        self._unsupported: dict[Kind, frozenset[str]] = {"user": frozenset(), "group": frozenset()}
         self._page_size = config.page_size
         self._soft_checked = False
         self._lock = threading.Lock()
@@ -203,7 +205,7 @@ class ScimConnector:
         model = self._model(kind)
         start = 1
         while True:
-            query = SearchRequest(start_index=start, count=self._page_size)
+            query: SearchRequest[Any] = SearchRequest(start_index=start, count=self._page_size)
             with self._errors(f"list {kind}s"):
                 page = self._client.query(model, query_parameters=query)
             assert isinstance(page, ListResponse)
@@ -314,7 +316,7 @@ class ScimConnector:
     def _supported(self, kind: Kind, attrs: Mapping[str, Value]) -> dict[str, Value]:
         """Refuse unknown paths; drop what this server cannot store (capabilities say so)."""
         self._path_call(kind, lambda: paths.check_paths(kind, attrs))
-        drop = self._caps.unsupported_attributes
+        drop = self._unsupported[kind]
         return {k: v for k, v in attrs.items() if k not in drop}
 
     def _entry(self, kind: Kind, resource: Any) -> Entry:
@@ -322,9 +324,13 @@ class ScimConnector:
         attrs = paths.from_resource(kind, data)
         members = None
         if kind == "group":
-            members = frozenset(str(m["value"]) for m in data.get("members") or [] if m.get("value"))
+            members = frozenset(
+                str(m["value"]) for m in data.get("members") or [] if m.get("value")
+            )
         name = str(attrs.get("userName" if kind == "user" else "displayName", ""))
-        return Entry(kind=kind, external_id=str(data["id"]), attrs=attrs, members=members, name=name)
+        return Entry(
+            kind=kind, external_id=str(data["id"]), attrs=attrs, members=members, name=name
+        )
 
     def _put(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         """GET + PUT for servers without PATCH (the If-Match is scim2-client's business)."""
@@ -343,7 +349,7 @@ class ScimConnector:
         with self._lock:
             self._soft_checked = True
             if r.status_code == 200 and not self._caps.delete_is_soft:
-                self._caps = _replace(self._caps, delete_is_soft=True)
+                self._caps = dataclasses.replace(self._caps, delete_is_soft=True)
 
     def _discover(self) -> None:
         scim = self._client
@@ -359,16 +365,9 @@ class ScimConnector:
             )
         except Exception as exc:  # a server describing itself incoherently
             raise Fatal(f"SCIM discovery is incoherent: {exc}", connector=self.name) from None
-        by_id = {s.id: s for s in schemas.resources or []}
-        unsupported: set[str] = set()
-        for kind in ("user", "group"):
-            rt = next((r for r in rts.resources or [] if r.name == _ENDPOINT[kind]), None)
-            core = _attributes(by_id.get(rt.schema_) if rt else None)
-            exts = {str(e.schema_) for e in (rt.schema_extensions or [])} if rt else set()
-            ent = _attributes(by_id.get(paths.URN_ENTERPRISE)) if paths.URN_ENTERPRISE in exts else None
-            unsupported |= paths.unsupported_paths(kind, core, None if ent is None else frozenset(ent))
-            if kind == "user":
-                self._typed = paths.typed_attributes(core)
+        self._unsupported, self._typed = paths.server_support(
+            rts.resources or [], schemas.resources or []
+        )
         bulk = spc.bulk
         bulk_ok = bool(bulk and bulk.supported) and self.config.bulk == "auto"
         max_results = spc.filter.max_results if spc.filter and spc.filter.max_results else None
@@ -381,7 +380,10 @@ class ScimConnector:
             bulk=bulk_ok,
             bulk_max_operations=(bulk.max_operations or 0) if bulk_ok and bulk else 0,
             bulk_max_payload=(bulk.max_payload_size or 0) if bulk_ok and bulk else 0,
-            unsupported_attributes=frozenset(unsupported),
+            # Capabilities has one set for both kinds: it lists user paths. Group paths
+            # (displayName, externalId) are core to every SCIM server; a server that still
+            # lacks one has it dropped per kind by `_supported`.
+            unsupported_attributes=self._unsupported["user"],
         )
 
     @contextmanager
@@ -393,7 +395,9 @@ class ScimConnector:
             status = int(getattr(exc, "status", 400) or 400)
             scim_type = getattr(exc, "scim_type", "") or ""
             if status == 409:
-                raise Conflict(f"{what}: already exists ({exc.detail})", connector=self.name) from None
+                raise Conflict(
+                    f"{what}: already exists ({exc.detail})", connector=self.name
+                ) from None
             if status == 404:
                 err = Rejected(f"{what}: gone (404)", connector=self.name)
             elif status >= 500:
@@ -404,8 +408,8 @@ class ScimConnector:
             err.status = status  # type: ignore[attr-defined]
             raise err from None
         except ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {}
-            msg = f"{first.get('loc', '')}: {first.get('msg', exc)}"
+            errors = exc.errors()
+            msg = f"{errors[0]['loc']}: {errors[0]['msg']}" if errors else str(exc)
             raise Rejected(f"{what}: invalid payload {msg}", connector=self.name) from None
         except SCIMClientException as exc:
             raise Rejected(f"{what}: unexpected response: {exc}", connector=self.name) from None
@@ -436,7 +440,9 @@ class ScimConnector:
                 continue
             except httpx.TransportError as exc:
                 if method == "POST":
-                    raise Retriable(f"{method} {url}: {type(exc).__name__}", connector=self.name) from None
+                    raise Retriable(
+                        f"{method} {url}: {type(exc).__name__}", connector=self.name
+                    ) from None
                 retry_after, reason = None, type(exc).__name__
                 continue
             status = resp.status_code
@@ -457,20 +463,3 @@ class ScimConnector:
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
-
-
-def _attributes(schema: Schema | None) -> dict[str, frozenset[str]]:
-    """Lower-cased attribute -> lower-cased sub-attributes of a published schema."""
-    if schema is None:
-        return {}
-    return {
-        str(a.name).lower(): frozenset(str(s.name).lower() for s in a.sub_attributes or [])
-        for a in schema.attributes or []
-        if a.name
-    }
-
-
-def _replace(caps: Capabilities, **changes: Any) -> Capabilities:
-    import dataclasses
-
-    return dataclasses.replace(caps, **changes)

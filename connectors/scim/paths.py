@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from scim2_models import ResourceType, Schema
+
 from syncd.model import Kind, Value
 
 URN_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -35,6 +37,8 @@ TYPED: dict[str, tuple[str, ...]] = {
 }
 ENTERPRISE = ("employeeNumber", "department", "costCenter", "organization", "division")
 GROUP_SIMPLE = ("displayName", "externalId")
+#: Resource type names per kind.
+ENDPOINT: dict[Kind, str] = {"user": "User", "group": "Group"}
 
 PathKind = Literal["simple", "sub", "typed", "enterprise"]
 
@@ -77,9 +81,7 @@ def lookup(kind: Kind, path: str) -> Path:
         return PATHS[kind][path]
     except KeyError:
         known = ", ".join(sorted(PATHS[kind]))
-        raise UnknownPathError(
-            f"unknown SCIM {kind} attribute {path!r} (known: {known})"
-        ) from None
+        raise UnknownPathError(f"unknown SCIM {kind} attribute {path!r} (known: {known})") from None
 
 
 def check_paths(kind: Kind, paths: Iterable[str]) -> None:
@@ -190,9 +192,7 @@ def apply_changes(
         else:
             is_typed = p.attr in typed
             items = [
-                i
-                for i in out.get(p.attr) or []
-                if (i.get("type") != p.sub if is_typed else False)
+                i for i in out.get(p.attr) or [] if (i.get("type") != p.sub if is_typed else False)
             ]
             if not clear:
                 items.insert(0, _typed_value(p, str(value), is_typed))
@@ -304,8 +304,10 @@ def unsupported_paths(
             ok = attr in core and p.sub.lower() in core[attr]
         else:
             subs = core.get(attr)
-            ok = subs is not None and "value" in subs and (
-                "type" in subs or p.sub == TYPED[p.attr][0]
+            ok = (
+                subs is not None
+                and "value" in subs
+                and ("type" in subs or p.sub == TYPED[p.attr][0])
             )
         if not ok:
             out.add(name)
@@ -315,3 +317,35 @@ def unsupported_paths(
 def typed_attributes(core: Mapping[str, frozenset[str]]) -> frozenset[str]:
     """Multi-valued attributes whose values carry a ``type`` on this server."""
     return frozenset(a for a in TYPED if "type" in core.get(a.lower(), frozenset()))
+
+
+def schema_attributes(schema: Schema | None) -> dict[str, frozenset[str]]:
+    """Lower-cased attribute -> lower-cased sub-attributes of a published schema."""
+    if schema is None:
+        return {}
+    return {
+        str(a.name).lower(): frozenset(str(s.name).lower() for s in a.sub_attributes or [])
+        for a in schema.attributes or []
+        if a.name
+    }
+
+
+def server_support(
+    resource_types: Iterable[ResourceType], schemas: Iterable[Schema]
+) -> tuple[dict[Kind, frozenset[str]], frozenset[str]]:
+    """From /ResourceTypes and /Schemas: unsupported paths per kind, and typed attributes."""
+    by_id = {s.id: s for s in schemas}
+    rts = list(resource_types)
+    unsupported: dict[Kind, frozenset[str]] = {}
+    typed: frozenset[str] = frozenset()
+    for kind, endpoint in ENDPOINT.items():
+        rt = next((r for r in rts if r.name == endpoint or r.id == endpoint), None)
+        core = schema_attributes(by_id.get(rt.schema_) if rt else None)
+        exts = {str(e.schema_) for e in (rt.schema_extensions or [])} if rt else set()
+        enterprise = None
+        if URN_ENTERPRISE in exts:
+            enterprise = frozenset(schema_attributes(by_id.get(URN_ENTERPRISE)))
+        unsupported[kind] = unsupported_paths(kind, core, enterprise)
+        if kind == "user":
+            typed = typed_attributes(core)
+    return unsupported, typed

@@ -21,15 +21,51 @@ BASE = "dc=example,dc=org"
 PEOPLE = f"ou=people,{BASE}"
 GROUPS = f"ou=groups,{BASE}"
 
-_GIVEN = (
-    "Zoë", "Alice", "Bob", "Carol", "José", "Dave", "Erin", "Søren", "Frank", "Grace",
-    "Łukasz", "Heidi", "Ivan", "Chloé", "Judy", "Mallory", "Niamh", "Oscar", "Åsa", "Peggy",
+_GIVEN = tuple(
+    [
+        "Zoë",
+        "Alice",
+        "Bob",
+        "Carol",
+        "José",
+        "Dave",
+        "Erin",
+        "Søren",
+        "Frank",
+        "Grace",
+        "Łukasz",
+        "Heidi",
+        "Ivan",
+        "Chloé",
+        "Judy",
+        "Mallory",
+        "Niamh",
+        "Oscar",
+        "Åsa",
+        "Peggy",
+    ]
 )
-_SURNAMES = (
-    "Ångström", "Smith", "Jones", "Müller", "Nguyen", "García", "Brown", "O'Brien", "Kowalski",
-    "Taylor", "Núñez", "Dubois", "Rossi", "Jensen", "Wilson", "Çelik",
+_SURNAMES = tuple(
+    [
+        "Ångström",
+        "Smith",
+        "Jones",
+        "Müller",
+        "Nguyen",
+        "García",
+        "Brown",
+        "O'Brien",
+        "Kowalski",
+        "Taylor",
+        "Núñez",
+        "Dubois",
+        "Rossi",
+        "Jensen",
+        "Wilson",
+        "Çelik",
+    ]
 )
-_TITLES = ("Engineer", "Manager", "Analyst", "Director", "Designer", "Consultant")
+_TITLES = tuple(["Engineer", "Manager", "Analyst", "Director", "Designer", "Consultant"])
 
 
 def user_uid(i: int) -> str:
@@ -103,16 +139,15 @@ _LDIF_NAMES = {
 }
 
 
-def generate_ldif(
-    users: int, groups: int, members_per_group: int, seed: int = 1
-) -> Iterator[str]:
+def generate_ldif(users: int, groups: int, members_per_group: int, seed: int = 1) -> Iterator[str]:
     """Yield LDIF records (each ends with a blank line): suffix, OUs, users, then groups.
 
     ``"".join(generate_ldif(...))`` is the whole file; `write_ldif` streams it to disk.
     groupOfNames requires at least one member, so a group with ``members_per_group=0`` (or
     no users) gets the admin DN as its sole member, as OpenLDAP setups commonly do.
     """
-    yield f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n"
+    yield f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\n"
+    yield "dc: example\no: Example\n\n"
     yield f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n"
     yield f"dn: {GROUPS}\nobjectClass: organizationalUnit\nou: groups\n\n"
     for i in range(users):

@@ -36,7 +36,10 @@ def build_app(bearer_tokens: list[str]) -> Callable[..., Iterable[bytes]]:
     """The scim2-server CLI's application, plus the reset hook."""
     config = load_default_service_provider_config()
     if bearer_tokens:
-        config.authentication_schemes = [*(config.authentication_schemes or []), BEARER_TOKEN_SCHEME]
+        config.authentication_schemes = [
+            *(config.authentication_schemes or []),
+            BEARER_TOKEN_SCHEME,
+        ]
     provider = ScimProvider.from_discovery(
         load_default_schemas().values(), load_default_resource_types().values(), config=config
     )

@@ -85,7 +85,7 @@ class _Peer:
     def start(self) -> _Peer:
         for _attempt in range(3):
             self.port = free_port()
-            self._log = tempfile.TemporaryFile()
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
             self.proc = subprocess.Popen(
                 self._command(self.port),
                 cwd=str(REPO),
@@ -298,7 +298,7 @@ class DjangoScimServer(_Peer):
         try:
             with con:
                 for table in _TABLES:
-                    con.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                    con.execute(f"DELETE FROM {table}")
         finally:
             con.close()
 

@@ -45,7 +45,9 @@ SCHEMAS = ("core", "cosine", "nis", "inetorgperson")
 BASE = "dc=example,dc=org"
 ADMIN_DN = f"cn=admin,{BASE}"
 
-_SUFFIX_LDIF = f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n"
+_SUFFIX_LDIF = (
+    f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n"
+)
 
 
 class SlapdError(RuntimeError):
@@ -84,6 +86,7 @@ class Slapd:
     (`tests.peers.directory.generate_ldif` does). Without it only the suffix entry exists.
     `tls`: also create a throwaway CA and server certificate (for 127.0.0.1 and localhost),
     enable StartTLS on `url` and listen on `ldaps_url`; `ca_file` is the CA to trust.
+    `cert_names`: the certificate's subjectAltNames (another name tests host-name checks).
     """
 
     base = BASE
@@ -96,12 +99,14 @@ class Slapd:
         admin_password: str = "admin-secret",
         size_limit: int = 500,
         tls: bool = False,
+        cert_names: tuple[str, ...] = ("IP:127.0.0.1", "DNS:localhost"),
         start_timeout: float = 15.0,
     ) -> None:
         require_openldap()
         self.admin_password = admin_password
         self.size_limit = size_limit
         self.tls = tls
+        self.cert_names = cert_names
         self.start_timeout = start_timeout
         self._ldif = Path(ldif) if ldif is not None else None
         self.directory = Path(tempfile.mkdtemp(prefix="syncd-slapd-"))
@@ -192,7 +197,9 @@ class Slapd:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
-            server = ldap3.Server("127.0.0.1", port=self.port, connect_timeout=1, get_info=ldap3.NONE)
+            server = ldap3.Server(
+                "127.0.0.1", port=self.port, connect_timeout=1, get_info=ldap3.NONE
+            )
             conn = ldap3.Connection(server, self.admin_dn, self.admin_password, receive_timeout=2)
             try:
                 if conn.bind():
@@ -276,20 +283,56 @@ class Slapd:
         d = self.directory
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         _run(
-            ["openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out",
-             str(d / "ca.pem"), "-days", "2", "-subj", "/CN=syncd test CA"],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                *ec,
+                "-keyout",
+                str(d / "ca.key"),
+                "-out",
+                str(d / "ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=syncd test CA",
+            ],
             what="openssl (CA)",
         )
         _run(
-            ["openssl", "req", *ec, "-keyout", str(d / "server.key"), "-out",
-             str(d / "server.csr"), "-subj", "/CN=127.0.0.1"],
+            [
+                "openssl",
+                "req",
+                *ec,
+                "-keyout",
+                str(d / "server.key"),
+                "-out",
+                str(d / "server.csr"),
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
             what="openssl (server key)",
         )
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        (d / "san.ext").write_text(f"subjectAltName={','.join(self.cert_names)}\n")
         _run(
-            ["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
-             "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
-             "-days", "2", "-extfile", str(d / "san.ext")],
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(d / "server.csr"),
+                "-CA",
+                str(d / "ca.pem"),
+                "-CAkey",
+                str(d / "ca.key"),
+                "-CAcreateserial",
+                "-out",
+                str(d / "server.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                str(d / "san.ext"),
+            ],
             what="openssl (server cert)",
         )
         self.ca_file = str(d / "ca.pem")

@@ -1,0 +1,52 @@
+"""pytest fixtures for the real SCIM peers (loaded through ``pytest_plugins``).
+
+One server process per kind per test session (a Django start costs ~3 s with its migration),
+reset to an empty directory before each test that asks for it:
+
+ - ``scim2_server``: a `Scim2Server` (scim2-server + waitress), empty.
+ - ``django_scim_server``: a `DjangoScimServer` (django-scim2-server + SQLite + waitress), empty.
+ - ``scim_server``: parametrized over both (ids ``scim2-server`` and ``django``).
+
+Every server accepts exactly the bearer token ``SCIM_TEST_TOKEN`` (``server.token``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.peers.scim_servers import DjangoScimServer, Scim2Server, _Peer
+
+SCIM_TEST_TOKEN = "syncd-test-token-4711"
+
+
+@pytest.fixture(scope="session")
+def _scim2_server_process() -> Iterator[Scim2Server]:
+    with Scim2Server(token=SCIM_TEST_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _django_scim_server_process() -> Iterator[DjangoScimServer]:
+    with DjangoScimServer(token=SCIM_TEST_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def scim2_server(_scim2_server_process: Scim2Server) -> Scim2Server:
+    _scim2_server_process.reset()
+    return _scim2_server_process
+
+
+@pytest.fixture
+def django_scim_server(_django_scim_server_process: DjangoScimServer) -> DjangoScimServer:
+    _django_scim_server_process.reset()
+    return _django_scim_server_process
+
+
+@pytest.fixture(params=["scim2-server", "django"])
+def scim_server(request: pytest.FixtureRequest) -> _Peer:
+    name = "scim2_server" if request.param == "scim2-server" else "django_scim_server"
+    server: _Peer = request.getfixturevalue(name)
+    return server
