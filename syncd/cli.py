@@ -95,6 +95,7 @@ def validate(config_path: str) -> None:
 @output_option
 def status(config_path: str, output: str) -> None:
     """Last runs and link counts per flow, from the state store."""
+    from syncd.render import summary_line
     from syncd.store import Store
 
     cfg = _load(config_path)
@@ -117,8 +118,11 @@ def status(config_path: str, output: str) -> None:
         if not d["runs"]:
             click.echo("  no runs yet")
         for r in d["runs"]:
-            click.echo(f"  {r['started_at']}  {r['result']:8} {r['summary']}"
-                       + (f"  error: {r['error']}" if r.get("error") else ""))
+            s = r["summary"]
+            when = str(r["started_at"])[:19]
+            line = (f"  {when}  {r['result']:8} {s.get('applied', 0)} applied, "
+                    f"{s.get('failed', 0)} failed — {summary_line(s.get('plan', {}))}")
+            click.echo(line + (f"  error: {r['error']}" if r.get("error") else ""))
 
 
 def _run_json(r: dict[str, Any]) -> dict[str, Any]:

@@ -219,7 +219,28 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scimpeer.settings")
 from django.core.wsgi import get_wsgi_application
 
-application = get_wsgi_application()
+_django = get_wsgi_application()
+
+
+def application(environ, start_response):
+    \"\"\"Buffer Django's response and set Content-Length: without it waitress closes the
+    connection after every response, and the peer would not be keep-alive.\"\"\"
+    seen = {}
+
+    def capture(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, headers
+        return lambda data: None
+
+    result = _django(environ, capture)
+    try:
+        body = b"".join(result)
+    finally:
+        result.close()  # Django's request_finished: closes this thread's DB connection
+    headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+    if not seen["status"].startswith(("204", "304")):
+        headers.append(("Content-Length", str(len(body))))
+    start_response(seen["status"], headers)
+    return [body]
 """
 
 #: Tables the reset empties, children first.
