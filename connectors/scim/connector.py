@@ -187,6 +187,9 @@ class ScimConnector:
         except Fatal:
             self.close()
             raise
+        except Rejected as exc:  # discovery answered but made no sense: the flow cannot go on
+            self.close()
+            raise Fatal(str(exc), connector=self.name) from None
         finally:
             self._opening = False
 

@@ -20,6 +20,7 @@ from connectors.scim.config import ScimConfig
 from connectors.scim.connector import ScimConnector, parse_retry_after
 from syncd.connector import Connector
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
+from syncd.model import Value
 from tests.peers.scim_servers import DjangoScimServer, _Peer
 
 pytestmark = pytest.mark.peers
@@ -89,7 +90,7 @@ def raw_get(server: _Peer, path: str) -> httpx.Response:
     return httpx.get(f"{server.url}/{path}", headers={"Authorization": f"Bearer {server.token}"})
 
 
-ALL_USER = {
+ALL_USER: dict[str, Value] = {
     "userName": "zoë.ünal",
     "displayName": "Zoë Ünal",
     "name.givenName": "Zoë",
@@ -114,7 +115,7 @@ ALL_USER = {
 }
 
 
-def expected(conn: ScimConnector, attrs: dict[str, Any]) -> dict[str, Any]:
+def expected(conn: ScimConnector, attrs: dict[str, Value]) -> dict[str, Value]:
     return {k: v for k, v in attrs.items() if k not in conn.capabilities.unsupported_attributes}
 
 
@@ -401,7 +402,9 @@ def test_connection_reset_on_get_is_retried(
 
 def test_wrong_token_is_fatal_without_leaking_it(scim_server: _Peer) -> None:
     secret = "wrong-but-secret-token-123"
-    conn = ScimConnector("scim-test", ScimConfig(url=scim_server.url, token=secret))
+    conn = ScimConnector(
+        "scim-test", ScimConfig.model_validate({"url": scim_server.url, "token": secret})
+    )
     with pytest.raises(Fatal, match="authentication failed") as info:
         conn.open()
     assert secret not in str(info.value) and secret not in repr(info.value)
@@ -421,5 +424,5 @@ def test_config_validation() -> None:
         ScimConfig(url="ftp://x/scim")
     with pytest.raises(ValueError):
         ScimConfig(url="http://x/scim", colour="red")  # type: ignore[call-arg]
-    cfg = ScimConfig(url="https://idp.example.com/scim/v2/", token="literal")
+    cfg = ScimConfig.model_validate({"url": "https://idp.example.com/scim/v2/", "token": "literal"})
     assert cfg.url == "https://idp.example.com/scim/v2" and "literal" not in repr(cfg)

@@ -27,6 +27,7 @@ import textwrap
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Self
 
 import httpx
 
@@ -51,7 +52,7 @@ class _Peer:
         self.token = token
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def root(self) -> str:
@@ -82,7 +83,7 @@ class _Peer:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def start(self) -> _Peer:
+    def start(self) -> Self:
         for _attempt in range(3):
             self.port = free_port()
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
@@ -140,7 +141,7 @@ class _Peer:
     def reset(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> _Peer:
+    def __enter__(self) -> Self:
         return self.start() if self.proc is None else self
 
     def __exit__(
@@ -307,7 +308,7 @@ class DjangoScimServer(_Peer):
             "scimpeer.wsgi:application",
         ]
 
-    def start(self) -> DjangoScimServer:
+    def start(self) -> Self:
         if self.dir is None:
             self._generate()
         super().start()
