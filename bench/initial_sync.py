@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.peers.directory import (  # noqa: E402
-    GROUPS, PEOPLE, group_cn, group_member_indexes, user_attrs, user_uid, write_ldif)
+    GROUPS,
+    PEOPLE,
+    group_cn,
+    group_member_indexes,
+    user_attrs,
+    write_ldif,
+)
 from tests.peers.scim_servers import Scim2Server  # noqa: E402
 from tests.peers.slapd import Slapd  # noqa: E402
 

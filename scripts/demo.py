@@ -72,7 +72,7 @@ def syncd(config: Path, *args: str, head: int | None = None) -> None:
     if head is not None and len(lines) > head:
         keep = [ln for ln in lines if ln.lstrip().startswith(("summary", "result", "note",
                                                                "warning", "REFUSED", "FAILED"))]
-        lines = lines[:head] + [f"  … {len(lines) - head} more lines …"] + keep
+        lines = [*lines[:head], f"  … {len(lines) - head} more lines …", *keep]
     print("\n".join(lines))
     if out.stderr.strip():
         print(out.stderr.strip(), file=sys.stderr)

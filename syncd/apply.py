@@ -65,7 +65,6 @@ class Applier:
         self.store = store
         self.run_id = run_id
         self.progress = progress
-        self.unsupported = target.capabilities.unsupported_attributes
         self.links: dict[Kind, dict[str, Link]] = {}
         cfg: Any = getattr(target, "config", None)
         self.concurrency = max(1, int(getattr(cfg, "concurrency", 4) or 4))
@@ -84,10 +83,10 @@ class Applier:
                 running: set[Future[_Outcome]] = set()
                 while True:
                     while result.fatal is None and len(running) < self.concurrency * 2:
-                        c = next(todo, None)
-                        if c is None:
+                        nxt = next(todo, None)
+                        if nxt is None:
                             break
-                        running.add(pool.submit(self._one, c))
+                        running.add(pool.submit(self._one, nxt))
                     if not running:
                         break
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
@@ -127,18 +126,19 @@ class Applier:
         self.store.save_links(saves)
         for kind in ("user", "group"):
             drops = [o.change.source_id for o in outcomes if o.drop and o.change.kind == kind]
-            self.store.drop_links(self.flow.name, kind, drops)  # type: ignore[arg-type]
+            self.store.drop_links(self.flow.name, kind, drops)
         self.store.log_changes([_journal(self.flow.name, self.run_id, o) for o in outcomes])
 
     # -- one change ------------------------------------------------------------------------
     def _one(self, c: Change) -> _Outcome:
         try:
-            return getattr(self, f"_{c.op}")(c)  # type: ignore[no-any-return]
+            return getattr(self, f"_{c.op}")(c)
         except Exception as exc:  # Fatal included: _account decides; one object never sinks
             return _Outcome(c, error=exc)
 
     def _send(self, attrs: Mapping[str, Value]) -> dict[str, Value]:
-        return {p: v for p, v in attrs.items() if p not in self.unsupported}
+        """The connector drops what its server does not support; we send the rest as is."""
+        return dict(attrs)
 
     def _link(self, c: Change, target_id: str, *, origin: str, status: str = "active",
               members: frozenset[str] | None = None, base: Mapping[str, Value] | None = None
@@ -148,7 +148,7 @@ class Applier:
                     members, status, origin)
 
     def _create(self, c: Change) -> _Outcome:
-        members = frozenset() if c.kind == "group" else None
+        members: frozenset[str] | None = frozenset() if c.kind == "group" else None
         try:
             entry = self.target.create(c.kind, self._send(c.attrs))
         except Conflict:
@@ -163,7 +163,7 @@ class Applier:
         # The server's uniqueness key is what the 409 was about, even when the flow does not
         # match on it; try the flow's keys first.
         identity = "userName" if c.kind == "user" else "displayName"
-        keys = tuple(kf.match if kf else ()) + (identity,)
+        keys = (*(kf.match if kf else ()), identity)
         for key in dict.fromkeys(keys):
             value = c.attrs.get(key)
             if match_value(value) is None:
@@ -174,7 +174,7 @@ class Applier:
                 changed = self._send(diff(c.attrs, entry.attrs))
                 if changed:
                     self.target.update(c.kind, entry.external_id, changed)
-                members = frozenset() if c.kind == "group" else None
+                members: frozenset[str] | None = frozenset() if c.kind == "group" else None
                 link = self._link(c, entry.external_id, origin="adopted", members=members)
                 return _Outcome(c, link=link, target_id=entry.external_id)
         raise Rejected(f"{c.kind} {c.name!r} already exists on the target (409) and no single "
@@ -185,7 +185,7 @@ class Applier:
         changed = self._send(c.attrs)
         if changed:
             self.target.update(c.kind, c.target_id, changed)
-        members = frozenset() if c.kind == "group" else None
+        members: frozenset[str] | None = frozenset() if c.kind == "group" else None
         return _Outcome(c, link=self._link(c, c.target_id, origin="adopted", members=members),
                         target_id=c.target_id)
 

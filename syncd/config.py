@@ -176,7 +176,9 @@ def _build(file: Path, model: FileModel) -> Config:
         if fm.source == fm.target:
             raise ConfigError("source and target must be different connectors", where)
         kinds: list[KindFlow] = []
-        for kind, km, key in (("user", fm.users, "users"), ("group", fm.groups, "groups")):
+        pairs: tuple[tuple[Kind, KindModel | None, str], ...] = (
+            ("user", fm.users, "users"), ("group", fm.groups, "groups"))
+        for kind, km, key in pairs:
             if km is None:
                 continue
             kwhere = f"{where}.{key}"
@@ -196,7 +198,7 @@ def _build(file: Path, model: FileModel) -> Config:
                         f"{kwhere if km.match is not None else where}.match",
                     )
             deprovision = km.deprovision or fm.deprovision
-            kinds.append(KindFlow(kind, mapping, scope, match, deprovision))  # type: ignore[arg-type]
+            kinds.append(KindFlow(kind, mapping, scope, match, deprovision))
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)

@@ -16,7 +16,7 @@ Attribute conventions:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -42,10 +42,14 @@ class Capabilities:
     bulk: bool = False
     bulk_max_operations: int = 0
     bulk_max_payload: int = 0
-    #: Attribute paths the target silently drops or refuses (e.g. the enterprise extension).
-    unsupported_attributes: frozenset[str] = frozenset()
+    #: Per kind, attribute paths the target silently drops or refuses (e.g. the enterprise
+    #: extension); the connector drops them itself, the engine warns once per run.
+    unsupported_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: True when DELETE only deactivates (some SCIM servers).
     delete_is_soft: bool = False
+
+    def unsupported(self, kind: Kind) -> frozenset[str]:
+        return self.unsupported_attributes.get(kind, frozenset())
 
 
 @runtime_checkable

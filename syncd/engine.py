@@ -114,7 +114,6 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
            allow_deletes: bool, progress: Callable[[str], None] | None) -> None:
     source = connectors.get(flow.source)
     target = connectors.get(flow.target)
-    unsupported = target.capabilities.unsupported_attributes
     inputs: list[KindInput] = []
     held: list[Hold] = []
     seen: dict[str, int] = {}
@@ -124,7 +123,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         held += k_held
         seen[kf.kind] = n_seen
         links = store.links(flow.name, kf.kind)
-        for path in sorted(set(kf.mapping.paths) & unsupported):
+        for path in sorted(set(kf.mapping.paths) & target.capabilities.unsupported(kf.kind)):
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
         unlinked = [it for sid, it in items.items() if sid not in links]

@@ -383,10 +383,7 @@ class ScimConnector:
             bulk=bulk_ok,
             bulk_max_operations=(bulk.max_operations or 0) if bulk_ok and bulk else 0,
             bulk_max_payload=(bulk.max_payload_size or 0) if bulk_ok and bulk else 0,
-            # Capabilities has one set for both kinds: it lists user paths. Group paths
-            # (displayName, externalId) are core to every SCIM server; a server that still
-            # lacks one has it dropped per kind by `_supported`.
-            unsupported_attributes=self._unsupported["user"],
+            unsupported_attributes={str(k): v for k, v in self._unsupported.items()},
         )
 
     @contextmanager

@@ -116,7 +116,7 @@ ALL_USER: dict[str, Value] = {
 
 
 def expected(conn: ScimConnector, attrs: dict[str, Value]) -> dict[str, Value]:
-    return {k: v for k, v in attrs.items() if k not in conn.capabilities.unsupported_attributes}
+    return {k: v for k, v in attrs.items() if k not in conn.capabilities.unsupported("user")}
 
 
 # --- discovery ---------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_discovery_scim2_server(scim2_server: _Peer, connect: Callable[..., Scim
     caps = connect(scim2_server).capabilities
     assert caps.write and caps.patch and caps.bulk
     assert caps.bulk_max_operations > 0 and caps.bulk_max_payload > 0
-    assert caps.unsupported_attributes == frozenset()
+    assert caps.unsupported("user") == frozenset()
     assert connect(scim2_server, bulk="never").capabilities.bulk is False
 
 
@@ -140,9 +140,9 @@ def test_discovery_django(django_scim_server: _Peer, connect: Callable[..., Scim
     assert caps.write and caps.patch
     assert not caps.bulk
     enterprise = {p for p in ScimConnector.known_paths("user") if p.startswith("enterprise.")}
-    assert enterprise <= caps.unsupported_attributes
+    assert enterprise <= caps.unsupported("user")
     assert {"userName", "name.givenName", "emails.work", "active"}.isdisjoint(
-        caps.unsupported_attributes
+        caps.unsupported("user")
     )
 
 
@@ -221,7 +221,7 @@ def test_typed_email_change(scim_server: _Peer, conn: ScimConnector) -> None:
     conn.update("user", user.external_id, {"emails.work": "b@example.com"})
     [found] = conn.find("user", "userName", "mails")
     assert found.attrs["emails.work"] == "b@example.com"
-    if "emails.home" not in conn.capabilities.unsupported_attributes:
+    if "emails.home" not in conn.capabilities.unsupported("user"):
         assert found.attrs["emails.home"] == "h@example.com"
         emails = raw_get(scim_server, f"Users/{user.external_id}").json()["emails"]
         assert sorted((e["type"], e.get("primary", False)) for e in emails) == [
