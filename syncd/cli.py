@@ -142,3 +142,6 @@ def connectors() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))
+
+
+from syncd import cli_ops  # noqa: E402,F401  (registers more commands on `main`)

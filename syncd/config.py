@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncd import registry
 from syncd.connector import ConnectorConfig
+from syncd.durations import parse_duration
 from syncd.errors import ConfigError
 from syncd.mapping import Mapping
 from syncd.model import Kind
@@ -44,6 +45,40 @@ class SafetyModel(_Strict):
     percent_floor: int = Field(default=5, ge=0)
 
 
+def _duration(v: str | None) -> str | None:
+    if v is not None:
+        parse_duration(v)
+    return v
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class ScheduleModel(_Strict):
+    """When the daemon runs a flow: every `interval`, or on a 5-field `cron` expression."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleModel:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval (e.g. \"5m\") or cron")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r}: {exc}") from None
+        return self
+
+
+class MetricsModel(_Strict):
+    listen: str | None = None  # "127.0.0.1:9464"
+
+
 class KindModel(_Strict):
     mapping: dict[str, Any] = Field(default_factory=dict)
     scope: list[dict[str, Any]] = Field(default_factory=list)
@@ -54,8 +89,13 @@ class KindModel(_Strict):
 class FlowModel(_Strict):
     source: str
     target: str
-    mode: Literal["push"] = "push"
+    mode: Literal["push", "two_way"] = "push"
     deprovision: Literal["disable", "delete", "ignore"] = "disable"
+    #: After `disable`, hard-delete once the object has been disabled this long (None: never).
+    delete_after: Duration | None = None
+    #: Force a full read of the source when the last one is older than this.
+    full_reconcile: Duration | None = "24h"
+    schedule: ScheduleModel | None = None
     match: list[str] = Field(default_factory=lambda: ["userName"])
     users: KindModel | None = None
     groups: KindModel | None = None
@@ -66,6 +106,7 @@ class FileModel(_Strict):
     state: StateModel = Field(default_factory=StateModel)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     flows: dict[str, FlowModel] = Field(default_factory=dict)
+    metrics: MetricsModel = Field(default_factory=MetricsModel)
 
 
 @dataclass(frozen=True)
@@ -87,6 +128,9 @@ class Flow:
     mode: str
     kinds: tuple[KindFlow, ...]
     safety: SafetyModel
+    delete_after: float | None = None
+    full_reconcile: float | None = None
+    schedule: ScheduleModel | None = None
 
     def kind(self, kind: Kind) -> KindFlow | None:
         return next((k for k in self.kinds if k.kind == kind), None)
@@ -105,6 +149,7 @@ class Config:
     state_url: str
     connectors: dict[str, ConnectorSpec]
     flows: dict[str, Flow]
+    metrics: MetricsModel = field(default_factory=MetricsModel)
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -202,9 +247,14 @@ def _build(file: Path, model: FileModel) -> Config:
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
-        flows[name] = Flow(name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety)
+        flows[name] = Flow(
+            name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety,
+            parse_duration(fm.delete_after) if fm.delete_after else None,
+            parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
+            fm.schedule)
 
-    return Config(file, model.state.url or default_state_url(), connectors, flows)
+    return Config(file, model.state.url or default_state_url(), connectors, flows,
+                  model.metrics)
 
 
 def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:

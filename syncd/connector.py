@@ -70,7 +70,16 @@ class Connector(Protocol):
     def read(
         self, kind: Kind, cursor: str | None = None, attributes: Sequence[str] | None = None
     ) -> Iterator[Batch]:
-        """Yield pages of entries. `attributes` limits what is fetched (None = all mapped)."""
+        """Yield pages of entries. `attributes` limits what is fetched (None = all).
+
+        Cursor protocol: with ``cursor=None`` the read is a full listing (``Batch.full``
+        True on every page). With a cursor, a connector that supports incremental reads
+        yields only changed entries plus deleted anchors, with ``full=False``. A cursor the
+        server rejects (expired token, unknown cookie) makes the connector fall back to a
+        full listing by itself, with ``full=True`` and a log line. The *last* batch carries
+        the new cursor (None when the connector has no incremental support); the engine
+        stores it only after the flow applied cleanly.
+        """
         ...
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
@@ -84,6 +93,10 @@ class Connector(Protocol):
     def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         """Change only these attributes; a `None` value clears the attribute."""
         ...
+
+    # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
+    # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The
+    # engine uses it when `capabilities.bulk` is true and the method exists.
 
     def set_members(
         self, external_id: str, add: Sequence[str], remove: Sequence[str]

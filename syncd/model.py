@@ -54,6 +54,13 @@ class Entry:
     attrs: Attrs = field(default_factory=dict)
     members: frozenset[str] | None = None
     name: str = ""
+    #: Incremental member changes (Graph ``members@delta``) when the full set is unknown:
+    #: the engine applies them to the members recorded in the link's base.
+    members_added: frozenset[str] | None = None
+    members_removed: frozenset[str] | None = None
+    #: Change timestamp as ISO-8601 UTC (modifyTimestamp, meta.lastModified), when known;
+    #: used by the ``newest`` conflict rule in two-way flows.
+    modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ class Batch:
     complete: bool = True
     #: True for pages of a full listing; False for an incremental (cursor-based) read.
     full: bool = True
-    #: Anchors deleted at the source (incremental reads only).
+    #: Anchors deleted at the source (incremental reads only). Unknown anchors (outside the
+    #: flow's scope, never linked) are ignored by the engine.
     deleted: tuple[str, ...] = ()
 
 
