@@ -13,9 +13,11 @@ work, lets in-flight changes finish and records them, then aborts the flow.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -46,6 +48,7 @@ class ApplyResult:
     applied: int = 0
     failures: list[Failure] = field(default_factory=list)
     fatal: str | None = None
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class _Outcome:
 
 class Applier:
     def __init__(self, flow: Flow, target: Connector, store: Store, run_id: str,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
         self.flow = flow
         self.target = target
         self.store = store
@@ -75,14 +80,17 @@ class Applier:
         stages: dict[int, list[Change]] = {}
         for c in plan.changes:
             stages.setdefault(c.stage, []).append(c)
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply") as pool:
+        ctx = contextvars.copy_context()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply",
+                                initializer=_enter, initargs=(ctx,)) as pool:
             for stage in sorted(stages):
                 self.links = {k: self.store.links(self.flow.name, k) for k in ("user", "group")}
                 pending: list[_Outcome] = []
                 todo = iter(stages[stage])
                 running: set[Future[_Outcome]] = set()
                 while True:
-                    while result.fatal is None and len(running) < self.concurrency * 2:
+                    while (result.fatal is None and not self.stop.is_set()
+                           and len(running) < self.concurrency * 2):
                         nxt = next(todo, None)
                         if nxt is None:
                             break
@@ -103,7 +111,9 @@ class Applier:
                         self.progress(f"{self.flow.name}: {done}/{total} changes applied "
                                       f"({len(result.failures)} failed)")
                 self._flush(pending)
-                if result.fatal is not None:
+                if self.stop.is_set() and done < total:
+                    result.stopped = True
+                if result.fatal is not None or result.stopped:
                     break
         return result
 
@@ -237,6 +247,12 @@ class Applier:
         assert c.target_id
         self.target.delete(c.kind, c.target_id)
         return _Outcome(c, drop=True, target_id=c.target_id)
+
+
+def _enter(ctx: contextvars.Context) -> None:
+    """Worker threads inherit the run's log context (run_id, flow)."""
+    for var, value in ctx.items():
+        var.set(value)
 
 
 def _journal(flow: str, run_id: str, o: _Outcome) -> dict[str, Any]:

@@ -7,6 +7,7 @@ This is the imperative shell around the pure planner. Dry run is simply "stop be
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from syncd.apply import Applier, Failure
 from syncd.config import Config, Flow, KindFlow
 from syncd.connector import Connector
 from syncd.errors import ConnectorError, Fatal, Retriable, SafetyRefused
+from syncd.log import context as log_context
 from syncd.mapping import MappingError
 from syncd.model import Entry, Kind, Value
 from syncd.plan import Hold, Plan
@@ -45,6 +47,8 @@ class FlowResult:
     duration: float = 0.0
     names: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Counters the target connector exposes as `stats` (e.g. {"http_429": 3}), for metrics.
+    target_stats: dict[str, int] = field(default_factory=dict)
 
 
 class Connectors:
@@ -73,29 +77,33 @@ class Connectors:
 
 
 def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = False,
-        allow_deletes: bool = False, progress: Callable[[str], None] | None = None
-        ) -> list[FlowResult]:
+        allow_deletes: bool = False, progress: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None) -> list[FlowResult]:
+    """Run flows once. Setting `stop` (SIGTERM in the daemon) lets the changes in flight
+    finish and be recorded, submits no more, and ends the run as ``aborted``."""
     names = list(flows) if flows else list(config.flows)
     store = Store(config.state_url, readonly=dry_run)
     connectors = Connectors(config)
     try:
         store.lock()
         return [run_flow(config.flows[n], store, connectors, dry_run=dry_run,
-                         allow_deletes=allow_deletes, progress=progress) for n in names]
+                         allow_deletes=allow_deletes, progress=progress, stop=stop)
+                for n in names if stop is None or not stop.is_set()]
     finally:
         connectors.close()
         store.close()
 
 
 def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
-             allow_deletes: bool = False, progress: Callable[[str], None] | None = None
-             ) -> FlowResult:
+             allow_deletes: bool = False, progress: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> FlowResult:
     started = time.monotonic()
     res = FlowResult(flow.name, dry_run)
     run_id = None if dry_run else store.start_run(flow.name)
     res.run_id = run_id
     try:
-        _cycle(flow, store, connectors, res, allow_deletes, progress)
+        with log_context(run_id=run_id, flow=flow.name):
+            _cycle(flow, store, connectors, res, allow_deletes, progress, stop)
     except SafetyRefused as exc:
         res.result, res.refused = "refused", exc.reasons
     except ConnectorError as exc:
@@ -111,7 +119,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
 
 
 def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
-           allow_deletes: bool, progress: Callable[[str], None] | None) -> None:
+           allow_deletes: bool, progress: Callable[[str], None] | None,
+           stop: threading.Event | None = None) -> None:
     source = connectors.get(flow.source)
     target = connectors.get(flow.target)
     inputs: list[KindInput] = []
@@ -142,9 +151,13 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     if res.dry_run or not plan.changes:
         return
     assert res.run_id is not None
-    outcome = Applier(flow, target, store, res.run_id, progress).apply(plan)
+    outcome = Applier(flow, target, store, res.run_id, progress, stop).apply(plan)
     res.applied, res.failures = outcome.applied, outcome.failures
-    if outcome.fatal:
+    res.target_stats = dict(getattr(target, "stats", {}) or {})
+    if outcome.stopped:
+        res.result = "aborted"
+        res.errors.append("stopped before the plan was fully applied (shutdown requested)")
+    elif outcome.fatal:
         res.result = "aborted"
         res.errors.append(f"Fatal: {outcome.fatal}")
     elif outcome.failures:

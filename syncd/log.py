@@ -10,9 +10,33 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 FIELDS = ("run_id", "flow", "change_id", "ref")
+
+#: Set by the engine for the duration of a flow run; every record emitted meanwhile (in any
+#: thread that copied the context) carries them.
+_context: ContextVar[dict[str, str] | None] = ContextVar("syncd_log_context", default=None)
+
+
+@contextmanager
+def context(**fields: str | None) -> Iterator[None]:
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, v in (_context.get() or {}).items():
+            if getattr(record, k, None) is None:
+                setattr(record, k, v)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +69,7 @@ def setup(verbosity: int = 0, json_logs: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     use_json = (not sys.stderr.isatty()) if json_logs is None else json_logs
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger("syncd")
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.DEBUG))
