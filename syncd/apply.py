@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Flow
 from syncd.connector import Connector
-from syncd.errors import Conflict, Fatal, Rejected
+from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Kind, Value, digest
 from syncd.plan import Change, Plan
 from syncd.planner import diff, match_value
@@ -41,6 +42,8 @@ class Failure:
     change: Change
     error_class: str
     message: str
+    retriable: bool = False
+    retry_after: float | None = None
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Applier:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply",
                                 initializer=_enter, initargs=(ctx,)) as pool:
             for stage in sorted(stages):
-                self.links = {k: self.store.links(self.flow.name, k) for k in ("user", "group")}
+                self.links = self._stage_links(stages[stage])
                 pending: list[_Outcome] = []
                 todo = iter(stages[stage])
                 running: set[Future[_Outcome]] = set()
@@ -117,6 +120,15 @@ class Applier:
                     break
         return result
 
+    def _stage_links(self, changes: list[Change]) -> dict[Kind, dict[str, Link]]:
+        """Only the links this stage touches (and member users it must resolve)."""
+        ids: dict[Kind, set[str]] = {"user": set(), "group": set()}
+        for c in changes:
+            ids[c.kind].add(c.source_id)
+            ids["user"].update(c.add)
+            ids["user"].update(c.remove)
+        return {k: self.store.links(self.flow.name, k, v) if v else {} for k, v in ids.items()}
+
     def _account(self, out: _Outcome, result: ApplyResult) -> None:
         c = out.change
         if out.error is None:
@@ -125,7 +137,8 @@ class Applier:
                      extra={"change_id": c.id, "ref": out.target_id or c.target_id})
             return
         cls = type(out.error).__name__
-        result.failures.append(Failure(c, cls, str(out.error)))
+        result.failures.append(Failure(c, cls, str(out.error), isinstance(out.error, Retriable),
+                                       getattr(out.error, "retry_after", None)))
         log.warning("failed %s %s %s: %s: %s", c.op, c.kind, c.name, cls, out.error,
                     extra={"change_id": c.id})
         if isinstance(out.error, Fatal) and result.fatal is None:
@@ -154,8 +167,9 @@ class Applier:
               members: frozenset[str] | None = None, base: Mapping[str, Value] | None = None
               ) -> Link:
         b = dict(c.base if base is None else base)
+        status_at = datetime.now(UTC) if status != "active" else None
         return Link(self.flow.name, c.kind, c.source_id, target_id, b, digest(b),
-                    members, status, origin)
+                    members, status, origin, status_at)
 
     def _create(self, c: Change) -> _Outcome:
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
@@ -224,7 +238,7 @@ class Applier:
         self.target.set_members(current.target_id, list(add.values()), list(remove.values()))
         # Members whose user has no link yet are left out of the base: retried next run.
         members = ((current.members or frozenset()) - set(c.remove)) | set(add)
-        link = replace(current, members=frozenset(members), status="active")
+        link = replace(current, members=frozenset(members), status="active", status_at=None)
         return _Outcome(c, link=link, target_id=current.target_id)
 
     def _deprovision(self, c: Change) -> _Outcome:

@@ -50,9 +50,11 @@ def main(verbose: int) -> None:
 @click.option("--flow", "flows", multiple=True, help="Only this flow (repeatable).")
 @click.option("--allow-deletes", is_flag=True,
               help="Let a plan over the deprovisioning thresholds through, this run only.")
+@click.option("--full", is_flag=True,
+              help="Ignore stored cursors: read every source completely (a reconcile).")
 @output_option
 def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: bool,
-        output: str) -> None:
+        full: bool, output: str) -> None:
     """Run each flow once: read, plan, check, apply."""
     from syncd import engine, render
     from syncd.apply import print_progress
@@ -66,7 +68,7 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         sys.exit(EXIT_CONFIG)
     try:
         results = engine.run(cfg, flows=flows or None, dry_run=dry_run,
-                             allow_deletes=allow_deletes,
+                             allow_deletes=allow_deletes, full=full,
                              progress=print_progress if output == "text" else None)
     except StoreLocked as exc:
         click.echo(f"error: {exc}", err=True)
@@ -104,6 +106,14 @@ def status(config_path: str, output: str) -> None:
     try:
         for name in cfg.flows:
             doc[name] = {"links": store.link_counts(name),
+                         **store.pending_counts(name),
+                         "cursor_age_s": store.cursor_age(name),
+                         "held": [{"kind": p.kind, "source_id": p.source_id, "name": p.name,
+                                   "op": p.op, "attempts": p.attempts,
+                                   "next_at": p.next_at.isoformat(),
+                                   "quarantined": p.quarantined,
+                                   "error": f"{p.error_class}: {p.error}"}
+                                  for p in store.pending(name).values()],
                          "runs": [_run_json(r) for r in store.recent_runs(name)]}
     finally:
         store.close()
@@ -115,6 +125,13 @@ def status(config_path: str, output: str) -> None:
         links = ", ".join(f"{k}s {sum(v.values())} ({', '.join(f'{n} {s}' for s, n in v.items())})"
                           for k, v in d["links"].items()) or "none"
         click.echo(f"  links: {links}")
+        age = d["cursor_age_s"]
+        click.echo(f"  cursor age: {'none yet' if age is None else f'{age:.0f}s'}; "
+                   f"pending retries: {d['pending']}; quarantined: {d['quarantined']}")
+        for p in d["held"]:
+            state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"
+            click.echo(f"    {state}: {p['op']} {p['kind']} {p['name']} "
+                       f"(attempt {p['attempts']}): {p['error']}")
         if not d["runs"]:
             click.echo("  no runs yet")
         for r in d["runs"]:
@@ -129,6 +146,26 @@ def _run_json(r: dict[str, Any]) -> dict[str, Any]:
     out = dict(r)
     out["summary"] = json.loads(r.get("summary") or "{}")
     return out
+
+
+@main.command()
+@config_option
+@click.option("--flow", required=True, help="The flow whose quarantine to release.")
+@click.argument("objects", nargs=-1)
+def release(config_path: str, flow: str, objects: tuple[str, ...]) -> None:
+    """Let quarantined changes be retried on the next run (all, or the named objects)."""
+    from syncd.store import Store
+
+    cfg = _load(config_path)
+    if flow not in cfg.flows:
+        click.echo(f"unknown flow {flow!r}", err=True)
+        sys.exit(EXIT_CONFIG)
+    store = Store(cfg.state_url)
+    try:
+        n = sum(store.release(flow, o) for o in objects) if objects else store.release(flow)
+    finally:
+        store.close()
+    click.echo(f"released {n} quarantined change(s) of flow {flow}")
 
 
 @main.command()

@@ -11,26 +11,24 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd import registry
 from syncd.apply import Applier, Failure
-from syncd.config import Config, Flow, KindFlow
+from syncd.config import Config, Flow
 from syncd.connector import Connector
-from syncd.errors import ConnectorError, Fatal, Retriable, SafetyRefused
+from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
-from syncd.mapping import MappingError
-from syncd.model import Entry, Kind, Value
+from syncd.model import Kind, digest
 from syncd.plan import Hold, Plan
-from syncd.planner import Item, KindInput, match_value, plan_flow
+from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
+from syncd.read import SourceRead, candidates, read_source
 from syncd.store import Store
+from syncd.store_state import Pending
 
 log = logging.getLogger("syncd.engine")
-
-#: Up to this many unlinked entries are matched with one `find` per entry; above it the
-#: target is listed once and matched in memory (initial syncs).
-FIND_LIMIT = 50
 
 
 @dataclass
@@ -77,17 +75,18 @@ class Connectors:
 
 
 def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = False,
-        allow_deletes: bool = False, progress: Callable[[str], None] | None = None,
+        allow_deletes: bool = False, full: bool = False,
+        progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None) -> list[FlowResult]:
     """Run flows once. Setting `stop` (SIGTERM in the daemon) lets the changes in flight
-    finish and be recorded, submits no more, and ends the run as ``aborted``."""
+    finish and be recorded, submits no more, and ends the run as ``aborted``.
+    `full` ignores stored cursors: a full read of every source (a reconcile)."""
     names = list(flows) if flows else list(config.flows)
     store = Store(config.state_url, readonly=dry_run)
     connectors = Connectors(config)
     try:
-        store.lock()
         return [run_flow(config.flows[n], store, connectors, dry_run=dry_run,
-                         allow_deletes=allow_deletes, progress=progress, stop=stop)
+                         allow_deletes=allow_deletes, full=full, progress=progress, stop=stop)
                 for n in names if stop is None or not stop.is_set()]
     finally:
         connectors.close()
@@ -95,137 +94,197 @@ def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = F
 
 
 def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
-             allow_deletes: bool = False, progress: Callable[[str], None] | None = None,
+             allow_deletes: bool = False, full: bool = False,
+             progress: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> FlowResult:
     started = time.monotonic()
     res = FlowResult(flow.name, dry_run)
-    run_id = None if dry_run else store.start_run(flow.name)
-    res.run_id = run_id
+    store.lock(flow.name)  # StoreLocked propagates: the caller reports it
     try:
-        with log_context(run_id=run_id, flow=flow.name):
-            _cycle(flow, store, connectors, res, allow_deletes, progress, stop)
-    except SafetyRefused as exc:
-        res.result, res.refused = "refused", exc.reasons
-    except ConnectorError as exc:
-        res.result = "aborted"
-        res.errors.append(f"{type(exc).__name__}: {exc}")
-    res.duration = time.monotonic() - started
-    if run_id is not None:
-        summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
-        error = "; ".join(res.errors + res.refused) or None
-        store.finish_run(run_id, res.result, {"plan": summary, "applied": res.applied,
-                                              "failed": len(res.failures)}, error)
+        res.run_id = None if dry_run else store.start_run(flow.name)
+        try:
+            with log_context(run_id=res.run_id, flow=flow.name):
+                _cycle(flow, store, connectors, res, Options(allow_deletes, full, progress,
+                                                             stop))
+        except SafetyRefused as exc:
+            res.result, res.refused = "refused", exc.reasons
+        except ConnectorError as exc:
+            res.result = "aborted"
+            res.errors.append(f"{type(exc).__name__}: {exc}")
+        res.duration = time.monotonic() - started
+        if res.run_id is not None:
+            summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
+            error = "; ".join(res.errors + res.refused) or None
+            store.finish_run(res.run_id, res.result, {
+                "plan": summary, "applied": res.applied, "failed": len(res.failures),
+                "duration_s": round(res.duration, 3)}, error)
+        log.info("flow %s %s: %s applied, %s failed in %.2fs", flow.name, res.result,
+                 res.applied, len(res.failures), res.duration,
+                 extra={"run_id": res.run_id, "flow": flow.name})
+    finally:
+        store.unlock(flow.name)
     return res
 
 
+@dataclass(frozen=True)
+class Options:
+    allow_deletes: bool = False
+    full: bool = False
+    progress: Callable[[str], None] | None = None
+    stop: threading.Event | None = None
+
+
+def _reconcile_due(flow: Flow, full_at: datetime | None, now: datetime) -> bool:
+    if flow.full_reconcile is None:
+        return False
+    return full_at is None or (now - full_at).total_seconds() >= flow.full_reconcile
+
+
 def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
-           allow_deletes: bool, progress: Callable[[str], None] | None,
-           stop: threading.Event | None = None) -> None:
+           opts: Options) -> None:
     source = connectors.get(flow.source)
     target = connectors.get(flow.target)
+    now = datetime.now(UTC)
     inputs: list[KindInput] = []
     held: list[Hold] = []
     seen: dict[str, int] = {}
-    user_ids: frozenset[str] | None = None
+    cursors: dict[Kind, SourceRead] = {}
+    items_by_kind: dict[Kind, dict[str, Item]] = {}
+    user_read: SourceRead | None = None
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users
-        items, complete, n_seen, k_held = _read_source(source, kf, res)
-        held += k_held
-        seen[kf.kind] = n_seen
-        links = store.links(flow.name, kf.kind)
+        stored = store.cursor(flow.name, flow.source, kf.kind)
+        use = None if opts.full or _reconcile_due(flow, stored.full_at, now) else stored.value
+        rd = read_source(source, kf, use)
+        if rd.error:
+            res.result = "failed"
+            res.errors.append(rd.error)
+        if rd.full and use is not None:
+            res.warnings.append(f"{kf.kind}s: the stored cursor was not accepted; "
+                                f"this run read everything")
+        cursors[kf.kind] = rd
+        pending = store.pending(flow.name, kf.kind)
+        _retries(rd, pending, now, held, kf.kind)
+        held += rd.held
+        if rd.full:
+            seen[kf.kind] = rd.seen
+        wanted = set(rd.items) | rd.gone
+        links = store.links(flow.name, kf.kind, None if rd.full else wanted)
         for path in sorted(set(kf.mapping.paths) & target.capabilities.unsupported(kf.kind)):
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
-        unlinked = [it for sid, it in items.items() if sid not in links]
-        candidates = _candidates(target, kf, unlinked) if unlinked and kf.match else {}
-        universe = user_ids if kf.kind == "group" else None
+        unlinked = [it for sid, it in rd.items.items() if sid not in links]
+        cands = candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match else {}
+        claimed: frozenset[str] = frozenset()
+        if not rd.full and cands:
+            ids = {e.external_id for es in cands.values() for e in es}
+            claimed = frozenset(lk.target_id for lk in store.links(
+                flow.name, kf.kind, ids, by_target=True).values())
+        universe = _universe(flow, store, user_read) if kf.kind == "group" else None
         inputs.append(KindInput(
-            kf.kind, items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
-            candidates, complete, universe))
+            kf.kind, rd.items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
+            cands, rd.complete, universe, full=rd.full, gone_ids=frozenset(rd.gone),
+            claimed=claimed,
+            linked_count=None if rd.full else len(store.link_ids(flow.name, kf.kind)),
+            disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
+            delete_after=flow.delete_after, now=now))
+        items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
-            user_ids = frozenset(items)
-            res.names.update({sid: it.name for sid, it in items.items()})
+            user_read = rd
+            res.names.update({sid: it.name for sid, it in rd.items.items()})
     plan = plan_flow(flow.name, inputs)
     plan = Plan(plan.flow, plan.changes, plan.held + tuple(held), plan.notes, plan.linked)
     res.plan = plan
-    check(plan, flow.safety, seen=seen, allow_deletes=allow_deletes)
-    if res.dry_run or not plan.changes:
+    check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
+    if res.dry_run:
         return
-    assert res.run_id is not None
-    outcome = Applier(flow, target, store, res.run_id, progress, stop).apply(plan)
-    res.applied, res.failures = outcome.applied, outcome.failures
-    res.target_stats = dict(getattr(target, "stats", {}) or {})
-    if outcome.stopped:
-        res.result = "aborted"
-        res.errors.append("stopped before the plan was fully applied (shutdown requested)")
-    elif outcome.fatal:
-        res.result = "aborted"
-        res.errors.append(f"Fatal: {outcome.fatal}")
-    elif outcome.failures:
-        res.result = "failed"
+    retriable = False
+    if plan.changes:
+        assert res.run_id is not None
+        outcome = Applier(flow, target, store, res.run_id, opts.progress,
+                          opts.stop).apply(plan)
+        res.applied, res.failures = outcome.applied, outcome.failures
+        res.target_stats = dict(getattr(target, "stats", {}) or {})
+        _bookkeep(flow, store, plan, outcome.failures, items_by_kind)
+        retriable = any(f.retriable for f in outcome.failures)
+        if outcome.stopped:
+            res.result = "aborted"
+            res.errors.append("stopped before the plan was fully applied (shutdown requested)")
+            return
+        if outcome.fatal:
+            res.result = "aborted"
+            res.errors.append(f"Fatal: {outcome.fatal}")
+            return
+        if outcome.failures:
+            res.result = "failed"
+    if retriable:
+        res.warnings.append("cursors not advanced: some changes failed transiently and will "
+                            "be read again")
+        return
+    for kind, rd in cursors.items():
+        if rd.complete and rd.error is None:
+            store.save_cursor(flow.name, flow.source, kind, rd.cursor, full=rd.full)
 
 
-def _read_source(source: Connector, kf: KindFlow, res: FlowResult
-                 ) -> tuple[dict[str, Item], bool, int, list[Hold]]:
-    """Stream the source, keeping only scoped and mapped values (not raw entries)."""
-    attributes = sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
-    implicit_active = kf.kind == "user" and "active" not in kf.mapping.paths
-    items: dict[str, Item] = {}
-    held: list[Hold] = []
-    complete, seen = True, 0
-    try:
-        for batch in source.read(kf.kind, None, attributes):
-            complete = complete and batch.complete
-            for e in batch.entries:
-                seen += 1
-                if not kf.scope.contains(e.raw):
-                    continue
-                try:
-                    attrs: dict[str, Value] = kf.mapping.map(e.raw)
-                except MappingError as exc:
-                    held.append(Hold(kf.kind, e.external_id, e.name or e.external_id, str(exc)))
-                    continue
-                if implicit_active:
-                    attrs["active"] = True
-                items[e.external_id] = Item(e.external_id, _label(e, attrs), attrs, e.members)
-    except (Fatal, Retriable) as exc:
-        complete = False
-        res.result = "failed"
-        res.errors.append(f"reading {kf.kind}s from {source.name} failed: {exc}")
-    return items, complete, seen, held
+def _retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],
+             kind: Kind) -> None:
+    """Apply the backoff and quarantine of earlier failures to this read.
 
-
-def _label(e: Entry, attrs: dict[str, Value]) -> str:
-    for key in ("userName", "displayName"):
-        v = attrs.get(key)
-        if isinstance(v, str) and v:
-            return v
-    return e.name or e.external_id
-
-
-def _candidates(target: Connector, kf: KindFlow, unlinked: list[Item]
-                ) -> dict[tuple[str, str], list[Entry]]:
-    """Target objects that could be adopted, indexed by (match key, normalised value).
-
-    A failure here is Fatal for the flow: creating without having been able to look for
-    an existing object is exactly how duplicates happen.
+    Quarantined entries are held until their source values change (the admin fixed them) or
+    `syncd release` frees them; entries in backoff are held until their next attempt is due;
+    due retries that an incremental read did not return are re-planned from the stored item.
     """
-    index: dict[tuple[str, str], list[Entry]] = {}
-    kind: Kind = kf.kind
-    if len(unlinked) > FIND_LIMIT:
-        for batch in target.read(kind, None, None):
-            for e in batch.entries:
-                for key in kf.match:
-                    mv = match_value(e.attrs.get(key))
-                    if mv is not None:
-                        index.setdefault((key, mv), []).append(e)
-        return index
-    for it in unlinked:
-        for key in kf.match:
-            value = it.attrs.get(key)
-            mv = match_value(value)
-            if mv is None or (key, mv) in index:
-                continue
-            raw = value[0] if isinstance(value, tuple) else value
-            index[(key, mv)] = [e for e in target.find(kind, key, str(raw))
-                                if match_value(e.attrs.get(key)) == mv]
-    return index
+    for sid, p in pending.items():
+        item = rd.items.get(sid)
+        if item is not None and p.quarantined and digest(dict(item.attrs)) != p.item_digest:
+            continue  # the source changed since it failed: try again
+        if p.quarantined:
+            rd.items.pop(sid, None)
+            held.append(Hold(kind, sid, p.name, f"quarantined after {p.attempts} attempts "
+                             f"({p.error_class}: {p.error}); `syncd release` retries it"))
+            continue
+        if p.next_at > now:
+            rd.items.pop(sid, None)
+            rd.gone.discard(sid)
+            held.append(Hold(kind, sid, p.name, f"retry {p.attempts + 1} due at "
+                             f"{p.next_at:%Y-%m-%d %H:%M:%S}Z after {p.error_class}: {p.error}"))
+            continue
+        if rd.full or item is not None or sid in rd.gone:
+            continue
+        if p.attrs is not None:
+            rd.items[sid] = Item(sid, p.name, p.attrs, p.members)
+        elif p.op in ("deprovision", "delete"):
+            rd.gone.add(sid)
+
+
+def _universe(flow: Flow, store: Store, users: SourceRead | None) -> frozenset[str] | None:
+    """In-scope users, to restrict group members: everything read (full) or the linked
+    users plus this read's changes (incremental)."""
+    if users is None:
+        return None
+    if users.full:
+        return frozenset(users.items)
+    return frozenset((store.link_ids(flow.name, "user") | set(users.items)) - users.gone)
+
+
+def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],
+              items: dict[Kind, dict[str, Item]]) -> None:
+    """Failed changes become pending retries; successful ones clear theirs."""
+    failed = {(f.change.kind, f.change.source_id) for f in failures}
+    rows = []
+    for f in failures:
+        if f.error_class == "Fatal":
+            continue
+        c = f.change
+        item = items.get(c.kind, {}).get(c.source_id)
+        rows.append({
+            "kind": c.kind, "source_id": c.source_id, "name": c.name, "op": c.op,
+            "error_class": f.error_class, "error": f.message,
+            "attrs": dict(item.attrs) if item else None,
+            "members": item.members if item else None,
+            "item_digest": digest(dict(item.attrs)) if item else None,
+            "retry_after": f.retry_after})
+    store.record_failures(flow.name, rows)
+    for kind in ("user", "group"):
+        ok = [c.source_id for c in plan.changes
+              if c.kind == kind and (kind, c.source_id) not in failed]
+        store.clear_pending(flow.name, kind, ok)

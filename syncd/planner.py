@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from syncd.model import Attrs, Entry, Kind, Value, digest
 from syncd.plan import Change, Hold, Plan
@@ -32,6 +33,9 @@ class Item:
     name: str
     attrs: Attrs
     members: frozenset[str] | None = None
+    #: Incremental membership (Graph members@delta) when the full set is unknown.
+    members_added: frozenset[str] | None = None
+    members_removed: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,18 @@ class KindInput:
     complete: bool = True
     #: Source ids of in-scope users, to restrict group members (None: no restriction).
     member_universe: frozenset[str] | None = None
+    #: False for an incremental read: absence means "unchanged", and only `gone_ids`
+    #: (deleted at the source, or changed and now out of scope) are deprovisioned.
+    full: bool = True
+    gone_ids: frozenset[str] = frozenset()
+    #: Target ids linked to some source entry (incremental runs load only a few links).
+    claimed: frozenset[str] = frozenset()
+    #: Active links of this kind in total (the % safety rule); None: count `links`.
+    linked_count: int | None = None
+    #: Disabled links eligible for the grace-period hard delete (`delete_after`).
+    disabled: Mapping[str, Link] = field(default_factory=dict)
+    delete_after: float | None = None
+    now: datetime | None = None
 
 
 def match_value(value: Value) -> str | None:
@@ -79,7 +95,8 @@ def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:
         changes += c
         held += h
         notes += n
-        linked[ki.kind] = sum(1 for lk in ki.links.values() if lk.status == "active")
+        linked[ki.kind] = (ki.linked_count if ki.linked_count is not None else
+                           sum(1 for lk in ki.links.values() if lk.status == "active"))
     return Plan(flow, Plan.ordered(changes), tuple(held), tuple(notes), linked)
 
 
@@ -87,7 +104,7 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
     changes: list[Change] = []
     held: list[Hold] = []
     notes: list[str] = []
-    claimed = {lk.target_id for lk in ki.links.values()}
+    claimed = {lk.target_id for lk in ki.links.values()} | set(ki.claimed)
     for sid, item in ki.items.items():
         link = ki.links.get(sid)
         if link is not None:
@@ -101,23 +118,55 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
         if change.target_id:
             claimed.add(change.target_id)
         changes.append(change)
-        if ki.kind == "group" and item.members is not None:
-            add = _members(ki, item)
+        if ki.kind == "group":
+            add = _members(ki, item, None) or frozenset()
             if add:
                 changes.append(Change("set_members", "group", sid, item.name,
                                       target_id=change.target_id, add=tuple(sorted(add)),
                                       reason="initial membership"))
-    gone = [lk for sid, lk in ki.links.items() if sid not in ki.items]
-    if gone and not ki.complete:
-        notes.append(f"{ki.kind}s: source read incomplete: no deprovisioning this run "
-                     f"({len(gone)} linked {ki.kind}s not seen)")
-    elif ki.deprovision != "ignore":
+    if ki.full:
+        gone = [lk for sid, lk in ki.links.items() if sid not in ki.items]
+    else:
+        gone = [ki.links[sid] for sid in sorted(ki.gone_ids) if sid in ki.links]
+    if not ki.complete:
+        if gone or ki.full:
+            notes.append(f"{ki.kind}s: source read incomplete: no deprovisioning this run"
+                         + (f" ({len(gone)} linked {ki.kind}s not seen)" if gone else ""))
+        return changes, held, notes
+    if ki.deprovision != "ignore":
         changes += [c for lk in gone if (c := _deprovision(ki, lk)) is not None]
+    changes += _grace_deletes(ki, {c.source_id for c in changes})
     return changes, held, notes
 
 
-def _members(ki: KindInput, item: Item) -> frozenset[str]:
-    members = item.members or frozenset()
+def _grace_deletes(ki: KindInput, planned: set[str]) -> list[Change]:
+    """Disabled long enough (``delete_after``): now hard-delete. Re-appearing within the
+    grace period re-enabled the same target object instead (see `_linked`)."""
+    if ki.delete_after is None or ki.now is None or ki.deprovision != "disable":
+        return []
+    disabled = ki.disabled or {s: lk for s, lk in ki.links.items() if lk.status != "active"}
+    out = []
+    for sid, lk in sorted(disabled.items()):
+        if sid in ki.items or sid in planned or lk.status_at is None:
+            continue
+        if (ki.now - lk.status_at).total_seconds() >= ki.delete_after:
+            name = str(lk.base.get("userName") or lk.base.get("displayName") or sid)
+            out.append(Change("delete", ki.kind, sid, name, lk.target_id,
+                              reason=f"disabled since {lk.status_at:%Y-%m-%d %H:%M}Z, "
+                                     f"past delete_after"))
+    return out
+
+
+def _members(ki: KindInput, item: Item, link: Link | None) -> frozenset[str] | None:
+    """The members the target should have, or None when this read says nothing about them."""
+    if item.members is not None:
+        members = item.members
+    elif item.members_added is not None or item.members_removed is not None:
+        base = link.members if link and link.members is not None else frozenset()
+        members = (base | (item.members_added or frozenset())) - (
+            item.members_removed or frozenset())
+    else:
+        return None
     if ki.member_universe is not None:
         members = members & ki.member_universe
     return members
@@ -134,8 +183,8 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
             out.append(Change("update", ki.kind, item.source_id, item.name, link.target_id,
                               attrs=changed, before=before, base={**link.base, **changed},
                               reason=reason))
-    if ki.kind == "group" and item.members is not None:
-        want = _members(ki, item)
+    want = _members(ki, item, link) if ki.kind == "group" else None
+    if want is not None:
         have = link.members or frozenset()
         add, remove = want - have, have - want
         if add or remove:

@@ -10,6 +10,7 @@ Dry runs open the store read-only and never create it: "nothing is written anywh
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import uuid
@@ -19,62 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 from syncd.errors import ConfigError, StoreLocked
 from syncd.model import Attrs, Kind, attrs_from_json, canonical_json
-
-
-class LinkRow(SQLModel, table=True):
-    __tablename__ = "link"
-    flow: str = Field(primary_key=True)
-    kind: str = Field(primary_key=True)
-    source_id: str = Field(primary_key=True)
-    target_id: str = Field(index=True)
-    base: str
-    digest: str
-    members: str | None = None
-    status: str = "active"
-    origin: str = "created"
-    updated_at: datetime
-
-
-class CursorRow(SQLModel, table=True):
-    __tablename__ = "cursor"
-    connector: str = Field(primary_key=True)
-    kind: str = Field(primary_key=True)
-    value: str
-    updated_at: datetime
-
-
-class RunRow(SQLModel, table=True):
-    __tablename__ = "run"
-    id: str = Field(primary_key=True)
-    flow: str = Field(index=True)
-    started_at: datetime
-    finished_at: datetime | None = None
-    result: str = "running"
-    summary: str = "{}"
-    error: str | None = None
-
-
-class ChangeRow(SQLModel, table=True):
-    __tablename__ = "change"
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(index=True)
-    flow: str
-    kind: str
-    op: str
-    source_id: str | None = Field(default=None, index=True)
-    target_id: str | None = None
-    name: str = ""
-    detail: str = "{}"
-    result: str
-    error: str | None = None
-    at: datetime
+from syncd.store_state import StateMixin
+from syncd.tables import ChangeRow, LinkRow, RunRow
 
 
 @dataclass(frozen=True)
@@ -90,17 +44,25 @@ class Link:
     members: frozenset[str] | None = None
     status: str = "active"
     origin: str = "created"
+    status_at: datetime | None = None
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
+def _utc(ts: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+class Store(StateMixin):
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
         self.readonly = readonly
-        self._lock_fd: int | None = None
+        self._locks: dict[str, Any] = {}
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self._sqlite_path: Path | None = None
@@ -139,44 +101,94 @@ class Store:
             raise ConfigError(f"state.url cannot be used: {exc}") from None
 
     # -- single instance -------------------------------------------------------------------
-    def lock(self) -> None:
-        """One writer per store; a second `syncd run` exits with a clear message."""
-        if self._sqlite_path is None or self.readonly:
+    def lock(self, flow: str) -> None:
+        """One run of a flow at a time per store, across processes and threads: a second
+        `syncd run` of the same flow exits with a clear message instead of racing."""
+        if self.readonly or flow in self._locks:
             return
-        path = self._sqlite_path.with_name(self._sqlite_path.name + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLocked(
-                f"another syncd process is using the state store {self._sqlite_path}"
-            ) from None
-        self._lock_fd = fd
+        if self._sqlite_path is not None:
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow)
+            path = self._sqlite_path.with_name(f"{self._sqlite_path.name}.{safe}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreLocked(f"flow {flow!r} is already running against the state store "
+                                  f"{self._sqlite_path} (another syncd process?)") from None
+            self._locks[flow] = fd
+        elif self.dialect.startswith("postgres") and self.engine is not None:
+            conn = self.engine.connect()
+            key = int.from_bytes(hashlib.blake2b(flow.encode(), digest_size=8).digest(),
+                                 "big", signed=True)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            if not got:
+                conn.close()
+                raise StoreLocked(f"flow {flow!r} is already running against {self.url_safe}")
+            self._locks[flow] = conn
+
+    def unlock(self, flow: str) -> None:
+        held = self._locks.pop(flow, None)
+        if isinstance(held, int):
+            fcntl.flock(held, fcntl.LOCK_UN)
+            os.close(held)
+        elif held is not None:
+            held.close()  # ends the session: PostgreSQL releases its advisory locks
+
+    @property
+    def url_safe(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for flow in list(self._locks):
+            self.unlock(flow)
         if self.engine is not None:
             self.engine.dispose()
 
     # -- links -----------------------------------------------------------------------------
-    def links(self, flow: str, kind: Kind) -> dict[str, Link]:
+    def links(self, flow: str, kind: Kind, ids: Iterable[str] | None = None, *,
+              by_target: bool = False) -> dict[str, Link]:
+        """Links of a flow and kind, keyed by source id; only those with these source ids
+        (or target ids, `by_target`) when `ids` is given — incremental cycles touch a few
+        links, not the whole table."""
         if self.engine is None:
             return {}
         t = LinkRow.__table__  # type: ignore[attr-defined]
-        q = select(t).where(and_(t.c.flow == flow, t.c.kind == kind))
+        base = and_(t.c.flow == flow, t.c.kind == kind)
+        col = t.c.target_id if by_target else t.c.source_id
+        if ids is None:
+            queries = [select(t).where(base)]
+        else:
+            wanted = sorted(set(ids))
+            queries = [select(t).where(and_(base, col.in_(wanted[i:i + 500])))
+                       for i in range(0, len(wanted), 500)]
         out: dict[str, Link] = {}
         with self.engine.connect() as conn:
-            for r in conn.execute(q):
-                members = frozenset(json.loads(r.members)) if r.members is not None else None
-                out[r.source_id] = Link(
-                    r.flow, r.kind, r.source_id, r.target_id, attrs_from_json(r.base),
-                    r.digest, members, r.status, r.origin,
-                )
+            for q in queries:
+                for r in conn.execute(q):
+                    members = (frozenset(json.loads(r.members)) if r.members is not None
+                               else None)
+                    out[r.source_id] = Link(
+                        r.flow, r.kind, r.source_id, r.target_id, attrs_from_json(r.base),
+                        r.digest, members, r.status, r.origin, _utc(r.status_at),
+                    )
         return out
+
+    def link_ids(self, flow: str, kind: Kind, status: str | None = "active") -> set[str]:
+        """Source ids of links (cheap: no base decoding)."""
+        if self.engine is None:
+            return set()
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        cond = and_(t.c.flow == flow, t.c.kind == kind)
+        if status is not None:
+            cond = and_(cond, t.c.status == status)
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(t.c.source_id).where(cond))}
+
+    def disabled_links(self, flow: str, kind: Kind) -> dict[str, Link]:
+        """Disabled links (candidates for the grace-period hard delete)."""
+        ids = self.link_ids(flow, kind, status="disabled")
+        return self.links(flow, kind, ids) if ids else {}
 
     def save_links(self, links: Sequence[Link]) -> None:
         if not links:
@@ -190,6 +202,7 @@ class Store:
                 "target_id": lk.target_id, "base": canonical_json(lk.base), "digest": lk.digest,
                 "members": json.dumps(sorted(lk.members)) if lk.members is not None else None,
                 "status": lk.status, "origin": lk.origin, "updated_at": ts,
+                "status_at": lk.status_at,
             }
             for lk in links
         ]
@@ -198,7 +211,8 @@ class Store:
         stmt = stmt.on_conflict_do_update(
             index_elements=["flow", "kind", "source_id"],
             set_={c: stmt.excluded[c] for c in
-                  ("target_id", "base", "digest", "members", "status", "origin", "updated_at")},
+                  ("target_id", "base", "digest", "members", "status", "origin", "updated_at",
+                   "status_at")},
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)

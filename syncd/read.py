@@ -1,0 +1,113 @@
+"""Reading for a cycle: stream the source into scoped, mapped items; find match candidates.
+
+Only mapped values are kept (never raw pages), so memory grows with the number of in-scope
+entries times the mapped attributes, not with what the server sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from syncd.config import KindFlow
+from syncd.connector import Connector
+from syncd.errors import Fatal, Retriable
+from syncd.mapping import MappingError
+from syncd.model import Entry, Kind, Value
+from syncd.plan import Hold
+from syncd.planner import Item, match_value
+
+log = logging.getLogger("syncd.read")
+
+#: Up to this many unlinked entries are matched with one `find` per entry; above it the
+#: target is listed once and matched in memory (initial syncs).
+FIND_LIMIT = 50
+
+
+@dataclass
+class SourceRead:
+    items: dict[str, Item] = field(default_factory=dict)
+    held: list[Hold] = field(default_factory=list)
+    complete: bool = True
+    full: bool = True
+    seen: int = 0
+    #: Deleted at the source (incremental) or read but out of scope.
+    gone: set[str] = field(default_factory=set)
+    cursor: str | None = None
+    error: str | None = None
+    error_class: type[Exception] | None = None
+
+
+def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRead:
+    attributes = sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
+    implicit_active = kf.kind == "user" and "active" not in kf.mapping.paths
+    out = SourceRead(full=cursor is None)
+    try:
+        for batch in source.read(kf.kind, cursor, attributes):
+            out.complete = out.complete and batch.complete
+            out.full = batch.full
+            out.gone.update(batch.deleted)
+            if batch.cursor is not None:
+                out.cursor = batch.cursor
+            for e in batch.entries:
+                out.seen += 1
+                if not kf.scope.contains(e.raw):
+                    out.gone.add(e.external_id)
+                    out.items.pop(e.external_id, None)
+                    continue
+                try:
+                    attrs: dict[str, Value] = kf.mapping.map(e.raw)
+                except MappingError as exc:
+                    out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id,
+                                         str(exc)))
+                    continue
+                if implicit_active:
+                    attrs["active"] = True
+                out.gone.discard(e.external_id)
+                out.items[e.external_id] = Item(
+                    e.external_id, _label(e, attrs), attrs, e.members,
+                    e.members_added, e.members_removed)
+    except (Fatal, Retriable) as exc:
+        out.complete = False
+        out.error = f"reading {kf.kind}s from {source.name} failed: {exc}"
+        out.error_class = type(exc)
+        log.warning(out.error)
+    # A deleted anchor that re-appeared later in the same feed is not gone.
+    out.gone -= set(out.items)
+    return out
+
+
+def _label(e: Entry, attrs: dict[str, Value]) -> str:
+    for key in ("userName", "displayName"):
+        v = attrs.get(key)
+        if isinstance(v, str) and v:
+            return v
+    return e.name or e.external_id
+
+
+def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: list[Item]
+               ) -> dict[tuple[str, str], list[Entry]]:
+    """Target objects that could be adopted, indexed by (match key, normalised value).
+
+    A failure here is Fatal for the flow: creating without having been able to look for
+    an existing object is exactly how duplicates happen.
+    """
+    index: dict[tuple[str, str], list[Entry]] = {}
+    if len(unlinked) > FIND_LIMIT:
+        for batch in target.read(kind, None, None):
+            for e in batch.entries:
+                for key in match:
+                    mv = match_value(e.attrs.get(key))
+                    if mv is not None:
+                        index.setdefault((key, mv), []).append(e)
+        return index
+    for it in unlinked:
+        for key in match:
+            value = it.attrs.get(key)
+            mv = match_value(value)
+            if mv is None or (key, mv) in index:
+                continue
+            raw = value[0] if isinstance(value, tuple) else value
+            index[(key, mv)] = [e for e in target.find(kind, key, str(raw))
+                                if match_value(e.attrs.get(key)) == mv]
+    return index

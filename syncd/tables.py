@@ -1,0 +1,87 @@
+"""Tables of the state store (SQLModel declarations; queries use SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class LinkRow(SQLModel, table=True):
+    __tablename__ = "link"
+    flow: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    source_id: str = Field(primary_key=True)
+    target_id: str = Field(index=True)
+    base: str
+    digest: str
+    members: str | None = None
+    status: str = "active"
+    #: When the status last changed: the start of the grace period before a hard delete.
+    status_at: datetime | None = None
+    origin: str = "created"
+    updated_at: datetime
+
+
+class CursorRow(SQLModel, table=True):
+    """Per flow (not only per connector): two flows reading one source each keep their own
+    position, so one flow's progress never makes the other miss changes."""
+
+    __tablename__ = "cursor"
+    flow: str = Field(primary_key=True)
+    connector: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    value: str | None = None
+    #: When the last complete full read of this source and kind happened.
+    full_at: datetime | None = None
+    updated_at: datetime
+
+
+class PendingRow(SQLModel, table=True):
+    """A change that failed: retried with backoff, quarantined after too many attempts.
+
+    `item` keeps the mapped source values, so an incremental run (which will not see the
+    entry again unless it changes) can still retry it.
+    """
+
+    __tablename__ = "pending"
+    flow: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    source_id: str = Field(primary_key=True)
+    name: str = ""
+    op: str
+    attempts: int = 0
+    next_at: datetime
+    error_class: str
+    error: str
+    quarantined: bool = False
+    item: str | None = None
+    item_digest: str | None = None
+    updated_at: datetime
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+    id: str = Field(primary_key=True)
+    flow: str = Field(index=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    result: str = "running"
+    summary: str = "{}"
+    error: str | None = None
+
+
+class ChangeRow(SQLModel, table=True):
+    __tablename__ = "change"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    flow: str
+    kind: str
+    op: str
+    source_id: str | None = Field(default=None, index=True)
+    target_id: str | None = None
+    name: str = ""
+    detail: str = "{}"
+    result: str
+    error: str | None = None
+    at: datetime
