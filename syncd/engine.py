@@ -45,6 +45,8 @@ class FlowResult:
     duration: float = 0.0
     names: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: How each kind was read this run: "full" or "incremental".
+    reads: dict[str, str] = field(default_factory=dict)
     #: Counters the target connector exposes as `stats` (e.g. {"http_429": 3}), for metrics.
     target_stats: dict[str, int] = field(default_factory=dict)
 
@@ -162,6 +164,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             res.warnings.append(f"{kf.kind}s: the stored cursor was not accepted; "
                                 f"this run read everything")
         cursors[kf.kind] = rd
+        res.reads[kf.kind] = "full" if rd.full else "incremental"
         pending = store.pending(flow.name, kf.kind)
         _retries(rd, pending, now, held, kf.kind)
         held += rd.held

@@ -12,7 +12,7 @@ Exposed (all labelled by ``flow`` unless said otherwise):
 - ``syncd_last_run_result{syncd_last_run_result=...}`` the last result as an enum
 - ``syncd_last_run_timestamp_seconds``, ``syncd_last_success_timestamp_seconds``
 - ``syncd_changes_total{kind, op, result}`` changes applied / failed, from the run journal
-- ``syncd_pending_objects{state}`` pending retries and quarantined objects (``Store.pending_counts``)
+- ``syncd_pending_objects{state}`` pending retries / quarantined (``Store.pending_counts``)
 - ``syncd_cursor_age_seconds`` age of the flow's oldest incremental cursor (``Store.cursor_age``)
 - ``syncd_target_http_429_total{target}`` HTTP 429 answers per target connector
 """
@@ -130,7 +130,8 @@ class Metrics:
         pending_counts: Callable[[str], dict[str, int]] | None = getattr(
             store, "pending_counts", None)
         if pending_counts is not None:
-            counts.update(_safe(lambda: pending_counts(flow), {}))
+            empty: dict[str, int] = {}
+            counts.update(_safe(lambda: pending_counts(flow), empty))
         for state, n in counts.items():
             self.pending.labels(flow, state).set(n)
         cursor_age: Callable[[str], float | None] | None = getattr(store, "cursor_age", None)

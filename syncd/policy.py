@@ -18,7 +18,8 @@ SHOW = 20
 
 def check(plan: Plan, safety: SafetyModel, *, seen: dict[str, int],
           allow_deletes: bool = False) -> None:
-    """Raise `SafetyRefused` listing every reason; `seen` = source entries read per kind."""
+    """Raise `SafetyRefused` listing every reason; `seen` = source entries read per kind
+    by a full read (incremental reads are absent: seeing nothing is normal for them)."""
     if allow_deletes:
         return
     reasons: list[str] = []
@@ -28,7 +29,7 @@ def check(plan: Plan, safety: SafetyModel, *, seen: dict[str, int],
             continue
         linked = plan.linked.get(kind, 0)
         names = ", ".join(c.name for c in going[:SHOW]) + (" …" if len(going) > SHOW else "")
-        if seen.get(kind, 0) == 0 and linked > 0:
+        if kind in seen and seen[kind] == 0 and linked > 0:  # full reads only
             reasons.append(
                 f"the source returned no {kind}s while {linked} are linked: refusing to "
                 f"deprovision {len(going)} (check the base DN and filter): {names}")

@@ -101,6 +101,7 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
             changes += [{"flow": r.flow, **c.to_dict()} for c in r.plan.changes]
         flows.append({
             "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,
+            "reads": r.reads,
             "summary": s, "applied": r.applied, "duration_s": round(r.duration, 3),
             "held": [vars(h) for h in r.plan.held] if r.plan is not None else [],
             "notes": list(r.plan.notes) if r.plan is not None else [],
