@@ -31,17 +31,17 @@ def daemon(ctx: click.Context, config_path: str) -> None:
 
     verbose = int((ctx.parent.params if ctx.parent else {}).get("verbose") or 0)
     log.setup(max(1, verbose))
-    # APScheduler's own warnings (skipped or missed runs) in the same one-line format.
-    aps = logging.getLogger("apscheduler")
-    aps.handlers[:] = logging.getLogger("syncd").handlers
-    aps.setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
-    aps.propagate = False
     logger = logging.getLogger("syncd.daemon")
     try:
         d = Daemon(config_path)
     except (ConfigError, ValueError) as exc:
         logger.error("invalid config, not starting: %s", exc)
         sys.exit(EXIT_CONFIG)
+    # APScheduler's own warnings (skipped or missed runs) in the same one-line format.
+    aps = logging.getLogger("apscheduler")
+    aps.handlers[:] = logging.getLogger("syncd").handlers
+    aps.setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    aps.propagate = False
     try:
         code = d.run()
     except OSError as exc:  # e.g. the metrics address is taken

@@ -79,11 +79,18 @@ class MetricsModel(_Strict):
     listen: str | None = None  # "127.0.0.1:9464"
 
 
+Authority = Literal["source", "target", "newest", "manual"]
+
+
 class KindModel(_Strict):
     mapping: dict[str, Any] = Field(default_factory=dict)
     scope: list[dict[str, Any]] = Field(default_factory=list)
     match: list[str] | None = None
     deprovision: Literal["disable", "delete", "ignore"] | None = None
+    #: two_way: per-attribute authority overrides, and merge rules for multi-valued
+    #: attributes (and "members" for groups)
+    authority: dict[str, Authority] = Field(default_factory=dict)
+    merge: dict[str, Literal["union", "replace"]] = Field(default_factory=dict)
 
 
 class FlowModel(_Strict):
@@ -97,6 +104,12 @@ class FlowModel(_Strict):
     full_reconcile: Duration | None = "24h"
     schedule: ScheduleModel | None = None
     match: list[str] = Field(default_factory=lambda: ["userName"])
+    # two_way only: default authority for conflicts, the `newest` tie-breaker, which side
+    # may create on the other, and what a deleted target object means for its source.
+    authority: Authority = "source"
+    tie_breaker: Literal["source", "target"] = "source"
+    create: Literal["both", "source", "none"] = "source"
+    reverse_deprovision: Literal["recreate", "disable", "delete"] = "recreate"
     users: KindModel | None = None
     groups: KindModel | None = None
     safety: SafetyModel = Field(default_factory=SafetyModel)
@@ -118,6 +131,8 @@ class KindFlow:
     scope: Scope
     match: tuple[str, ...]
     deprovision: Literal["disable", "delete", "ignore"]
+    authority: dict[str, str] = field(default_factory=dict)
+    merge: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,10 @@ class Flow:
     delete_after: float | None = None
     full_reconcile: float | None = None
     schedule: ScheduleModel | None = None
+    authority: str = "source"
+    tie_breaker: str = "source"
+    create: str = "source"
+    reverse_deprovision: str = "recreate"
 
     def kind(self, kind: Kind) -> KindFlow | None:
         return next((k for k in self.kinds if k.kind == kind), None)
@@ -242,8 +261,17 @@ def _build(file: Path, model: FileModel) -> Config:
                         f"(mapped: {', '.join(mapping.paths)})",
                         f"{kwhere if km.match is not None else where}.match",
                     )
+            for key2, table in (("authority", km.authority), ("merge", km.merge)):
+                for path in table:
+                    if path not in mapping.paths and not (key2 == "merge" and path == "members"):
+                        raise ConfigError(f"{path!r} is not a mapped attribute",
+                                          f"{kwhere}.{key2}.{path}")
+            if fm.mode != "two_way" and (km.authority or km.merge):
+                raise ConfigError("authority and merge apply to mode = \"two_way\" flows",
+                                  f"{kwhere}")
             deprovision = km.deprovision or fm.deprovision
-            kinds.append(KindFlow(kind, mapping, scope, match, deprovision))
+            kinds.append(KindFlow(kind, mapping, scope, match, deprovision,
+                                  dict(km.authority), dict(km.merge)))
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
@@ -251,7 +279,7 @@ def _build(file: Path, model: FileModel) -> Config:
             name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety,
             parse_duration(fm.delete_after) if fm.delete_after else None,
             parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
-            fm.schedule)
+            fm.schedule, fm.authority, fm.tie_breaker, fm.create, fm.reverse_deprovision)
 
     return Config(file, model.state.url or default_state_url(), connectors, flows,
                   model.metrics)

@@ -47,6 +47,9 @@ class Capabilities:
     unsupported_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: True when DELETE only deactivates (some SCIM servers).
     delete_is_soft: bool = False
+    #: True when the target's attribute names ignore case (LDAP): the engine lower-cases
+    #: mapping keys so ``givenName`` and ``givenname`` are one attribute in diffs and links.
+    attribute_names_case_insensitive: bool = False
 
     def unsupported(self, kind: Kind) -> frozenset[str]:
         return self.unsupported_attributes.get(kind, frozenset())

@@ -415,6 +415,23 @@ class Mapping:
     def paths(self) -> tuple[str, ...]:
         return tuple(r.path for r in self.rules)
 
+    def reverse(self) -> dict[str, tuple[str, bool]]:
+        """Canonical path -> (source attribute, as_bool) for rules that can be written back.
+
+        Two-way flows write target-side changes to the source only through rules that copy
+        one attribute unchanged (optionally ``trim``/``first``, or ``bool``, written back as
+        TRUE/FALSE). Templates, constants, coalesce and lossy transforms (lower, replace, …)
+        stay one-way: the source is their authority.
+        """
+        out: dict[str, tuple[str, bool]] = {}
+        for r in self.rules:
+            if not isinstance(r.source, _From) or r.apply == "on_create" or r.multi:
+                continue
+            names = {t.name for t in r.pipeline.steps}
+            if names <= {"trim", "first", "bool"}:
+                out[r.path] = (r.source.attr, r.pipeline.to_bool)
+        return out
+
     def source_attributes(self) -> frozenset[str]:
         """Lower-cased raw attributes any rule reads: all a source connector needs to fetch."""
         return frozenset().union(*(r.source_attributes() for r in self.rules))

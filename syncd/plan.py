@@ -48,6 +48,14 @@ class Change:
     #: The full mapped values after this change: becomes the link's base once applied.
     base: Mapping[str, Value] = field(default_factory=dict)
     reason: str = ""
+    #: Two-way flows: where the object-level op happens ("target" or "source"); for updates
+    #: and memberships the source-side part travels in the `source_*` fields (source
+    #: attribute names; member source ids) and both parts succeed or the base stays.
+    side: Literal["target", "source"] = "target"
+    source_attrs: Mapping[str, Value] = field(default_factory=dict)
+    source_before: Mapping[str, Value] = field(default_factory=dict)
+    source_add: tuple[str, ...] = ()
+    source_remove: tuple[str, ...] = ()
 
     @property
     def stage(self) -> int:
@@ -56,7 +64,8 @@ class Change:
     @property
     def id(self) -> str:
         """Stable within a plan: names the change in logs and the journal."""
-        return f"{self.kind}:{self.op}:{self.source_id}"
+        key = self.source_id or f"target:{self.target_id}"
+        return f"{self.kind}:{self.op}:{key}" + (":source" if self.side == "source" else "")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -72,6 +81,14 @@ class Change:
             d["remove"] = list(self.remove)
         if self.base:
             d["base"] = _jsonable(self.base)
+        if self.side != "target":
+            d["side"] = self.side
+        if self.source_attrs:
+            d["source_attrs"] = _jsonable(self.source_attrs)
+            d["source_before"] = _jsonable(self.source_before)
+        if self.source_add or self.source_remove:
+            d["source_add"] = list(self.source_add)
+            d["source_remove"] = list(self.source_remove)
         return d
 
     @classmethod
@@ -81,7 +98,11 @@ class Change:
             target_id=d.get("target_id"), attrs=_from_jsonable(d.get("attrs", {})),
             before=_from_jsonable(d.get("before", {})), add=tuple(d.get("add", ())),
             remove=tuple(d.get("remove", ())), base=_from_jsonable(d.get("base", {})),
-            reason=d.get("reason", ""),
+            reason=d.get("reason", ""), side=d.get("side", "target"),
+            source_attrs=_from_jsonable(d.get("source_attrs", {})),
+            source_before=_from_jsonable(d.get("source_before", {})),
+            source_add=tuple(d.get("source_add", ())),
+            source_remove=tuple(d.get("source_remove", ())),
         )
 
 

@@ -36,6 +36,8 @@ class Item:
     #: Incremental membership (Graph members@delta) when the full set is unknown.
     members_added: frozenset[str] | None = None
     members_removed: frozenset[str] | None = None
+    #: Change timestamp (ISO-8601) for the ``newest`` conflict rule.
+    modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,15 @@ def match_value(value: Value) -> str | None:
 
 
 def same(a: Value, b: Value) -> bool:
+    """Equal as directory values: empty is empty, and one value equals a 1-tuple of it
+    (LDAP hands back multi-valued attributes as lists)."""
     empty = (None, "", ())
     if a in empty and b in empty:
         return True
+    if isinstance(a, tuple) and len(a) == 1 and not isinstance(b, tuple):
+        a = a[0]
+    if isinstance(b, tuple) and len(b) == 1 and not isinstance(a, tuple):
+        b = b[0]
     return a == b
 
 

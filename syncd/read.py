@@ -66,7 +66,7 @@ def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRe
                 out.gone.discard(e.external_id)
                 out.items[e.external_id] = Item(
                     e.external_id, _label(e, attrs), attrs, e.members,
-                    e.members_added, e.members_removed)
+                    e.members_added, e.members_removed, e.modified)
     except (Fatal, Retriable) as exc:
         out.complete = False
         out.error = f"reading {kf.kind}s from {source.name} failed: {exc}"

@@ -8,6 +8,7 @@ changes or an operator releases it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Kind, Value, attrs_from_json, canonical_json
-from syncd.tables import CursorRow, PendingRow
+from syncd.tables import ConflictRow, CursorRow, PendingRow
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = 60.0  # seconds: 1 min, 2, 4, 8 … capped
@@ -177,3 +178,68 @@ class StateMixin:
         rows = self.pending(flow).values()
         q = sum(1 for p in rows if p.quarantined)
         return {"pending": len(rows) - q, "quarantined": q}
+
+    # -- conflicts (two-way, manual authority) ---------------------------------------------
+    def save_conflicts(self, flow: str, records: Sequence[Any]) -> None:
+        """Upsert detected conflicts; an operator's pending resolution is kept."""
+        if not records:
+            return
+        existing = {(c["kind"], c["source_id"], c["path"]): c for c in self.conflicts(flow)}
+        rows = []
+        for r in records:
+            key = (r.kind, r.source_id, r.path)
+            cid = hashlib.blake2b(f"{flow}\0{r.kind}\0{r.source_id}\0{r.path}".encode(),
+                                  digest_size=4).hexdigest()
+            prev = existing.get(key)
+            rows.append({
+                "flow": flow, "kind": r.kind, "source_id": r.source_id, "path": r.path,
+                "id": cid, "name": r.name, "source_value": json.dumps(_j(r.source_value)),
+                "target_value": json.dumps(_j(r.target_value)),
+                "base_value": json.dumps(_j(r.base_value)),
+                "resolution": json.dumps(_j(prev["resolution"]))
+                if prev and prev["resolution"] is not None else None,
+                "detected_at": _now()})
+        self._upsert(ConflictRow.__table__, ["flow", "kind", "source_id", "path"], rows)  # type: ignore[attr-defined]
+
+    def conflicts(self, flow: str | None = None) -> list[dict[str, Any]]:
+        if self.engine is None:
+            return []
+        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        q = select(t) if flow is None else select(t).where(t.c.flow == flow)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q.order_by(t.c.detected_at))]
+        for r in rows:
+            for k in ("source_value", "target_value", "base_value"):
+                r[k] = _v(json.loads(r[k]))
+            r["resolution"] = (_v(json.loads(r["resolution"])) if r["resolution"] is not None
+                               else None)
+            r["resolved"] = r["resolution"] is not None
+        return rows
+
+    def resolve_conflict(self, conflict_id: str, value: Value) -> dict[str, Any] | None:
+        assert self.engine is not None
+        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            n = conn.execute(t.update().where(t.c.id == conflict_id).values(
+                resolution=json.dumps(_j(value)))).rowcount
+        if not n:
+            return None
+        return next(c for c in self.conflicts() if c["id"] == conflict_id)
+
+    def clear_conflicts(self, flow: str, kind: Kind, keys: Sequence[tuple[str, str]]) -> None:
+        """Drop conflicts (source_id, path) that were settled or no longer exist."""
+        if not keys or self.engine is None:
+            return
+        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            for sid, path in keys:
+                conn.execute(delete(t).where(and_(t.c.flow == flow, t.c.kind == kind,
+                                                  t.c.source_id == sid, t.c.path == path)))
+
+
+def _j(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _v(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v

@@ -85,3 +85,21 @@ class ChangeRow(SQLModel, table=True):
     result: str
     error: str | None = None
     at: datetime
+
+
+class ConflictRow(SQLModel, table=True):
+    """A manual conflict: both sides changed an attribute differently since the base."""
+
+    __tablename__ = "conflict"
+    flow: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    source_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    id: str = Field(index=True)
+    name: str = ""
+    source_value: str
+    target_value: str
+    base_value: str
+    #: JSON of the operator's choice; applied by the next run, then the row goes.
+    resolution: str | None = None
+    detected_at: datetime
