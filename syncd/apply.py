@@ -66,8 +66,9 @@ class _Outcome:
 class Applier:
     def __init__(self, flow: Flow, target: Connector, store: Store, run_id: str,
                  progress: Callable[[str], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, source: Connector | None = None) -> None:
         self.stop = stop or threading.Event()
+        self.source = source  # two-way flows write back to it
         self.flow = flow
         self.target = target
         self.store = store
@@ -124,7 +125,8 @@ class Applier:
         """Only the links this stage touches (and member users it must resolve)."""
         ids: dict[Kind, set[str]] = {"user": set(), "group": set()}
         for c in changes:
-            ids[c.kind].add(c.source_id)
+            if c.source_id:
+                ids[c.kind].add(c.source_id)
             ids["user"].update(c.add)
             ids["user"].update(c.remove)
         return {k: self.store.links(self.flow.name, k, v) if v else {} for k, v in ids.items()}
@@ -155,7 +157,8 @@ class Applier:
     # -- one change ------------------------------------------------------------------------
     def _one(self, c: Change) -> _Outcome:
         try:
-            return getattr(self, f"_{c.op}")(c)
+            prefix = "_source_" if c.side == "source" else "_"
+            return getattr(self, f"{prefix}{c.op}")(c)
         except Exception as exc:  # Fatal included: _account decides; one object never sinks
             return _Outcome(c, error=exc)
 
@@ -223,6 +226,17 @@ class Applier:
             self.target.update(c.kind, tid, changed)
         origin = current.origin if current else "created"
         members = current.members if current else None
+        if c.source_attrs:
+            assert self.source is not None
+            try:
+                self.source.update(c.kind, c.source_id, c.source_attrs)
+            except Exception as exc:
+                # The target part happened: record it, keep the source part pending, so the
+                # next run still sees the target-side change and writes it back.
+                old = current.base if current else {}
+                partial = {**old, **{p: c.base.get(p) for p in c.attrs}}
+                link = self._link(c, tid, origin=origin, members=members, base=partial)
+                return _Outcome(c, link=link, target_id=tid, error=exc)
         return _Outcome(c, link=self._link(c, tid, origin=origin, members=members),
                         target_id=tid)
 
@@ -235,10 +249,20 @@ class Applier:
         if current is None:
             raise Rejected("group has no link (its create failed?): membership deferred")
         add, remove = self._resolve(c.add), self._resolve(c.remove)
-        self.target.set_members(current.target_id, list(add.values()), list(remove.values()))
+        if add or remove:
+            self.target.set_members(current.target_id, list(add.values()),
+                                    list(remove.values()))
         # Members whose user has no link yet are left out of the base: retried next run.
         members = ((current.members or frozenset()) - set(c.remove)) | set(add)
         link = replace(current, members=frozenset(members), status="active", status_at=None)
+        if c.source_add or c.source_remove:
+            assert self.source is not None
+            try:
+                self.source.set_members(c.source_id, list(c.source_add), list(c.source_remove))
+            except Exception as exc:
+                return _Outcome(c, link=link, target_id=current.target_id, error=exc)
+            members = (members - set(c.source_remove)) | set(c.source_add)
+            link = replace(link, members=frozenset(members))
         return _Outcome(c, link=link, target_id=current.target_id)
 
     def _deprovision(self, c: Change) -> _Outcome:
@@ -256,6 +280,26 @@ class Applier:
         origin = current.origin if current else "created"
         return _Outcome(c, link=self._link(c, c.target_id, origin=origin, status="disabled"),
                         target_id=c.target_id)
+
+    # -- two-way: the source side ------------------------------------------------------------
+    def _source_create(self, c: Change) -> _Outcome:
+        assert self.source is not None and c.target_id
+        entry = self.source.create(c.kind, dict(c.source_attrs))
+        b = dict(c.base)
+        members: frozenset[str] | None = frozenset() if c.kind == "group" else None
+        link = Link(self.flow.name, c.kind, entry.external_id, c.target_id, b, digest(b),
+                    members, "active", "created")
+        return _Outcome(c, link=link, target_id=c.target_id)
+
+    def _source_deprovision(self, c: Change) -> _Outcome:
+        assert self.source is not None
+        self.source.deactivate(c.kind, c.source_id)
+        return _Outcome(c, drop=True, target_id=c.target_id)
+
+    def _source_delete(self, c: Change) -> _Outcome:
+        assert self.source is not None
+        self.source.delete(c.kind, c.source_id)
+        return _Outcome(c, drop=True, target_id=c.target_id)
 
     def _delete(self, c: Change) -> _Outcome:
         assert c.target_id

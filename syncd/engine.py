@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,10 @@ from syncd import registry
 from syncd.apply import Applier, Failure
 from syncd.config import Config, Flow
 from syncd.connector import Connector
+from syncd.cycle2 import plan_two_way
 from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
+from syncd.mapping import Mapping
 from syncd.model import Kind, digest
 from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
@@ -106,8 +108,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
         res.run_id = None if dry_run else store.start_run(flow.name)
         try:
             with log_context(run_id=res.run_id, flow=flow.name):
-                _cycle(flow, store, connectors, res, Options(allow_deletes, full, progress,
-                                                             stop))
+                cycle = _cycle_two_way if flow.mode == "two_way" else _cycle
+                cycle(flow, store, connectors, res, Options(allow_deletes, full, progress, stop))
         except SafetyRefused as exc:
             res.result, res.refused = "refused", exc.reasons
         except ConnectorError as exc:
@@ -142,10 +144,26 @@ def _reconcile_due(flow: Flow, full_at: datetime | None, now: datetime) -> bool:
     return full_at is None or (now - full_at).total_seconds() >= flow.full_reconcile
 
 
+def for_target(flow: Flow, target: Connector) -> Flow:
+    """LDAP attribute names are case-insensitive and its entries come back lower-cased:
+    lower-case the flow's canonical names once, so every comparison downstream agrees."""
+    if not getattr(target.capabilities, "attribute_names_case_insensitive", False):
+        return flow
+    kinds = []
+    for kf in flow.kinds:
+        mapping = Mapping(tuple(replace(r, path=r.path.lower()) for r in kf.mapping.rules))
+        kinds.append(replace(
+            kf, mapping=mapping, match=tuple(m.lower() for m in kf.match),
+            authority={k.lower(): v for k, v in kf.authority.items()},
+            merge={k.lower(): v for k, v in kf.merge.items()}))
+    return replace(flow, kinds=tuple(kinds))
+
+
 def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
            opts: Options) -> None:
     source = connectors.get(flow.source)
     target = connectors.get(flow.target)
+    flow = for_target(flow, target)
     now = datetime.now(UTC)
     inputs: list[KindInput] = []
     held: list[Hold] = []
@@ -196,6 +214,53 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             res.names.update({sid: it.name for sid, it in rd.items.items()})
     plan = plan_flow(flow.name, inputs)
     plan = Plan(plan.flow, plan.changes, plan.held + tuple(held), plan.notes, plan.linked)
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
+             for k, rd in cursors.items()]
+    _check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
+                        items_by_kind)
+
+
+def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
+                   opts: Options) -> None:
+    source = connectors.get(flow.source)
+    target = connectors.get(flow.target)
+    flow = for_target(flow, target)
+    now = datetime.now(UTC)
+    cursors: dict[tuple[str, Kind], str | None] = {}
+    for kf in flow.kinds:
+        for conn in (flow.source, flow.target):
+            stored = store.cursor(flow.name, conn, kf.kind)
+            due = opts.full or _reconcile_due(flow, stored.full_at, now)
+            cursors[(conn, kf.kind)] = None if due else stored.value
+    tw = plan_two_way(flow, store, source, target, cursors, now)
+    if tw.errors:
+        res.result = "failed"
+        res.errors += tw.errors
+    for kind, rd in tw.source_reads.items():
+        res.reads[kind] = "full" if rd.full else "incremental"
+        if kind == "user":
+            res.names.update({sid: it.name for sid, it in rd.items.items()})
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
+             for k, rd in tw.source_reads.items()]
+    saves += [(flow.target, k, td.cursor, td.full, td.complete and td.error is None)
+              for k, td in tw.target_reads.items()]
+    if not res.dry_run:
+        for kind, records in tw.conflicts.items():
+            store.save_conflicts(flow.name, records)
+            current = {(r.source_id, r.path) for r in records}
+            stale = [(c["source_id"], c["path"]) for c in store.conflicts(flow.name)
+                     if c["kind"] == kind and c["source_id"] in tw.evaluated[kind]
+                     and (c["source_id"], c["path"]) not in current]
+            store.clear_conflicts(flow.name, kind, stale)
+    items = {k: rd.items for k, rd in tw.source_reads.items()}
+    _check_apply_commit(flow, store, source, target, res, opts, tw.plan, tw.seen, saves, items)
+
+
+def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Connector,
+                        res: FlowResult, opts: Options, plan: Plan, seen: dict[str, int],
+                        saves: list[tuple[str, Kind, str | None, bool, bool]],
+                        items_by_kind: dict[Kind, dict[str, Item]]) -> None:
+    """Shared tail: safety check, apply, pending bookkeeping, cursors (only when clean)."""
     res.plan = plan
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
     if res.dry_run:
@@ -204,7 +269,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     if plan.changes:
         assert res.run_id is not None
         outcome = Applier(flow, target, store, res.run_id, opts.progress,
-                          opts.stop).apply(plan)
+                          opts.stop, source=source).apply(plan)
         res.applied, res.failures = outcome.applied, outcome.failures
         res.target_stats = dict(getattr(target, "stats", {}) or {})
         _bookkeep(flow, store, plan, outcome.failures, items_by_kind)
@@ -223,9 +288,9 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         res.warnings.append("cursors not advanced: some changes failed transiently and will "
                             "be read again")
         return
-    for kind, rd in cursors.items():
-        if rd.complete and rd.error is None:
-            store.save_cursor(flow.name, flow.source, kind, rd.cursor, full=rd.full)
+    for conn, kind, value, full, ok in saves:
+        if ok:
+            store.save_cursor(flow.name, conn, kind, value, full=full)
 
 
 def _retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],
@@ -275,7 +340,7 @@ def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],
     failed = {(f.change.kind, f.change.source_id) for f in failures}
     rows = []
     for f in failures:
-        if f.error_class == "Fatal":
+        if f.error_class == "Fatal" or not f.change.source_id:
             continue
         c = f.change
         item = items.get(c.kind, {}).get(c.source_id)
@@ -289,5 +354,5 @@ def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],
     store.record_failures(flow.name, rows)
     for kind in ("user", "group"):
         ok = [c.source_id for c in plan.changes
-              if c.kind == kind and (kind, c.source_id) not in failed]
+              if c.kind == kind and c.source_id and (kind, c.source_id) not in failed]
         store.clear_pending(flow.name, kind, ok)

@@ -35,6 +35,8 @@ class Directory:
     #: op name ("create", "update", ...; "read") -> callable raising the fault, or None.
     faults: dict[str, Callable[[str], None]] = field(default_factory=dict)
     unsupported: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: per object, a fake change time (ISO-8601) for the ``newest`` conflict rule
+    modified: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -43,7 +45,9 @@ class Directory:
         with self.lock:
             oid = oid or f"{kind[0]}{next(self._ids)}"
             self.objects[kind][oid] = dict(attrs)
-            self.log.append((next(self._seq), kind, oid, False))
+            seq = next(self._seq)
+            self.log.append((seq, kind, oid, False))
+            self.modified[oid] = f"2026-01-01T00:00:00.{seq:06d}+00:00"
             return oid
 
     def remove(self, kind: Kind, oid: str) -> None:
@@ -110,7 +114,8 @@ class MemoryConnector:
                for k, v in attrs.items() if v is not None}
         members = frozenset(self.dir.members.get(oid, set())) if kind == "group" else None
         name = str(attrs.get("userName") or attrs.get("displayName") or oid)
-        return Entry(kind, oid, raw=raw, attrs=dict(attrs), members=members, name=name)
+        return Entry(kind, oid, raw=raw, attrs=dict(attrs), members=members, name=name,
+                     modified=self.dir.modified.get(oid))
 
     def read(self, kind: Kind, cursor: str | None = None,
              attributes: Sequence[str] | None = None) -> Iterator[Batch]:
@@ -139,14 +144,19 @@ class MemoryConnector:
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
         self._call("find", kind, value)
-        return [self._entry(kind, o) for o, a in self.dir.objects[kind].items()
+        with self.dir.lock:
+            snapshot = list(self.dir.objects[kind].items())
+        return [self._entry(kind, o) for o, a in snapshot
                 if str(a.get(attribute, "")).casefold() == value.casefold()]
 
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
         key = "userName" if kind == "user" else "displayName"
         self._call("create", kind, str(attrs.get(key, "")))
-        if any(str(a.get(key, "")).casefold() == str(attrs.get(key, "")).casefold()
-               for a in self.dir.objects[kind].values()):
+        ident = attrs.get(key)
+        with self.dir.lock:
+            existing = list(self.dir.objects[kind].values())
+        if ident is not None and any(str(a.get(key, "")).casefold() == str(ident).casefold()
+                                     for a in existing):
             raise Conflict(f"{kind} {attrs.get(key)!r} exists", connector=self.name)
         drop = self.dir.unsupported.get(kind, frozenset())
         oid = self.dir.put(kind, {k: v for k, v in attrs.items() if k not in drop})

@@ -55,13 +55,18 @@ class Rules:
     resolutions: Mapping[tuple[str, str], Value] = field(default_factory=dict)
 
 
-def _loosely_same(a: Value, b: Value) -> bool:
-    """Servers normalise (case of emails, userName): a case-only difference on the target is
-    not a change, or every value syncd wrote would echo back once."""
+#: Attributes that servers compare and often store case-insensitively (SCIM caseExact=false).
+CASE_INSENSITIVE = ("username", "emails", "mail", "userprincipalname")
+
+
+def _loosely_same(a: Value, b: Value, path: str = "") -> bool:
+    """Servers normalise the case of identifiers (userName, emails): a case-only difference
+    there is not a change, or every value syncd wrote would echo back once. Elsewhere case
+    matters."""
     if same(a, b):
         return True
     if isinstance(a, str) and isinstance(b, str):
-        return a.casefold() == b.casefold()
+        return path.lower().startswith(CASE_INSENSITIVE) and a.casefold() == b.casefold()
     if isinstance(a, tuple) and isinstance(b, str) and len(a) == 1:
         return a[0] == b
     if isinstance(b, tuple) and isinstance(a, str) and len(b) == 1:
@@ -114,13 +119,13 @@ def merge_attrs(rules: Rules, s: Attrs, t: Attrs, b: Attrs, s_mod: str | None,
             continue
         s_changed = not same(sv, bv)
         # A path that cannot be written back is one-way: target edits are drift, undone.
-        t_changed = writable and not _loosely_same(tv, bv)
+        t_changed = writable and not _loosely_same(tv, bv, p)
         if not s_changed and not t_changed:
-            if not writable and not _loosely_same(tv, sv):
+            if not writable and not _loosely_same(tv, sv, p):
                 m.to_target[p] = sv
             continue
         if not t_changed:
-            if not _loosely_same(sv, tv):
+            if not _loosely_same(sv, tv, p):
                 m.to_target[p] = sv
             m.base[p] = sv
             continue
@@ -129,7 +134,7 @@ def merge_attrs(rules: Rules, s: Attrs, t: Attrs, b: Attrs, s_mod: str | None,
                 m.to_source[p] = tv
             m.base[p] = tv
             continue
-        if _loosely_same(sv, tv):
+        if _loosely_same(sv, tv, p):
             m.base[p] = sv
             continue
         if rules.merge.get(p) == "union" and (isinstance(sv, tuple) or isinstance(tv, tuple)):
@@ -189,6 +194,7 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
     touched = set(ti.source) | {by_target[t].source_id for t in ti.target if t in by_target}
     touched |= {by_target[t].source_id for t in ti.target_gone if t in by_target}
     touched |= set(ti.source_gone)
+    touched |= {sid for sid, _ in ti.rules.resolutions}  # an operator settled a conflict
     for sid in sorted(touched):
         lk = ti.links.get(sid)
         if lk is None:

@@ -231,7 +231,7 @@ def test_grace_delete_after_disable(env: Env) -> None:
 def test_reappearing_within_grace_re_enables_same_object(env: Env) -> None:
     env.configure(extra='delete_after = "30d"')
     env.run()
-    tid = [o for o, a in env.dst.objects["user"].items() if a["userName"] == "u1"][0]
+    tid = next(o for o, a in env.dst.objects["user"].items() if a["userName"] == "u1")
     env.src.remove("user", "s1")
     env.run()
     env.src.put("user", {"uid": "u1", "title": "t"}, "s1")

@@ -1,0 +1,170 @@
+"""Planning one cycle of a ``mode = "two_way"`` flow.
+
+Both connectors are read (incrementally where a cursor exists). Unlinked source entries and
+entries gone from the source go through the push planner (match, adopt, create, deprovision);
+linked pairs go through the three-way merge of `syncd.twoway`; target objects nobody links go
+to the source when ``create = "both"``. Apply and bookkeeping are shared with push flows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from syncd.config import Flow, KindFlow
+from syncd.connector import Connector
+from syncd.errors import Fatal, Retriable
+from syncd.model import Entry, Kind
+from syncd.plan import Change, Hold, Plan
+from syncd.planner import KindInput, match_value, plan_kind
+from syncd.read import SourceRead, candidates, read_source
+from syncd.store import Link, Store
+from syncd.twoway import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
+
+log = logging.getLogger("syncd.twoway")
+
+
+@dataclass
+class TargetRead:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    full: bool = True
+    complete: bool = True
+    cursor: str | None = None
+    error: str | None = None
+
+
+def read_target(target: Connector, kind: Kind, cursor: str | None) -> TargetRead:
+    out = TargetRead(full=cursor is None)
+    try:
+        for batch in target.read(kind, cursor, None):
+            out.complete = out.complete and batch.complete
+            out.full = batch.full
+            out.gone.update(batch.deleted)
+            if batch.cursor is not None:
+                out.cursor = batch.cursor
+            for e in batch.entries:
+                out.entries[e.external_id] = e
+    except (Fatal, Retriable) as exc:
+        out.complete = False
+        out.error = f"reading {kind}s from {target.name} failed: {exc}"
+        log.warning(out.error)
+    out.gone -= set(out.entries)
+    return out
+
+
+@dataclass
+class TwoWayPlan:
+    plan: Plan
+    source_reads: dict[Kind, SourceRead]
+    target_reads: dict[Kind, TargetRead]
+    conflicts: dict[Kind, list[ConflictRecord]]
+    evaluated: dict[Kind, set[str]]
+    seen: dict[str, int]
+    errors: list[str]
+
+
+def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
+                 cursors: dict[tuple[str, Kind], str | None], now: datetime) -> TwoWayPlan:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    out = TwoWayPlan(Plan(flow.name, ()), {}, {}, {}, {}, {}, [])
+    linked_count: dict[str, int] = {}
+    for kf in flow.kinds:
+        rd = read_source(source, kf, cursors.get((flow.source, kf.kind)))
+        td = read_target(target, kf.kind, cursors.get((flow.target, kf.kind)))
+        out.source_reads[kf.kind], out.target_reads[kf.kind] = rd, td
+        out.errors += [e for e in (rd.error, td.error) if e]
+        held += rd.held
+        if rd.full:
+            out.seen[kf.kind] = rd.seen
+        rules = _rules(flow, kf, target, store)
+        links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions})
+        linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
+        if rd.full and rd.complete:
+            rd.gone |= {sid for sid in links if sid not in rd.items}
+        target_gone: set[str] = set(td.gone)
+        if td.full and td.complete:
+            target_gone |= {lk.target_id for lk in links.values()
+                            if lk.target_id not in td.entries}
+        unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
+        gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
+        push = KindInput(
+            kf.kind, unlinked, gone_links, kf.match, kf.deprovision,
+            kf.mapping.on_create_only, _candidates(target, kf, unlinked, td), rd.complete,
+            None, full=False, gone_ids=frozenset(rd.gone),
+            claimed=frozenset(lk.target_id for lk in links.values()))
+        if flow.create == "none":
+            push = KindInput(kf.kind, {}, gone_links, complete=rd.complete, full=False,
+                             gone_ids=frozenset(rd.gone), deprovision=kf.deprovision)
+        c, h, n = plan_kind(push)
+        changes += c
+        held += h
+        notes += n
+        ti = TwoWayInput(
+            kf.kind, rules, links,
+            {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
+            frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
+            kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
+            _user_by_target(flow, store, td) if kf.kind == "group" else {})
+        c2, h2, conflicts = plan_linked(ti)
+        changes += c2
+        held += h2
+        out.conflicts[kf.kind] = conflicts
+        out.evaluated[kf.kind] = {ch.source_id for ch in c2} | set(ti.source) | {
+            lk.source_id for lk in links.values() if lk.target_id in td.entries}
+        if td.complete:
+            c3, n3 = plan_target_only(ti)
+            changes += c3
+            notes += n3
+    out.plan = Plan(flow.name, Plan.ordered(changes), tuple(held), tuple(notes), linked_count)
+    return out
+
+
+def _links(flow: Flow, store: Store, kind: Kind, rd: SourceRead, td: TargetRead,
+           also: set[str]) -> dict[str, Link]:
+    if rd.full or td.full:
+        return store.links(flow.name, kind)
+    links = store.links(flow.name, kind, set(rd.items) | rd.gone | also)
+    links.update(store.links(flow.name, kind, set(td.entries) | td.gone, by_target=True))
+    return links
+
+
+def _candidates(target: Connector, kf: KindFlow, unlinked: dict, td: TargetRead
+                ) -> dict[tuple[str, str], list[Entry]]:
+    """A full target read already holds every candidate: index it instead of asking."""
+    if not unlinked or not kf.match:
+        return {}
+    if td.full and td.complete:
+        index: dict[tuple[str, str], list[Entry]] = {}
+        for e in td.entries.values():
+            for key in kf.match:
+                mv = match_value(e.attrs.get(key))
+                if mv is not None:
+                    index.setdefault((key, mv), []).append(e)
+        return index
+    return candidates(target, kf.kind, kf.match, list(unlinked.values()))
+
+
+def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
+    unsupported = target.capabilities.unsupported(kf.kind)
+    paths = tuple(p for p in kf.mapping.paths
+                  if p not in kf.mapping.on_create_only and p not in unsupported)
+    reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}
+    resolutions = {(c["source_id"], c["path"]): c["resolution"]
+                   for c in store.conflicts(flow.name)
+                   if c["kind"] == kf.kind and c["resolution"] is not None}
+    if kf.kind == "user" and "active" not in kf.mapping.paths:
+        paths += ("active",)  # implicit active=true: one-way, so target drift is undone
+    return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,
+                 flow.create, flow.reverse_deprovision, resolutions)
+
+
+def _user_by_target(flow: Flow, store: Store, td: TargetRead) -> dict[str, str]:
+    ids = {m for e in td.entries.values() for m in (e.members or ())}
+    if not ids:
+        return {}
+    return {lk.target_id: lk.source_id
+            for lk in store.links(flow.name, "user", ids, by_target=True).values()}
