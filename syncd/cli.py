@@ -168,6 +168,60 @@ def release(config_path: str, flow: str, objects: tuple[str, ...]) -> None:
     click.echo(f"released {n} quarantined change(s) of flow {flow}")
 
 
+@main.group(invoke_without_command=True)
+@config_option
+@click.option("--flow", default=None, help="Only this flow's conflicts.")
+@output_option
+@click.pass_context
+def conflicts(ctx: click.Context, config_path: str, flow: str | None, output: str) -> None:
+    """List held two-way conflicts: both values and the base they diverged from."""
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+    from syncd.store import Store
+
+    cfg = _load(config_path)
+    store = Store(cfg.state_url, readonly=True)
+    try:
+        rows = store.conflicts(flow)
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no conflicts")
+    for r in rows:
+        state = f"resolved -> {r['resolution']!r} (applied next run)" if r["resolved"] else "held"
+        click.echo(f"{r['id']}  {r['flow']} {r['kind']} {r['name']} {r['path']}: "
+                   f"source {r['source_value']!r}, target {r['target_value']!r}, "
+                   f"base {r['base_value']!r}  [{state}]")
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id")
+@click.option("--take", required=True,
+              help="source | target | a literal VALUE to write to both sides.")
+@click.pass_context
+def conflicts_resolve(ctx: click.Context, conflict_id: str, take: str) -> None:
+    """Settle one conflict; the next run writes the chosen value to both sides."""
+    from syncd.store import Store
+
+    cfg = _load(ctx.obj)
+    store = Store(cfg.state_url)
+    try:
+        row = next((c for c in store.conflicts() if c["id"] == conflict_id), None)
+        if row is None:
+            click.echo(f"no conflict with id {conflict_id}", err=True)
+            sys.exit(EXIT_CONFIG)
+        value = {"source": row["source_value"], "target": row["target_value"]}.get(take, take)
+        store.resolve_conflict(conflict_id, value)
+    finally:
+        store.close()
+    click.echo(f"conflict {conflict_id} ({row['name']} {row['path']}) resolved to {value!r}; "
+               f"the next run applies it")
+
+
 @main.command()
 def connectors() -> None:
     """List installed connector types (the syncd.connectors entry points)."""

@@ -227,3 +227,29 @@ def test_group_membership_edited_on_both_sides_is_unioned(tw: TwoWay) -> None:
     tw.run()
     assert tw.src.members["g1"] == {"s1", "s2"}
     assert tw.planned(tw.run()) == []
+
+
+def test_conflicts_cli_lists_and_resolves(tw: TwoWay, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from syncd.cli import main
+
+    tw.configure(users_extra='authority = { title = "manual" }')
+    settle(tw)
+    tw.edit_source("s0", title="S")
+    tw.edit_target("u0", title="T")
+    tw.run()
+    monkeypatch.setenv("SYNCD_CONFIG", str(tw.tmp / "c.toml"))
+    listed = CliRunner().invoke(main, ["conflicts", "-o", "json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert (row["path"], row["source_value"], row["target_value"]) == ("title", "S", "T")
+    text = CliRunner().invoke(main, ["conflicts"])
+    assert "source 'S', target 'T', base 't'" in text.stdout
+    res = CliRunner().invoke(main, ["conflicts", "resolve", row["id"], "--take", "target"])
+    assert res.exit_code == 0, res.output
+    tw.run()
+    assert tw.src.objects["user"]["s0"]["title"] == "T"
+    assert CliRunner().invoke(main, ["conflicts"]).stdout.strip() == "no conflicts"
