@@ -77,6 +77,8 @@ class MemoryConfig(ConnectorConfig):
     directory: str
     page_size: int = 100
     incremental: bool = True
+    #: advertise a bulk endpoint (create_many) with this many operations per request
+    bulk: int = 0
 
 
 class MemoryConnector:
@@ -105,7 +107,18 @@ class MemoryConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(write=True, unsupported_attributes=dict(self.dir.unsupported))
+        return Capabilities(write=True, unsupported_attributes=dict(self.dir.unsupported),
+                            bulk=self.config.bulk > 0, bulk_max_operations=self.config.bulk)
+
+    def create_many(self, kind: Kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]:
+        self._call("create_many", kind, str(len(items)))
+        out: list[Entry | ConnectorError] = []
+        for attrs in items:
+            try:
+                out.append(self.create(kind, attrs))
+            except ConnectorError as exc:
+                out.append(exc)
+        return out
 
     def _entry(self, kind: Kind, oid: str) -> Entry:
         attrs = self.dir.objects[kind][oid]

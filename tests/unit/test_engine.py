@@ -270,3 +270,17 @@ def test_dry_run_writes_no_state_and_no_target(env: Env) -> None:
     assert res.plan is not None and len(res.plan) == 5
     assert not env.state.exists()
     assert env.dst.objects["user"] == {}
+
+
+def test_bulk_target_gets_chunked_creates_and_409_adopts(env: Env) -> None:
+    (env.tmp / "c.toml").write_text((env.tmp / "c.toml").read_text().replace(
+        'directory = "' + env.dst_name + '"', 'directory = "' + env.dst_name + '"\nbulk = 2'))
+    env.cfg = config.load(env.tmp / "c.toml")
+    env.dst.put("user", {"userName": "u4", "title": "pre-existing"})
+    env.cfg = config.load(env.tmp / "c.toml")
+    res = env.run(full=True)
+    assert res.result == "ok", res.failures
+    bulk_calls = [c for c in env.dst.calls if c[0] == "create_many"]
+    assert bulk_calls and all(int(n) <= 2 for _, _, n in bulk_calls)
+    assert len(env.dst.objects["user"]) == 5  # u4 adopted (found by match), not duplicated
+    assert env.target_user("u4")["title"] == "t"
