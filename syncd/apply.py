@@ -228,7 +228,10 @@ class Applier:
         kf = self.flow.kind(c.kind)
         # The server's uniqueness key is what the 409 was about, even when the flow does not
         # match on it; try the flow's keys first.
-        identity = "userName" if c.kind == "user" else "displayName"
+        identity = "displayName"
+        if c.kind == "user":
+            identity = next((k for k in ("userName", "userPrincipalName", "uid")
+                             if k in c.attrs), "userName")
         keys = (*(kf.match if kf else ()), identity)
         for key in dict.fromkeys(keys):
             value = c.attrs.get(key)

@@ -55,6 +55,14 @@ def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRe
                     out.gone.add(e.external_id)
                     out.items.pop(e.external_id, None)
                     continue
+                if not e.raw and (e.members_added is not None
+                                  or e.members_removed is not None):
+                    # a membership-only change (Graph members@delta): attributes unknown,
+                    # not cleared
+                    out.items[e.external_id] = Item(
+                        e.external_id, e.name or e.external_id, {}, e.members,
+                        e.members_added, e.members_removed, e.modified)
+                    continue
                 try:
                     attrs: dict[str, Value] = kf.mapping.map(e.raw)
                 except MappingError as exc:
@@ -78,7 +86,7 @@ def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRe
 
 
 def _label(e: Entry, attrs: dict[str, Value]) -> str:
-    for key in ("userName", "displayName"):
+    for key in ("userName", "userPrincipalName", "uid", "displayName"):
         v = attrs.get(key)
         if isinstance(v, str) and v:
             return v
