@@ -16,6 +16,17 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -
     fi
 fi
 
+# systemd-analyze (Debian's systemd package) verifies the unit files in the test suite.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing systemd (for systemd-analyze verify)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+    else
+        echo "bootstrap: systemd-analyze missing; as root run: apt-get install -y systemd" >&2
+    fi
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv

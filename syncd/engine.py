@@ -115,16 +115,21 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
         except ConnectorError as exc:
             res.result = "aborted"
             res.errors.append(f"{type(exc).__name__}: {exc}")
-        res.duration = time.monotonic() - started
-        if res.run_id is not None:
-            summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
-            error = "; ".join(res.errors + res.refused) or None
-            store.finish_run(res.run_id, res.result, {
-                "plan": summary, "applied": res.applied, "failed": len(res.failures),
-                "duration_s": round(res.duration, 3)}, error)
-        log.info("flow %s %s: %s applied, %s failed in %.2fs", flow.name, res.result,
-                 res.applied, len(res.failures), res.duration,
-                 extra={"run_id": res.run_id, "flow": flow.name})
+        except BaseException as exc:  # a bug must not leave the run journaled as "running"
+            res.result = "failed"
+            res.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            res.duration = time.monotonic() - started
+            if res.run_id is not None:
+                summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
+                error = "; ".join(res.errors + res.refused) or None
+                store.finish_run(res.run_id, res.result, {
+                    "plan": summary, "applied": res.applied, "failed": len(res.failures),
+                    "duration_s": round(res.duration, 3)}, error)
+        log.debug("flow %s %s: %s applied, %s failed in %.2fs", flow.name, res.result,
+                  res.applied, len(res.failures), res.duration,
+                  extra={"run_id": res.run_id, "flow": flow.name})
     finally:
         store.unlock(flow.name)
     return res

@@ -263,6 +263,18 @@ class Store(StateMixin):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def change_counts(self, run_id: str) -> dict[tuple[str, str, str], int]:
+        """(kind, op, result) -> count of journaled changes of one run (for metrics)."""
+        if self.engine is None:
+            return {}
+        from sqlalchemy import func
+
+        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        q = select(t.c.kind, t.c.op, t.c.result, func.count()).where(
+            t.c.run_id == run_id).group_by(t.c.kind, t.c.op, t.c.result)
+        with self.engine.connect() as conn:
+            return {(k, o, r): int(n) for k, o, r, n in conn.execute(q)}
+
     def link_counts(self, flow: str) -> dict[str, dict[str, int]]:
         if self.engine is None:
             return {}
