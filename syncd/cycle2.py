@@ -156,8 +156,8 @@ def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
     resolutions = {(c["source_id"], c["path"]): c["resolution"]
                    for c in store.conflicts(flow.name)
                    if c["kind"] == kf.kind and c["resolution"] is not None}
-    if kf.kind == "user" and "active" not in kf.mapping.paths:
-        paths += ("active",)  # implicit active=true: one-way, so target drift is undone
+    # The implicit active=true of users (push semantics) is not merged in two-way flows:
+    # not every side has it (LDAP), and disabling on either side is a deprovisioning matter.
     return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,
                  flow.create, flow.reverse_deprovision, resolutions)
 

@@ -6,6 +6,7 @@ This is the imperative shell around the pure planner. Dry run is simply "stop be
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
 from syncd.read import SourceRead, candidates, read_source
 from syncd.store import Store
-from syncd.store_state import Pending
+from syncd.store_state import Cursor, Pending
 
 log = logging.getLogger("syncd.engine")
 
@@ -143,10 +144,23 @@ class Options:
     stop: threading.Event | None = None
 
 
-def _reconcile_due(flow: Flow, full_at: datetime | None, now: datetime) -> bool:
-    if flow.full_reconcile is None:
-        return False
-    return full_at is None or (now - full_at).total_seconds() >= flow.full_reconcile
+def fingerprint(flow: Flow, kind: Kind) -> str:
+    """What a stored cursor was taken *for*: change the mapping, scope or match keys and
+    entries the feed will never send again may now map differently -> read everything."""
+    kf = flow.kind(kind)
+    text = repr((flow.source, flow.target, flow.mode, kf))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _use_cursor(flow: Flow, stored: Cursor, kind: Kind, opts: Options, now: datetime
+                ) -> str | None:
+    if opts.full or stored.value is None or stored.fingerprint != fingerprint(flow, kind):
+        return None
+    if flow.full_reconcile is not None and (
+            stored.full_at is None
+            or (now - stored.full_at).total_seconds() >= flow.full_reconcile):
+        return None
+    return stored.value
 
 
 def for_target(flow: Flow, target: Connector) -> Flow:
@@ -178,7 +192,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     user_read: SourceRead | None = None
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users
         stored = store.cursor(flow.name, flow.source, kf.kind)
-        use = None if opts.full or _reconcile_due(flow, stored.full_at, now) else stored.value
+        use = _use_cursor(flow, stored, kf.kind, opts, now)
         rd = read_source(source, kf, use)
         if rd.error:
             res.result = "failed"
@@ -235,8 +249,7 @@ def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowRe
     for kf in flow.kinds:
         for conn in (flow.source, flow.target):
             stored = store.cursor(flow.name, conn, kf.kind)
-            due = opts.full or _reconcile_due(flow, stored.full_at, now)
-            cursors[(conn, kf.kind)] = None if due else stored.value
+            cursors[(conn, kf.kind)] = _use_cursor(flow, stored, kf.kind, opts, now)
     tw = plan_two_way(flow, store, source, target, cursors, now)
     if tw.errors:
         res.result = "failed"
@@ -295,7 +308,8 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
         return
     for conn, kind, value, full, ok in saves:
         if ok:
-            store.save_cursor(flow.name, conn, kind, value, full=full)
+            store.save_cursor(flow.name, conn, kind, value, full=full,
+                              fingerprint=fingerprint(flow, kind))
 
 
 def _retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],

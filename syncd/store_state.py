@@ -61,6 +61,7 @@ class Pending:
 class Cursor:
     value: str | None
     full_at: datetime | None
+    fingerprint: str | None = None
 
 
 class StateMixin:
@@ -82,19 +83,22 @@ class StateMixin:
         if self.engine is None:
             return Cursor(None, None)
         t = CursorRow.__table__  # type: ignore[attr-defined]
-        q = select(t.c.value, t.c.full_at).where(and_(
+        q = select(t.c.value, t.c.full_at, t.c.fingerprint).where(and_(
             t.c.flow == flow, t.c.connector == connector, t.c.kind == kind))
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return Cursor(row.value, _aware(row.full_at)) if row else Cursor(None, None)
+        if row is None:
+            return Cursor(None, None)
+        return Cursor(row.value, _aware(row.full_at), row.fingerprint)
 
     def save_cursor(self, flow: str, connector: str, kind: Kind, value: str | None,
-                    *, full: bool) -> None:
+                    *, full: bool, fingerprint: str | None = None) -> None:
         previous = self.cursor(flow, connector, kind)
         ts = _now()
         self._upsert(CursorRow.__table__, ["flow", "connector", "kind"], [{  # type: ignore[attr-defined]
             "flow": flow, "connector": connector, "kind": kind, "value": value,
-            "full_at": ts if full else previous.full_at, "updated_at": ts}])
+            "full_at": ts if full else previous.full_at, "updated_at": ts,
+            "fingerprint": fingerprint if full else previous.fingerprint}])
 
     def cursor_age(self, flow: str) -> float | None:
         """Seconds since the flow's oldest cursor moved (None: no cursor yet)."""

@@ -34,6 +34,9 @@ class CursorRow(SQLModel, table=True):
     value: str | None = None
     #: When the last complete full read of this source and kind happened.
     full_at: datetime | None = None
+    #: Digest of what the flow reads and how it maps/scopes it: a config change that the
+    #: feed cannot reflect (new scope, new mapping) forces a full read.
+    fingerprint: str | None = None
     updated_at: datetime
 
 

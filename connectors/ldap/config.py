@@ -98,6 +98,87 @@ def _parse_item(text: str, pos: int) -> int:
     return pos
 
 
+def _check_dn(value: str) -> str:
+    try:
+        parse_dn(value)
+    except LDAPInvalidDnError as exc:
+        raise ValueError(f"{value!r} is not a valid DN: {exc}") from None
+    return value
+
+
+class DisableSpec(BaseModel):
+    """How `deactivate` disables an entry (``users.write.disable = {method = ...}``).
+
+    ``attribute`` replaces `attribute` with `value` (None removes it), or, with `bit`, ORs
+    that bit into the attribute's integer value (AD: ``userAccountControl``, bit 2).
+    ``move`` moves the entry under `ou` (usually outside the search base, so it leaves the
+    flow's scope); ``delete`` deletes it. Groups accept only ``move`` and ``delete``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["delete", "move", "attribute"]
+    ou: str | None = None
+    attribute: str | None = None
+    value: str | None = None
+    bit: int | None = Field(default=None, ge=1)
+
+    @field_validator("ou")
+    @classmethod
+    def _ou(cls, value: str | None) -> str | None:
+        return None if value is None else _check_dn(value)
+
+    @field_validator("attribute")
+    @classmethod
+    def _attr(cls, value: str | None) -> str | None:
+        return None if value is None else check_attribute(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DisableSpec:
+        if self.method == "move" and not self.ou:
+            raise ValueError('method = "move" needs ou = "ou=disabled,..."')
+        if self.method == "attribute" and not self.attribute:
+            raise ValueError('method = "attribute" needs attribute = "..."')
+        if self.bit is not None and self.value is not None:
+            raise ValueError("set either value or bit, not both")
+        return self
+
+
+class WriteSpec(BaseModel):
+    """How entries of one kind are written (``[connectors.NAME.users.write]``).
+
+    Unset fields take per-kind defaults (see `connectors.ldap.write`): users ``uid=`` under
+    the search base as inetOrgPerson, groups ``cn=`` as groupOfNames with the bind DN as the
+    placeholder member that groupOfNames requires.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Parent of new entries; default: the search base.
+    create_base: str | None = None
+    #: Naming attribute of new entries; default ``uid`` (users), ``cn`` (groups).
+    rdn_attribute: str | None = None
+    #: objectClass values of new entries; default inetOrgPerson/organizationalPerson/
+    #: person/top (users), groupOfNames/top (groups).
+    object_classes: tuple[str, ...] | None = None
+    #: Member kept in an otherwise empty groupOfNames (``member`` is a MUST there);
+    #: default: the bind DN.
+    placeholder_member: str | None = None
+    #: How `deactivate` works; default for users: remove ``userPassword`` (AD, i.e.
+    #: anchor objectGUID: set bit 2 of ``userAccountControl``); groups: none (Rejected).
+    disable: DisableSpec | None = None
+
+    @field_validator("create_base", "placeholder_member")
+    @classmethod
+    def _dn(cls, value: str | None) -> str | None:
+        return None if value is None else _check_dn(value)
+
+    @field_validator("rdn_attribute")
+    @classmethod
+    def _rdn(cls, value: str | None) -> str | None:
+        return None if value is None else check_attribute(value)
+
+
 class SearchSpec(BaseModel):
     """Where to look for one kind of entry."""
 
@@ -106,6 +187,8 @@ class SearchSpec(BaseModel):
     base: str
     filter: str = "(objectClass=*)"
     scope: Literal["sub", "one"] = "sub"
+    #: Write-back settings for this kind (LDAP as a target).
+    write: WriteSpec = WriteSpec()
 
     @field_validator("base")
     @classmethod
@@ -148,6 +231,17 @@ class LdapConfig(ConnectorConfig):
     #: Extra attributes to treat as binary (base64) besides the well-known ones.
     binary_attributes: tuple[str, ...] = ()
     page_size: int = Field(default=500, ge=1, le=100_000)
+    #: Incremental reads: ``auto`` picks syncrepl (RFC 4533, OpenLDAP syncprov), dirsync
+    #: (Active Directory) or watermark (``modifyTimestamp>=``, no deletes) from the root
+    #: DSE; ``none`` always reads fully and returns no cursor.
+    incremental: Literal["auto", "syncrepl", "watermark", "dirsync", "none"] = "auto"
+    #: Watermark reads start this many seconds before the previous read began, to cover
+    #: clock skew between us and the server and second-granular timestamps (duplicates are
+    #: harmless: upserts are idempotent).
+    watermark_overlap: float = Field(default=60, ge=0)
+    #: ``lean``: our own decoder of search results (~10x faster than ldap3's); ``stock``:
+    #: ldap3's, kept as a fallback should a server's replies trip the lean decoder.
+    decoder: Literal["lean", "stock"] = "lean"
     timeout: float = Field(default=30, gt=0)
 
     @field_validator("url")
@@ -195,6 +289,8 @@ class LdapConfig(ConnectorConfig):
             raise ValueError("bind_password is set but bind_dn is not")
         if self.bind_dn is not None and self.bind_password is None:
             raise ValueError("bind_dn is set but bind_password is not (anonymous: omit both)")
+        if self.incremental == "dirsync" and self.anchor.lower() != "objectguid":
+            raise ValueError("incremental = dirsync needs anchor = objectGUID")
         return self
 
     @property

@@ -53,6 +53,8 @@ def normalize_dn(dn: str) -> str:
     for DNs with spacing or escapes, so 100k member values stay cheap. Attribute types given
     as OIDs (``2.5.4.3=x``) are not mapped to names: servers do not return them that way.
     """
+    if " " not in dn and "\\" not in dn and '"' not in dn:
+        return dn.lower()  # the fast path: no spacing, escapes or quotes to interpret
     if not _NEEDS_PARSE.search(dn):
         return dn.lower()
     try:

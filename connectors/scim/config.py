@@ -39,6 +39,9 @@ class ScimConfig(ConnectorConfig):
     bulk: Literal["auto", "never"] = "auto"
     #: Entries per page of a listing (clipped to the server's filter.maxResults).
     page_size: int = Field(default=200, ge=1, le=1000)
+    #: Seconds an incremental (meta.lastModified) read overlaps the previous one, for clock
+    #: differences inside the server; objects changed in that window are read twice.
+    incremental_overlap: float = Field(default=2.0, ge=0, le=3600)
 
     @field_validator("url")
     @classmethod

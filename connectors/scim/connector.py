@@ -1,17 +1,18 @@
-"""SCIM 2.0 target connector: scim2-client over one keep-alive `httpx.Client`.
+"""SCIM 2.0 connector (target, and source for two-way flows) over one keep-alive client.
 
 Payloads are built from canonical attributes by `connectors.scim.paths` and validated with the
 scim2-models classes scim2-client builds from the server's own /Schemas, so a path the server
-does not publish is refused before any request goes out.
+does not publish is refused before any request goes out. Creates, listings and /Bulk go out
+as plain JSON through `connectors.scim.http` (validating every *response* with pydantic cost
+more than the request); PATCH/PUT/DELETE go through scim2-client.
+
+Module map: `http` (client, retries, Retry-After, counters), `bulk` (/Bulk bodies, splitting),
+`reads` (raw attributes, lastModified cursors), `status` (errors), `paths` (attribute table).
 
 Concurrency: the engine's apply pool calls one connector from `concurrency` threads. After
-`open()` the scim2-client object is only read (its provider is set once during discovery) and
-`httpx.Client` is thread-safe with a pool of `concurrency` keep-alive connections; the only
-mutable state, the soft-delete probe result, is written under a lock.
-
-scim2-client 0.13 ships its network engine for the ``httpx2`` fork only; `_HttpxScimClient`
-is the same ~15 lines for httpx (the project pins httpx 0.28) and is also where retries live,
-because 429/503 and their Retry-After are transport matters scim2-client does not handle.
+`open()` the scim2-client object is only read, `httpx.Client` is thread-safe with a pool of
+`concurrency` keep-alive connections; mutable state (soft-delete probe, incremental support
+per kind, counters) is written under locks.
 
 Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 1.1.0:
 
@@ -19,109 +20,55 @@ Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 
    primary, no type), active, externalId; no enterprise extension in its ResourceTypes (a
    payload carrying it is refused with 400). Unlisted attributes are silently dropped, so we
    derive ``capabilities.unsupported_attributes`` from /Schemas and drop them ourselves.
- - Typed emails: scim2-server answers 400 noTarget to ``replace emails[type eq "work"].value``
-   when no work address exists; ``remove emails[type eq "work"]`` + ``add emails [...]`` works
-   on both. django keeps one address (the first in a create) and ignores filtered removes,
-   so on servers without a ``type`` sub-attribute we replace/remove ``emails`` as a whole.
- - Removing an attribute: django stores ``""`` (``name.givenName`` reads back empty), we
-   read empty strings as absent. scim2-server omits ``active`` unless set; django defaults
-   it to true.
- - DELETE of a user only deactivates on django (GET still answers 200, a second DELETE 204),
-   so ``delete_is_soft`` is learnt by a GET after the first user delete. scim2-server deletes
-   (second DELETE: 404, which we count as success). Groups are deleted on both.
+ - Typed emails: see `paths.patch_operations`. Removing an attribute: django stores ``""``;
+   we read empty strings as absent. scim2-server omits ``active`` unless set; django: true.
+ - DELETE of a user only deactivates on django (GET still answers 200), so
+   ``delete_is_soft`` is learnt by a GET after the first user delete.
  - django answers PATCH with 200 + resource, scim2-server with 204; no ETags, no Location
-   header and no /Bulk on django; its filter maxResults is 200. Discovery endpoints of
-   scim2-server need no token; auth is therefore probed on /Users.
- - Filters: both unescape ``\\"`` and ``\\\\`` in string literals; django supports no complex
-   ``emails[type eq ..]`` filter, so typed values are found with ``emails.value eq`` and the
-   type is checked on the results.
+   header, no /Bulk on django; its filter maxResults is 200.
+ - /Bulk (scim2-server): maxOperations 1000, maxPayloadSize 1 MiB, checked on the body
+   (413 beyond); each operation's outcome carries bulkId, status and location, no resource.
+ - ``filter=meta.lastModified ge ".."`` works on scim2-server, 400 invalidFilter on django.
+ - Filters: both unescape ``\\"`` and ``\\\\``; django has no complex ``emails[type eq ..]``
+   filter, so typed values are found with ``emails.value eq`` and checked on the results.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
-import random
+import logging
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import ValidationError
-from scim2_client.client import BaseSyncSCIMClient
-from scim2_client.errors import SCIMClientException
 from scim2_models import (
     Context,
     ListResponse,
     PatchOp,
     ResourceType,
     Schema,
-    SCIMException,
     ScimProvider,
-    SearchRequest,
     ServiceProviderConfig,
 )
 
-from connectors.scim import paths
+from connectors.scim import bulk, paths, reads
 from connectors.scim.config import ScimConfig
+from connectors.scim.http import HttpxScimClient, ScimHttp, Stats, parse_retry_after
+from connectors.scim.status import checked_json, scim_errors
 from syncd.connector import Capabilities, ConnectorConfig
-from syncd.errors import Conflict, Fatal, Rejected, Retriable
+from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 
-RETRY_AFTER_CAP = 60.0
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
-#: Statuses that say "not processed, try later": safe to resend, even a POST.
-_BUSY = frozenset({429, 503})
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+__all__ = ["ScimConnector", "parse_retry_after"]
+log = logging.getLogger("syncd.connectors.scim")
 _ENDPOINT = paths.ENDPOINT
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), capped; None if bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
-
-
-class _HttpxScimClient(BaseSyncSCIMClient):
-    """scim2-client's sync engine on httpx; every request goes through `send`."""
-
-    def __init__(self, client: httpx.Client, send: Callable[..., httpx.Response]) -> None:
-        super().__init__(check_response_content_type=False)
-        self.client = client
-        self._send_fn = send
-
-    def _stays_under_base_url(self, endpoint: str) -> bool:
-        base = self.client.base_url
-        try:
-            url = self.client.build_request("GET", endpoint).url
-        except httpx.InvalidURL:
-            return False
-        same = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
-        return same and url.raw_path.startswith(base.raw_path)
-
-    def _parse_json(self, response: Any) -> Any:
-        return response.json()
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self._send_fn(method, url, **kwargs)
-
-
 class ScimConnector:
-    """A SCIM 2.0 service provider as a sync target (and listing source)."""
+    """A SCIM 2.0 service provider as a sync target and source."""
 
     config_model: ClassVar[type[ConnectorConfig]] = ScimConfig
 
@@ -131,17 +78,20 @@ class ScimConnector:
         self.name = name
         self.config = config
         self._transport = transport  # test seam: fault injection in front of a real server
-        self._http: httpx.Client | None = None
-        self._scim: _HttpxScimClient | None = None
+        self._http: ScimHttp | None = None
+        self._scim: HttpxScimClient | None = None
         self._caps = Capabilities(write=True)
         self._typed: frozenset[str] = frozenset(paths.TYPED)
         self._unsupported: dict[Kind, frozenset[str]] = {"user": frozenset(), "group": frozenset()}
+        self._endpoints: dict[Kind, str] = {"user": "/Users", "group": "/Groups"}
         self._page_size = config.page_size
         self._soft_checked = False
+        self._incremental: dict[Kind, bool] = {}
         self._lock = threading.Lock()
-        self._opening = False
-        #: overridable for tests; the only place the connector waits
+        self._stats = Stats()
+        #: overridable for tests; the only places the connector waits or reads the time
         self.sleep: Callable[[float], None] = time.sleep
+        self.clock: Callable[[], float] = time.monotonic
 
     # --- contract: lifecycle --------------------------------------------------------------
 
@@ -159,6 +109,11 @@ class ScimConnector:
     def capabilities(self) -> Capabilities:
         return self._caps
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since construction (requests, retries, http_429, http_503, ...)."""
+        return self._stats.snapshot()
+
     def open(self) -> None:
         cfg = self.config
         verify: ssl.SSLContext | bool = cfg.tls_verify
@@ -167,35 +122,35 @@ class ScimConnector:
         headers = {"Accept": "application/scim+json"}
         if cfg.token is not None:
             headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
-        limits = httpx.Limits(
-            max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
-        )
-        self._http = httpx.Client(
-            base_url=cfg.url + "/",
-            headers=headers,
-            timeout=cfg.timeout,
-            verify=verify,
-            limits=limits,
+        n = cfg.concurrency
+        client = httpx.Client(
+            base_url=cfg.url + "/", headers=headers, timeout=cfg.timeout, verify=verify,
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
             transport=self._transport,
-        )
-        self._scim = _HttpxScimClient(self._http, self._request)
-        self._opening = True
+        )  # fmt: skip
+        self._http = ScimHttp(
+            client, connector=self.name, url=cfg.url, max_retries=cfg.max_retries,
+            sleep=lambda s: self.sleep(s), stats=self._stats, clock=lambda: self.clock(),
+        )  # fmt: skip
+        self._scim = HttpxScimClient(self._http)
+        self._http.opening = True
         try:
             self._discover()
             # Discovery endpoints may be public (scim2-server): prove the token on /Users.
-            self._request("GET", "Users", params={"count": "1"})
+            self._get(self._endpoints["user"], "probe", params={"count": "1"})
         except Fatal:
             self.close()
             raise
-        except Rejected as exc:  # discovery answered but made no sense: the flow cannot go on
+        except ConnectorError as exc:  # discovery answered but made no sense
             self.close()
             raise Fatal(str(exc), connector=self.name) from None
         finally:
-            self._opening = False
+            if self._http is not None:
+                self._http.opening = False
 
     def close(self) -> None:
         if self._http is not None:
-            self._http.close()
+            self._http.client.close()
         self._http = None
         self._scim = None
 
@@ -204,29 +159,43 @@ class ScimConnector:
     def read(
         self, kind: Kind, cursor: str | None = None, attributes: Sequence[str] | None = None
     ) -> Iterator[Batch]:
-        """Full listing in pages of `page_size` (startIndex/count); `cursor` is ignored."""
-        model = self._model(kind)
-        start = 1
-        while True:
-            query: SearchRequest[Any] = SearchRequest(start_index=start, count=self._page_size)
-            with self._errors(f"list {kind}s"):
-                page = self._client.query(model, query_parameters=query)
-            assert isinstance(page, ListResponse)
-            entries = tuple(self._entry(kind, r) for r in page.resources or [])
-            start += len(entries)
-            total = page.total_results or 0
-            last = not entries or start > total
-            yield Batch(kind=kind, entries=entries, full=True)
-            if last:
-                return
+        """Pages of `page_size` (startIndex/count); incremental from a ``lastmodified:`` cursor
+        when the server filters on meta.lastModified (`connectors.scim.reads`)."""
+        incremental = self._supports_incremental(kind)
+        since = reads.parse_cursor(cursor) if incremental else None
+        if cursor is not None and since is None:
+            log.info("%s: cursor %r is not usable for %ss: full read", self.name, cursor, kind)
+        args: dict[str, Any] = {
+            "connector": self.name, "kind": kind, "endpoint": self._endpoints[kind],
+            "page_size": self._page_size, "entry": lambda r: self._entry(kind, r),
+            "overlap": self.config.incremental_overlap,
+        }  # fmt: skip
+        try:
+            yield from reads.listing(self._http_or_fatal, since=since, incremental=incremental,
+                                     **args)  # fmt: skip
+        except reads.FilterRefused:
+            log.info("%s: server refused the lastModified filter: full read", self.name)
+            with self._lock:
+                self._incremental[kind] = False
+            yield from reads.listing(self._http_or_fatal, since=None, incremental=False, **args)
+
+    def _supports_incremental(self, kind: Kind) -> bool:
+        """Probed once per kind, on the first read."""
+        with self._lock:
+            known = self._incremental.get(kind)
+        if known is None:
+            known = reads.supports_incremental(
+                self._http_or_fatal, self._endpoints[kind], self.name
+            )
+            with self._lock:
+                self._incremental[kind] = known
+        return known
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
         expr, recheck = self._path_call(kind, lambda: paths.filter_for(kind, attribute, value))
-        query = SearchRequest(filter=expr, count=50)
-        with self._errors(f"find {kind} {attribute}={value!r}"):
-            page = self._client.query(self._model(kind), query_parameters=query)
-        assert isinstance(page, ListResponse)
-        found = [self._entry(kind, r) for r in page.resources or []]
+        what = f"find {kind} {attribute}={value!r}"
+        doc = self._get(self._endpoints[kind], what, params={"filter": expr, "count": "50"})
+        found = [self._entry(kind, r) for r in doc.get("Resources") or []]
         if recheck:
             found = [e for e in found if e.attrs.get(attribute) == value]
         return found
@@ -234,35 +203,52 @@ class ScimConnector:
     # --- contract: writes -----------------------------------------------------------------
 
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
-        kept = self._supported(kind, attrs)
-        label = str(attrs.get("userName" if kind == "user" else "displayName") or "?")
-        payload = self._path_call(kind, lambda: paths.to_resource(kind, kept, self._typed))
-        model = self._model(kind)
-        with self._errors(f"create {kind} {label}"):
-            resource = model.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
-            created = self._client.create(resource)
-        return self._entry(kind, created)
+        payload = self._payload(kind, self._supported(kind, attrs))
+        resp = self._http_or_fatal.request(
+            "POST", self._endpoints[kind], content=bulk.encode(payload), headers=bulk.JSON_HEADERS
+        )
+        return self._entry(kind, checked_json(resp, self._what(kind, attrs), self.name, (200, 201)))
+
+    def create_many(self, kind: Kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]:
+        """Create through /Bulk: one result per item, in order (errors in their slots).
+
+        Requests respect the server's maxOperations and maxPayloadSize (measured on the
+        encoded body) and go out `concurrency` at a time. A 429/503 for a whole request is
+        retried per Retry-After, then every slot gets `Retriable`; a request whose response
+        was lost is *not* resent (it may have been applied: the next run adopts). Without
+        bulk support this is a loop of `create`. `Fatal` (authentication) is raised.
+        """
+        if not self._caps.bulk:
+            out: list[Entry | ConnectorError] = []
+            for attrs in items:
+                try:
+                    out.append(self.create(kind, attrs))
+                except Fatal:
+                    raise
+                except ConnectorError as exc:
+                    out.append(exc)
+            return out
+        return bulk.BulkCreate(
+            http=self._http_or_fatal, stats=self._stats, connector=self.name, kind=kind,
+            endpoint=self._endpoints[kind],
+            payload=lambda a: self._payload(kind, self._supported(kind, a)),
+            create=lambda a: self.create(kind, a), entry=lambda r: self._entry(kind, r),
+            max_operations=self._caps.bulk_max_operations,
+            max_payload=self._caps.bulk_max_payload, concurrency=self.config.concurrency,
+        ).run(items)  # fmt: skip
 
     def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         kept = self._supported(kind, changes)
         if not kept:
             return
-        model = self._model(kind)
-        label = f"update {kind} {external_id}"
         if not self._caps.patch:
             self._put(kind, external_id, kept)
             return
         ops = self._path_call(kind, lambda: paths.patch_operations(kind, kept, self._typed))
-        with self._errors(label):
-            patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
-                {"schemas": [paths.URN_PATCH], "Operations": ops},
-                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
-            )
-            self._client.modify(model, external_id, patch)
+        self._patch(kind, external_id, ops, f"update {kind} {external_id}")
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
         """PATCH in chunks of `members_per_patch` values: adds first, then removes."""
-        model = self._model("group")
         n = self.config.members_per_patch
         ops: list[dict[str, Any]] = []
         for i in range(0, len(add), n):
@@ -272,12 +258,7 @@ class ScimConnector:
         removes = [{"op": "remove", "path": f"members[value eq {paths.escape(m)}]"} for m in remove]
         batches = [[op] for op in ops] + [removes[i : i + n] for i in range(0, len(removes), n)]
         for batch in batches:
-            with self._errors(f"set members of group {external_id}"):
-                patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
-                    {"schemas": [paths.URN_PATCH], "Operations": batch},
-                    scim_ctx=Context.RESOURCE_PATCH_REQUEST,
-                )
-                self._client.modify(model, external_id, patch)
+            self._patch("group", external_id, batch, f"set members of group {external_id}")
 
     def deactivate(self, kind: Kind, external_id: str) -> None:
         if kind != "user":
@@ -287,7 +268,7 @@ class ScimConnector:
     def delete(self, kind: Kind, external_id: str) -> None:
         """DELETE; 404 means already gone, which is what we wanted."""
         try:
-            with self._errors(f"delete {kind} {external_id}"):
+            with scim_errors(f"delete {kind} {external_id}", self.name):
                 self._client.delete(self._model(kind), external_id)
         except Rejected as exc:
             if getattr(exc, "status", None) != 404:
@@ -299,16 +280,29 @@ class ScimConnector:
     # --- internals ------------------------------------------------------------------------
 
     @property
-    def _client(self) -> _HttpxScimClient:
+    def _client(self) -> HttpxScimClient:
         if self._scim is None:
             raise Fatal("connector is not open", connector=self.name)
         return self._scim
+
+    @property
+    def _http_or_fatal(self) -> ScimHttp:
+        if self._http is None:
+            raise Fatal("connector is not open", connector=self.name)
+        return self._http
+
+    def _get(self, path: str, what: str, **kwargs: Any) -> Any:
+        return checked_json(self._http_or_fatal.request("GET", path, **kwargs), what, self.name)
 
     def _model(self, kind: Kind) -> Any:
         model = self._client.get_resource_model(_ENDPOINT[kind])
         if model is None:
             raise Fatal(f"server offers no {_ENDPOINT[kind]} resource", connector=self.name)
         return model
+
+    @staticmethod
+    def _what(kind: Kind, attrs: Attrs) -> str:
+        return f"create {kind} {attrs.get('userName' if kind == 'user' else 'displayName')}"
 
     def _path_call(self, kind: Kind, fn: Callable[[], Any]) -> Any:
         try:
@@ -322,6 +316,17 @@ class ScimConnector:
         drop = self._unsupported[kind]
         return {k: v for k, v in attrs.items() if k not in drop}
 
+    def _payload(self, kind: Kind, kept: Mapping[str, Value]) -> dict[str, Any]:
+        """A creation body, validated against the server's published schema."""
+        payload = self._path_call(kind, lambda: paths.to_resource(kind, kept, self._typed))
+        with scim_errors(self._what(kind, kept), self.name):
+            model = self._model(kind)
+            resource = model.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+            dumped: dict[str, Any] = resource.model_dump(
+                scim_ctx=Context.RESOURCE_CREATION_REQUEST
+            )
+        return dumped
+
     def _entry(self, kind: Kind, resource: Any) -> Entry:
         data = resource if isinstance(resource, dict) else resource.model_dump()
         attrs = paths.from_resource(kind, data)
@@ -330,15 +335,26 @@ class ScimConnector:
             members = frozenset(
                 str(m["value"]) for m in data.get("members") or [] if m.get("value")
             )
-        name = str(attrs.get("userName" if kind == "user" else "displayName", ""))
+        rid = str(data["id"])
         return Entry(
-            kind=kind, external_id=str(data["id"]), attrs=attrs, members=members, name=name
-        )
+            kind=kind, external_id=rid, raw=reads.raw_attributes(attrs, rid), attrs=attrs,
+            members=members, modified=reads.modified(data),
+            name=str(attrs.get("userName" if kind == "user" else "displayName", "")),
+        )  # fmt: skip
+
+    def _patch(self, kind: Kind, external_id: str, ops: list[dict[str, Any]], what: str) -> None:
+        model = self._model(kind)
+        with scim_errors(what, self.name):
+            patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
+                {"schemas": [paths.URN_PATCH], "Operations": ops},
+                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+            )
+            self._client.modify(model, external_id, patch)
 
     def _put(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         """GET + PUT for servers without PATCH (the If-Match is scim2-client's business)."""
         model = self._model(kind)
-        with self._errors(f"update {kind} {external_id}"):
+        with scim_errors(f"update {kind} {external_id}", self.name):
             current = self._client.query(model, external_id, check_response_payload=False)
             assert isinstance(current, dict)
             body = paths.apply_changes(kind, current, changes, self._typed)
@@ -348,7 +364,7 @@ class ScimConnector:
 
     def _probe_soft_delete(self, external_id: str) -> None:
         """One GET after the first user delete: still there means DELETE only deactivates."""
-        r = self._request("GET", f"Users/{external_id}")
+        r = self._http_or_fatal.request("GET", f"{self._endpoints['user']}/{external_id}")
         with self._lock:
             self._soft_checked = True
             if r.status_code == 200 and not self._caps.delete_is_soft:
@@ -356,7 +372,7 @@ class ScimConnector:
 
     def _discover(self) -> None:
         scim = self._client
-        with self._errors("discovery"):
+        with scim_errors("discovery", self.name):
             rts = scim.query(ResourceType, raise_scim_errors=True)
             schemas = scim.query(Schema, raise_scim_errors=True)
             spc = scim.query(ServiceProviderConfig, raise_scim_errors=True)
@@ -371,8 +387,12 @@ class ScimConnector:
         self._unsupported, self._typed = paths.server_support(
             rts.resources or [], schemas.resources or []
         )
-        bulk = spc.bulk
-        bulk_ok = bool(bulk and bulk.supported) and self.config.bulk == "auto"
+        for kind, name in _ENDPOINT.items():
+            rt = next((r for r in rts.resources or [] if name in (r.name, r.id)), None)
+            if rt is not None and rt.endpoint:
+                self._endpoints[kind] = "/" + str(rt.endpoint).lstrip("/")
+        bulk_cfg = spc.bulk
+        bulk_ok = bool(bulk_cfg and bulk_cfg.supported) and self.config.bulk == "auto"
         max_results = spc.filter.max_results if spc.filter and spc.filter.max_results else None
         if max_results:
             self._page_size = min(self.config.page_size, max_results)
@@ -381,85 +401,7 @@ class ScimConnector:
             write=True,
             patch=bool(spc.patch and spc.patch.supported),
             bulk=bulk_ok,
-            bulk_max_operations=(bulk.max_operations or 0) if bulk_ok and bulk else 0,
-            bulk_max_payload=(bulk.max_payload_size or 0) if bulk_ok and bulk else 0,
+            bulk_max_operations=(bulk_cfg.max_operations or 0) if bulk_ok and bulk_cfg else 0,
+            bulk_max_payload=(bulk_cfg.max_payload_size or 0) if bulk_ok and bulk_cfg else 0,
             unsupported_attributes={str(k): v for k, v in self._unsupported.items()},
         )
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Translate scim2-client/models errors into the syncd error tree."""
-        try:
-            yield
-        except SCIMException as exc:
-            status = int(getattr(exc, "status", 400) or 400)
-            scim_type = getattr(exc, "scim_type", "") or ""
-            if status == 409:
-                raise Conflict(
-                    f"{what}: already exists ({exc.detail})", connector=self.name
-                ) from None
-            if status == 404:
-                err = Rejected(f"{what}: gone (404)", connector=self.name)
-            elif status >= 500:
-                raise Retriable(f"{what}: HTTP {status}", connector=self.name) from None
-            else:
-                detail = f"{scim_type}: {exc.detail}" if scim_type else exc.detail
-                err = Rejected(f"{what}: HTTP {status} {detail}", connector=self.name)
-            err.status = status  # type: ignore[attr-defined]
-            raise err from None
-        except ValidationError as exc:
-            errors = exc.errors()
-            msg = f"{errors[0]['loc']}: {errors[0]['msg']}" if errors else str(exc)
-            raise Rejected(f"{what}: invalid payload {msg}", connector=self.name) from None
-        except SCIMClientException as exc:
-            raise Rejected(f"{what}: unexpected response: {exc}", connector=self.name) from None
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP request with bounded retries; auth failures are Fatal.
-
-        Resent: 429/503 always (the server said it did not process it), other 5xx and
-        broken connections only when the request is idempotent or never left this host.
-        Exhausted retries raise Retriable carrying the server's Retry-After.
-        """
-        assert self._http is not None
-        retry_after: float | None = None
-        reason = ""
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                delay = retry_after if retry_after is not None else _backoff(attempt)
-                self.sleep(delay)
-            try:
-                resp = self._http.request(method, url, **kwargs)
-            except _NOT_SENT as exc:
-                if self._opening:
-                    raise Fatal(
-                        f"SCIM server {self.config.url} unreachable: {type(exc).__name__}",
-                        connector=self.name,
-                    ) from None
-                retry_after, reason = None, type(exc).__name__
-                continue
-            except httpx.TransportError as exc:
-                if method == "POST":
-                    raise Retriable(
-                        f"{method} {url}: {type(exc).__name__}", connector=self.name
-                    ) from None
-                retry_after, reason = None, type(exc).__name__
-                continue
-            status = resp.status_code
-            if status in (401, 403):
-                raise Fatal(f"authentication failed (HTTP {status})", connector=self.name)
-            if status in _BUSY or (status >= 500 and status != 501):
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                reason = f"HTTP {status}"
-                if status not in _BUSY and method == "POST":
-                    break
-                continue
-            return resp
-        if self._opening:
-            raise Fatal(f"SCIM server {self.config.url} unavailable: {reason}", connector=self.name)
-        raise Retriable(f"{method} {url}: {reason}", connector=self.name, retry_after=retry_after)
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter."""
-    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))

@@ -29,12 +29,14 @@ Fault = Callable[[httpx.Request], "httpx.Response | Exception | None"]
 
 
 class Recording(httpx.BaseTransport):
-    """Records requests and plays queued faults before reaching the real server."""
+    """Records requests and plays queued faults before reaching the real server;
+    `on_response` may rewrite real responses (e.g. their Date header)."""
 
     def __init__(self) -> None:
         self.inner = httpx.HTTPTransport()
         self.requests: list[httpx.Request] = []
         self.faults: list[Fault] = []
+        self.on_response: Callable[[httpx.Response], httpx.Response] | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -45,7 +47,11 @@ class Recording(httpx.BaseTransport):
                 if isinstance(outcome, Exception):
                     raise outcome
                 return outcome
-        return self.inner.handle_request(request)
+        response = self.inner.handle_request(request)
+        if self.on_response is not None:
+            response.read()
+            response = self.on_response(response)
+        return response
 
     def close(self) -> None:
         self.inner.close()
@@ -63,6 +69,20 @@ def once(method: str, path_part: str, make: Callable[[httpx.Request], Any]) -> F
     return fault
 
 
+def fake_time(conn: ScimConnector) -> list[float]:
+    """Make the connector's waits instant and recorded, on a clock they advance."""
+    waits: list[float] = []
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    conn.sleep = sleep
+    conn.clock = lambda: now[0]
+    return waits
+
+
 @pytest.fixture
 def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., ScimConnector]]:
     opened: list[ScimConnector] = []
@@ -71,7 +91,8 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., ScimConnec
         server: _Peer, transport: httpx.BaseTransport | None = None, **cfg: Any
     ) -> ScimConnector:
         cfg.setdefault("token", server.token)
-        conn = ScimConnector("scim-test", ScimConfig(url=server.url, **cfg), transport=transport)
+        cfg.setdefault("url", server.url)  # a fault proxy's URL instead
+        conn = ScimConnector("scim-test", ScimConfig(**cfg), transport=transport)
         conn.open()
         opened.append(conn)
         return conn
@@ -354,11 +375,11 @@ def test_429_retry_after_is_honoured(
 ) -> None:
     rec = Recording()
     conn = connect(scim_server, transport=rec)
-    waits: list[float] = []
-    conn.sleep = waits.append
+    waits = fake_time(conn)
     rec.faults += [once("POST", "/Users", busy(429, "2")), once("POST", "/Users", busy(429, "3"))]
     user = conn.create("user", {"userName": "patient"})
     assert waits == [2.0, 3.0]
+    assert conn.stats["http_429"] == 2 and conn.stats["retries"] == 2
     assert len(rec.sent("POST")) == 3
     assert conn.find("user", "userName", "patient")[0].external_id == user.external_id
 
@@ -368,8 +389,7 @@ def test_retries_exhausted_raise_retriable(
 ) -> None:
     rec = Recording()
     conn = connect(scim_server, transport=rec, max_retries=2)
-    waits: list[float] = []
-    conn.sleep = waits.append
+    waits = fake_time(conn)
     rec.faults += [once("GET", "/Users", busy(503, "7")) for _ in range(3)]
     with pytest.raises(Retriable) as info:
         conn.find("user", "userName", "x")
@@ -390,8 +410,7 @@ def test_connection_reset_on_get_is_retried(
 ) -> None:
     rec = Recording()
     conn = connect(scim_server, transport=rec)
-    waits: list[float] = []
-    conn.sleep = waits.append
+    waits = fake_time(conn)
     conn.create("user", {"userName": "r"})
     rec.faults.append(
         once("GET", "/Users", lambda r: httpx.ReadError("connection reset", request=r))
@@ -426,3 +445,33 @@ def test_config_validation() -> None:
         ScimConfig(url="http://x/scim", colour="red")  # type: ignore[call-arg]
     cfg = ScimConfig.model_validate({"url": "https://idp.example.com/scim/v2/", "token": "literal"})
     assert cfg.url == "https://idp.example.com/scim/v2" and "literal" not in repr(cfg)
+
+
+def test_retry_after_holds_back_every_thread(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """The server's Retry-After is about the client, not one request: the next request,
+    whoever sends it, waits for it too."""
+    rec = Recording()
+    conn = connect(scim2_server, transport=rec, max_retries=0)
+    waits = fake_time(conn)
+    rec.faults.append(once("GET", "/Users", busy(429, "5")))
+    with pytest.raises(Retriable) as info:
+        conn.find("user", "userName", "x")
+    assert info.value.retry_after == 5.0 and waits == []
+    conn.create("user", {"userName": "later"})
+    assert waits == [5.0]
+
+
+def test_post_timeout_is_not_resent(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """A POST that timed out may have been applied: resending it could duplicate."""
+    rec = Recording()
+    conn = connect(scim2_server, transport=rec)
+    fake_time(conn)
+    rec.faults.append(once("POST", "/Users", lambda r: httpx.ReadTimeout("slow", request=r)))
+    with pytest.raises(Retriable, match="not resent"):
+        conn.create("user", {"userName": "slow"})
+    assert len(rec.sent("POST")) == 1
+    assert conn.stats["timeouts"] == 1 and conn.stats["retries"] == 0

@@ -37,6 +37,7 @@ groups = {{ base = "{groups}", filter = "(objectClass=groupOfNames)" }}
 type = "scim"
 url = "{scim_url}"
 token = "env:E2E_SCIM_TOKEN"
+{app_extra}
 
 [flows.corp-to-app]
 source = "corp"
@@ -84,11 +85,11 @@ class Sync:
         self.write()
 
     def write(self, *, deprovision: str = "disable", match: str = '["userName"]',
-              extra: str = "", scope: str = "") -> None:
+              extra: str = "", scope: str = "", app_extra: str = "") -> None:
         self.config.write_text(CONFIG.format(
             state=self.state, ldap_url=self.ldap.url, bind_dn=self.ldap.admin_dn,
             people=PEOPLE, groups=GROUPS, scim_url=self.scim.url, deprovision=deprovision,
-            match=match, extra=extra, scope=scope))
+            match=match, extra=extra, scope=scope, app_extra=app_extra))
 
     def run(self, *args: str) -> Result:
         res = CliRunner().invoke(main, ["run", "--config", str(self.config), "--output",

@@ -39,6 +39,8 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(
         tmp_path: Path, big_slapd: Slapd, scim2_server: Scim2Server,
         monkeypatch: pytest.MonkeyPatch) -> None:
     sync = Sync(tmp_path, big_slapd, scim2_server, monkeypatch)
+    # one POST per user, so the kill reliably lands mid-apply (one /Bulk would be atomic-ish)
+    sync.write(app_extra='bulk = "never"')
     env = {**os.environ, "E2E_LDAP_PASSWORD": big_slapd.admin_password,
            "E2E_SCIM_TOKEN": scim2_server.token or ""}
     proc = subprocess.Popen(
@@ -64,8 +66,8 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(
     assert res.doc is not None
     s = res.doc["summary"]["user"]
     # Everything already on the target was either linked before the kill or is adopted now;
-    # only the missing users are created.
-    assert s["create"] == USERS - partial
-    assert s["adopt"] <= partial
+    # only the missing users are created. (Requests in flight at the kill may still have
+    # completed on the server after `partial` was counted, so this is an upper bound.)
+    assert s["create"] <= USERS - partial
     again = sync.run()
     assert again.doc is not None and again.doc["changes"] == []

@@ -254,9 +254,9 @@ def test_ldap_to_entra(tmp_path: Path, slapd: Slapd, graph_fake: GraphFakeServer
     slapd.modify(f"dn: {user_dn(2)}\nchangetype: modify\ndelete: title\n")
     res = run(config)
     assert res.code == 0, res.out
-    # the engine labels changes by userName, else displayName (cn here)
+    # the engine labels changes by userName / userPrincipalName, else displayName
     ups = {c["name"]: c["attrs"] for c in changes(res.doc, "update", "user")}
-    assert ups == {cn(1): {"jobTitle": "Chief"}, cn(2): {"jobTitle": None}}
+    assert ups == {upn(1): {"jobTitle": "Chief"}, upn(2): {"jobTitle": None}}
     assert users()[upn(1)]["jobTitle"] == "Chief" and "jobTitle" not in users()[upn(2)]
 
     # removed from LDAP -> accountEnabled=false, and out of its groups

@@ -1,6 +1,7 @@
 """Serve scim2-server's WSGI app with waitress (keep-alive), for tests and benchmarks.
 
-``python -m tests.peers.run_scim2_server --port P [--bearer-token T] [--threads N]``
+``python -m tests.peers.run_scim2_server --port P [--bearer-token T] [--threads N]
+[--bulk-max-operations N] [--bulk-max-payload BYTES]``
 
 scim2-server's own CLI uses wsgiref (HTTP/1.0, no keep-alive), which would make every request
 pay a TCP handshake and hide the benefit of our one keep-alive client. We build the same app
@@ -32,9 +33,18 @@ from scim2_server.utils import (
 RESET_PATH = "/__reset__"
 
 
-def build_app(bearer_tokens: list[str]) -> Callable[..., Iterable[bytes]]:
-    """The scim2-server CLI's application, plus the reset hook."""
+def build_app(
+    bearer_tokens: list[str],
+    bulk_max_operations: int | None = None,
+    bulk_max_payload: int | None = None,
+) -> Callable[..., Iterable[bytes]]:
+    """The scim2-server CLI's application, plus the reset hook. The /Bulk limits can be
+    lowered so tests see a real server enforce them (413) on small requests."""
     config = load_default_service_provider_config()
+    if config.bulk is not None and bulk_max_operations is not None:
+        config.bulk.max_operations = bulk_max_operations
+    if config.bulk is not None and bulk_max_payload is not None:
+        config.bulk.max_payload_size = bulk_max_payload
     if bearer_tokens:
         config.authentication_schemes = [
             *(config.authentication_schemes or []),
@@ -67,6 +77,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bearer-token", action="append", default=[])
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--bulk-max-operations", type=int, default=None)
+    parser.add_argument("--bulk-max-payload", type=int, default=None)
     args = parser.parse_args()
     tokens = list(args.bearer_token)
     if os.environ.get("SCIM_PEER_TOKEN"):
@@ -75,7 +87,7 @@ def main() -> None:
     import waitress
 
     waitress.serve(
-        build_app(tokens),
+        build_app(tokens, args.bulk_max_operations, args.bulk_max_payload),
         host="127.0.0.1",
         port=args.port,
         threads=args.threads,

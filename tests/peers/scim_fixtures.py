@@ -6,6 +6,8 @@ reset to an empty directory before each test that asks for it:
  - ``scim2_server``: a `Scim2Server` (scim2-server + waitress), empty.
  - ``django_scim_server``: a `DjangoScimServer` (django-scim2-server + SQLite + waitress), empty.
  - ``scim_server``: parametrized over both (ids ``scim2-server`` and ``django``).
+ - ``small_bulk_server``: a `Scim2Server` whose /Bulk takes at most `SMALL_BULK_OPS`
+   operations and `SMALL_BULK_BYTES` bytes per request, empty.
 
 Every server accepts exactly the bearer token ``SCIM_TEST_TOKEN`` (``server.token``).
 """
@@ -19,6 +21,8 @@ import pytest
 from tests.peers.scim_servers import DjangoScimServer, Scim2Server, _Peer
 
 SCIM_TEST_TOKEN = "syncd-test-token-4711"
+SMALL_BULK_OPS = 7
+SMALL_BULK_BYTES = 4000
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +35,21 @@ def _scim2_server_process() -> Iterator[Scim2Server]:
 def _django_scim_server_process() -> Iterator[DjangoScimServer]:
     with DjangoScimServer(token=SCIM_TEST_TOKEN) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def _small_bulk_server_process() -> Iterator[Scim2Server]:
+    server = Scim2Server(
+        token=SCIM_TEST_TOKEN, bulk_max_operations=SMALL_BULK_OPS, bulk_max_payload=SMALL_BULK_BYTES
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def small_bulk_server(_small_bulk_server_process: Scim2Server) -> Scim2Server:
+    _small_bulk_server_process.reset()
+    return _small_bulk_server_process
 
 
 @pytest.fixture

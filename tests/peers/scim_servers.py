@@ -158,8 +158,25 @@ class Scim2Server(_Peer):
 
     prefix = "/v2"
 
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        bulk_max_operations: int | None = None,
+        bulk_max_payload: int | None = None,
+    ) -> None:
+        """The /Bulk limits default to scim2-server's (1000 operations, 1 MiB)."""
+        super().__init__(token)
+        self.bulk_max_operations = bulk_max_operations
+        self.bulk_max_payload = bulk_max_payload
+
     def _command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "tests.peers.run_scim2_server", "--port", str(port)]
+        cmd = [sys.executable, "-m", "tests.peers.run_scim2_server", "--port", str(port)]
+        if self.bulk_max_operations is not None:
+            cmd += ["--bulk-max-operations", str(self.bulk_max_operations)]
+        if self.bulk_max_payload is not None:
+            cmd += ["--bulk-max-payload", str(self.bulk_max_payload)]
+        return cmd
 
     def reset(self) -> None:
         r = httpx.post(self.root + "/__reset__", timeout=5)

@@ -87,6 +87,8 @@ class Slapd:
     `tls`: also create a throwaway CA and server certificate (for 127.0.0.1 and localhost),
     enable StartTLS on `url` and listen on `ldaps_url`; `ca_file` is the CA to trust.
     `cert_names`: the certificate's subjectAltNames (another name tests host-name checks).
+    `syncprov`: load the content-sync overlay (False: a server without RFC 4533, as many
+    are); `sessionlog`: how many deletes/changes it remembers for delete-mode refreshes.
     """
 
     base = BASE
@@ -101,6 +103,8 @@ class Slapd:
         tls: bool = False,
         cert_names: tuple[str, ...] = ("IP:127.0.0.1", "DNS:localhost"),
         start_timeout: float = 15.0,
+        syncprov: bool = True,
+        sessionlog: int = 10000,
     ) -> None:
         require_openldap()
         self.admin_password = admin_password
@@ -108,6 +112,8 @@ class Slapd:
         self.tls = tls
         self.cert_names = cert_names
         self.start_timeout = start_timeout
+        self.syncprov = syncprov
+        self.sessionlog = sessionlog
         self._ldif = Path(ldif) if ldif is not None else None
         self.directory = Path(tempfile.mkdtemp(prefix="syncd-slapd-"))
         self.port = 0
@@ -358,7 +364,7 @@ objectClass: olcModuleList
 cn: module{{0}}
 olcModulePath: {MODULE_PATH}
 olcModuleLoad: back_mdb
-olcModuleLoad: syncprov
+{"olcModuleLoad: syncprov" if self.syncprov else ""}
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -396,13 +402,18 @@ olcDbIndex: mail eq
 olcDbIndex: member eq
 olcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {{1}}to * by * read
+{self._syncprov_ldif()}"""
 
+    def _syncprov_ldif(self) -> str:
+        if not self.syncprov:
+            return ""
+        return f"""
 dn: olcOverlay={{0}}syncprov,olcDatabase={{1}}mdb,cn=config
 objectClass: olcOverlayConfig
 objectClass: olcSyncProvConfig
 olcOverlay: {{0}}syncprov
 olcSpCheckpoint: 100 10
-olcSpSessionlog: 10000
+olcSpSessionlog: {self.sessionlog}
 """
 
     def _configure(self) -> None:
