@@ -133,9 +133,11 @@ class Applier:
         return [creates[i:i + size] for i in range(0, len(creates), size)] + others
 
     def _run_task(self, task: list[Change]) -> list[_Outcome]:
-        if len(task) == 1 and not (task[0].op == "create" and self.target.capabilities.bulk
-                                   and hasattr(self.target, "create_many")):
-            return [self._one(task[0])]
+        first = task[0]
+        bulk = (first.op == "create" and first.side == "target"
+                and self.target.capabilities.bulk and hasattr(self.target, "create_many"))
+        if not bulk:
+            return [self._one(c) for c in task]
         try:
             results = self.target.create_many(  # type: ignore[attr-defined]
                 task[0].kind, [self._send(c.attrs) for c in task])

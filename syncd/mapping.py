@@ -37,6 +37,14 @@ _ATTR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.;:-]*$")
 _PATH = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$][A-Za-z0-9_$-]*)*$")
 
 
+#: Server-maintained (operational) attributes and ids: never written back to a source.
+READ_ONLY_ATTRIBUTES = frozenset({
+    "entryuuid", "objectguid", "objectsid", "entrydn", "entrycsn", "createtimestamp",
+    "modifytimestamp", "creatorsname", "modifiersname", "memberof", "whencreated",
+    "whenchanged", "usnchanged", "usncreated", "dn", "id", "meta.lastmodified",
+    "meta.created"})
+
+
 class MappingError(Rejected):
     """One entry cannot be mapped; the engine skips it and records why."""
 
@@ -426,6 +434,8 @@ class Mapping:
         out: dict[str, tuple[str, bool]] = {}
         for r in self.rules:
             if not isinstance(r.source, _From) or r.apply == "on_create" or r.multi:
+                continue
+            if r.source.attr in READ_ONLY_ATTRIBUTES:
                 continue
             names = {t.name for t in r.pipeline.steps}
             if names <= {"trim", "first", "bool"}:
