@@ -52,13 +52,15 @@ def main(verbose: int) -> None:
               help="Let a plan over the deprovisioning thresholds through, this run only.")
 @click.option("--full", is_flag=True,
               help="Ignore stored cursors: read every source completely (a reconcile).")
+@click.option("--only", "only", default=None, metavar="OBJECT",
+              help="Provision just this object now (name or anchor), with --flow if several.")
 @output_option
 def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: bool,
-        full: bool, output: str) -> None:
+        full: bool, only: str | None, output: str) -> None:
     """Run each flow once: read, plan, check, apply."""
     from syncd import engine, render
     from syncd.apply import print_progress
-    from syncd.errors import StoreLocked
+    from syncd.errors import StoreLocked, SyncdError
 
     cfg = _load(config_path)
     unknown = [f for f in flows if f not in cfg.flows]
@@ -66,11 +68,23 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         click.echo(f"unknown flow(s): {', '.join(unknown)} (defined: "
                    f"{', '.join(cfg.flows) or 'none'})", err=True)
         sys.exit(EXIT_CONFIG)
+    if only is not None and len(flows or cfg.flows) != 1:
+        click.echo("--only needs exactly one flow: add --flow NAME", err=True)
+        sys.exit(EXIT_CONFIG)
     try:
-        results = engine.run(cfg, flows=flows or None, dry_run=dry_run,
-                             allow_deletes=allow_deletes, full=full,
-                             progress=print_progress if output == "text" else None)
+        if only is not None:
+            from syncd.explain import run_one
+
+            results = [run_one(cfg, (flows or tuple(cfg.flows))[0], only, dry_run=dry_run,
+                               allow_deletes=allow_deletes)]
+        else:
+            results = engine.run(cfg, flows=flows or None, dry_run=dry_run,
+                                 allow_deletes=allow_deletes, full=full,
+                                 progress=print_progress if output == "text" else None)
     except StoreLocked as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except SyncdError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     if output == "json":

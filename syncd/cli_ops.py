@@ -133,3 +133,77 @@ def test_mapping(config_path: str, flow_name: str, kind: str, input_file: Any,
         click.echo(f"  entry would be HELD: {held}")
     if unused:
         click.echo(f"  not used by the mapping or scope: {', '.join(unused)}")
+
+
+@main.command()
+@config_option
+@click.option("--flow", "flow_name", default=None, help="The flow (default: the only one).")
+@output_option
+@click.argument("who")
+def explain(config_path: str, flow_name: str | None, output: str, who: str) -> None:
+    """Everything about one object: source values, mapping, scope, target, link and base,
+    what the next run would do and why, and its recent history. Writes nothing."""
+    from syncd.errors import ConnectorError, SyncdError
+    from syncd.explain import dumps
+    from syncd.explain import explain as explain_one
+
+    cfg = _load(config_path)
+    flow_name = _pick_flow(cfg, flow_name)
+    try:
+        doc = explain_one(cfg, flow_name, who)
+    except ConnectorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except SyncdError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_FAILED)
+    if output == "json":
+        click.echo(dumps(doc))
+        return
+    click.echo(f"{doc['kind']} {who} in flow {doc['flow']} (source id {doc['source_id']})")
+    src = doc["source"]
+    click.echo("source: " + ("not found (gone from the source)" if src is None else src["name"]))
+    if src:
+        for k, v in sorted(src["raw"].items()):
+            click.echo(f"    {k}: {', '.join(map(str, v))}")
+        click.echo(f"scope: {'in scope' if doc['in_scope'] else 'OUT OF SCOPE'}")
+        click.echo("mapping:")
+        for p, m in doc["mapping"].items():
+            res = f"ERROR {m['error']}" if m["error"] else (
+                json.dumps(m["result"], ensure_ascii=False) if m["managed"] else "(kept)")
+            click.echo(f"    {p} = {res}    <- {m['rule']}")
+    link = doc["link"]
+    click.echo("link: " + ("none (not yet linked)" if link is None else
+                           f"target {link['target_id']}, {link['status']}, {link['origin']}"))
+    if link:
+        for k, v in sorted(link["base"].items()):
+            click.echo(f"    base {k}: {json.dumps(v, ensure_ascii=False)}")
+    for t in doc["target"]:
+        click.echo(f"target object {t['id']}:")
+        for k, v in sorted(t["attrs"].items()):
+            click.echo(f"    {k}: {json.dumps(v, ensure_ascii=False)}")
+    click.echo("next run would:" + ("" if doc["plan"] or doc["held"] else " nothing"))
+    for c in doc["plan"]:
+        click.echo(f"    {c['op']} {c['kind']} ({c['reason']})"
+                   + (f": {json.dumps(c.get('attrs', {}), ensure_ascii=False)}"
+                      if c.get("attrs") else ""))
+    for h in doc["held"]:
+        click.echo(f"    hold: {h['reason']}")
+    if doc["history"]:
+        click.echo("history:")
+    for h in doc["history"]:
+        click.echo(f"    {str(h['at'])[:19]} run {h['run_id']}: {h['op']} {h['result']}"
+                   + (f" ({h['error']})" if h["error"] else ""))
+
+
+def _pick_flow(cfg: Any, flow_name: str | None) -> str:
+    if flow_name is None:
+        if len(cfg.flows) != 1:
+            click.echo(f"several flows: choose one with --flow ({', '.join(cfg.flows)})",
+                       err=True)
+            sys.exit(EXIT_CONFIG)
+        return str(next(iter(cfg.flows)))
+    if flow_name not in cfg.flows:
+        click.echo(f"unknown flow {flow_name!r} (defined: {', '.join(cfg.flows)})", err=True)
+        sys.exit(EXIT_CONFIG)
+    return flow_name

@@ -263,6 +263,18 @@ class Store(StateMixin):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def history(self, flow: str, source_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The journal's last changes to one object, newest first (for `syncd explain`)."""
+        if self.engine is None:
+            return []
+        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        q = (select(t.c.run_id, t.c.op, t.c.result, t.c.error, t.c.at, t.c.detail)
+             .where(and_(t.c.flow == flow, t.c.source_id == source_id))
+             .order_by(t.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "detail": json.loads(r.detail)}
+                    for r in conn.execute(q)]
+
     def change_counts(self, run_id: str) -> dict[tuple[str, str, str], int]:
         """(kind, op, result) -> count of journaled changes of one run (for metrics)."""
         if self.engine is None:

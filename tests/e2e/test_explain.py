@@ -1,0 +1,76 @@
+"""`syncd explain`, `syncd run --only` and `syncd status` against real slapd + scim2-server."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from syncd.cli import main
+from tests.e2e.conftest import Sync
+from tests.peers.directory import PEOPLE, user_dn, user_uid
+
+
+def cli(sync: Sync, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, [args[0], "-c", str(sync.config), *args[1:]])
+    return res.exit_code, res.stdout
+
+
+def test_explain_shows_every_stage_and_the_next_plan(sync_scim2: Sync) -> None:
+    s = sync_scim2
+    assert s.run().code == 0
+    s.ldap.modify(f"dn: {user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Boss\n")
+    code, out = cli(s, "explain", "-o", "json", user_uid(1))
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["kind"] == "user" and doc["in_scope"] is True
+    assert doc["source"]["raw"]["title"] == ["Boss"]
+    assert doc["mapping"]["title"]["result"] == "Boss"
+    assert doc["mapping"]["title"]["rule"].startswith("from title")
+    assert doc["link"]["status"] == "active" and doc["link"]["base"]["title"] != "Boss"
+    assert doc["target"][0]["attrs"]["userName"] == user_uid(1)
+    (change,) = doc["plan"]
+    assert change["op"] == "update" and change["attrs"] == {"title": "Boss"}
+    assert [h["op"] for h in doc["history"]] == ["create"]
+    code, text = cli(s, "explain", user_uid(1))
+    assert code == 0 and "title = \"Boss\"" in text and "next run would:" in text
+    assert s.user(user_uid(1)).get("title") != "Boss", "explain writes nothing"
+
+
+def test_run_only_provisions_one_object_now(sync_scim2: Sync) -> None:
+    s = sync_scim2
+    assert s.run().code == 0
+    s.ldap.modify(f"dn: {user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: One\n")
+    s.ldap.modify(f"dn: {user_dn(2)}\nchangetype: modify\nreplace: title\ntitle: Two\n")
+    res = s.run("--only", user_uid(1))
+    assert res.code == 0, res.out
+    assert s.user(user_uid(1))["title"] == "One"
+    assert s.user(user_uid(2)).get("title") != "Two", "only the named object"
+    s.ldap.add(f"dn: uid=fresh,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: fresh\ncn: Fresh\n"
+               f"sn: Person\nmail: fresh@example.com\n")
+    res = s.run("--only", "fresh")
+    assert res.code == 0, res.out
+    assert s.user("fresh")["name"]["familyName"] == "Person"
+    full = s.run()
+    assert full.doc is not None
+    assert [c["name"] for c in full.doc["changes"]] == [user_uid(2)]
+
+
+def test_explain_unknown_object_is_a_clear_error(sync_scim2: Sync) -> None:
+    assert sync_scim2.run().code == 0
+    res = CliRunner().invoke(main, ["explain", "-c", str(sync_scim2.config), "nobody"])
+    assert res.exit_code == 1 and "'nobody': not found" in res.output
+
+
+def test_status_reports_runs_links_and_retries(sync_scim2: Sync) -> None:
+    s = sync_scim2
+    assert s.run().code == 0
+    code, out = cli(s, "status", "-o", "json")
+    assert code == 0
+    doc = json.loads(out)["corp-to-app"]
+    assert doc["links"]["user"]["active"] == 30
+    assert doc["pending"] == 0 and doc["quarantined"] == 0
+    assert doc["runs"][0]["result"] == "ok" and doc["runs"][0]["summary"]["applied"] > 30
+    assert doc["cursor_age_s"] is not None
+    code, text = cli(s, "status")
+    assert "pending retries: 0; quarantined: 0" in text
