@@ -162,3 +162,21 @@ def test_cli_run_with_invalid_config_touches_nothing(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["run", "--config", str(p)])
     assert res.exit_code == 2
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("config/*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  tmp_path: Path) -> None:
+    for var in ("ENTRA_CLIENT_SECRET", "CORP_LDAP_PASSWORD", "APP_SCIM_TOKEN"):
+        monkeypatch.setenv(var, "x")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "corp-ldap-password").write_text("x")
+    import re
+
+    for name in re.findall(r'"env:([A-Z_0-9]+)"', path.read_text()):
+        monkeypatch.setenv(name, "x")
+    for name in re.findall(r'"file:([^"/]+)"', path.read_text()):
+        (tmp_path / name).write_text("x")
+    cfg = config.load(path)
+    assert cfg.flows
