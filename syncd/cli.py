@@ -122,6 +122,8 @@ def status(config_path: str, output: str) -> None:
             doc[name] = {"links": store.link_counts(name),
                          **store.pending_counts(name),
                          "cursor_age_s": store.cursor_age(name),
+                         "conflicts": len(store.conflicts(name)),
+                         "schedule": _schedule(cfg.flows[name]),
                          "held": [{"kind": p.kind, "source_id": p.source_id, "name": p.name,
                                    "op": p.op, "attempts": p.attempts,
                                    "next_at": p.next_at.isoformat(),
@@ -141,7 +143,8 @@ def status(config_path: str, output: str) -> None:
         click.echo(f"  links: {links}")
         age = d["cursor_age_s"]
         click.echo(f"  cursor age: {'none yet' if age is None else f'{age:.0f}s'}; "
-                   f"pending retries: {d['pending']}; quarantined: {d['quarantined']}")
+                   f"pending retries: {d['pending']}; quarantined: {d['quarantined']}; "
+                   f"conflicts held: {d['conflicts']}; schedule: {d['schedule']}")
         for p in d["held"]:
             state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"
             click.echo(f"    {state}: {p['op']} {p['kind']} {p['name']} "
@@ -154,6 +157,14 @@ def status(config_path: str, output: str) -> None:
             line = (f"  {when}  {r['result']:8} {s.get('applied', 0)} applied, "
                     f"{s.get('failed', 0)} failed — {summary_line(s.get('plan', {}))}")
             click.echo(line + (f"  error: {r['error']}" if r.get("error") else ""))
+
+
+def _schedule(flow: Any) -> str:
+    sch = flow.schedule
+    if sch is None:
+        return "every 15m (daemon default)"
+    when = f"every {sch.interval}" if sch.interval else f"cron {sch.cron!r}"
+    return when + (f", jitter {sch.jitter}" if sch.jitter else "")
 
 
 def _run_json(r: dict[str, Any]) -> dict[str, Any]:
