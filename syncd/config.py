@@ -252,7 +252,12 @@ def _build(file: Path, model: FileModel) -> Config:
             mapping = Mapping.from_config(km.mapping, f"{kwhere}.mapping")
             _check_paths(classes[fm.target], kind, mapping, f"{kwhere}.mapping")
             scope = Scope.from_config(km.scope, f"{kwhere}.scope")
-            default_match = tuple(fm.match) if kind == "user" else ("displayName",)
+            default_match = tuple(fm.match) if kind == "user" else tuple(
+                p for p in ("displayName", "cn", "displayname") if p in mapping.paths)[:1]
+            if kind == "group" and km.match is None and not default_match:
+                raise ConfigError("groups are matched on displayName (or cn) by default and "
+                                  "neither is mapped: set match = [...] for the groups",
+                                  f"{kwhere}.match")
             match = tuple(km.match) if km.match is not None else default_match
             for m in match:
                 if m not in mapping.paths:

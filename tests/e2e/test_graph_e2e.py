@@ -53,6 +53,9 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)  # JSON strings are TOML basic strings
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (inside arrays)
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}"
+                                for k, x in v.items()) + " }"
     raise TypeError(type(v))
 
 
@@ -272,3 +275,65 @@ def test_ldap_to_entra(tmp_path: Path, slapd: Slapd, graph_fake: GraphFakeServer
     assert member not in group_members(0)
     final = run(config)
     assert final.doc is not None and final.doc["changes"] == [], final.out
+
+
+# --- Entra ID -> LDAP ------------------------------------------------------------------------
+
+
+def test_entra_to_ldap(tmp_path: Path, graph_fake: GraphFakeServer, slapd: Slapd,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import ldap3
+
+    monkeypatch.setenv("E2E_GRAPH_TOKEN", TOKEN)
+    monkeypatch.setenv("E2E_LDAP_PASSWORD", slapd.admin_password)
+    slapd.add(f"dn: ou=disabled,{slapd.base}\nobjectClass: organizationalUnit\nou: disabled\n")
+    config = shipped("entra-to-ldap.toml", tmp_path, {
+        "entra": entra_connector(graph_fake),
+        "corp": {"type": "ldap", "url": slapd.url, "bind_dn": slapd.admin_dn,
+                 "bind_password": "env:E2E_LDAP_PASSWORD",
+                 "users": {"base": PEOPLE, "filter": "(objectClass=inetOrgPerson)",
+                           "write": {"rdn_attribute": "uid", "disable": {
+                               "method": "move", "ou": f"ou=disabled,{slapd.base}"}}},
+                 "groups": {"base": GROUPS, "filter": "(objectClass=groupOfNames)"}}})
+    ids = {i: graph_fake.add_user(f"Entra{i}@contoso.example.com", displayName=f"Entra {i}",
+                                  givenName="En", surname=f"Tra{i}",
+                                  mail=f"Entra{i}@Contoso.example.com", jobTitle="Engineer")
+           for i in range(4)}
+    r = graph_fake.graph("POST", "/groups", {
+        "displayName": "Entra Team", "mailEnabled": False, "securityEnabled": True,
+        "mailNickname": "team",
+        "members@odata.bind": [f"{graph_fake.url}/directoryObjects/{ids[i]}" for i in (0, 1)]})
+    assert r.status_code == 201, r.text
+
+    def ldap_users() -> dict[str, dict[str, Any]]:
+        conn = ldap3.Connection(slapd.url, slapd.admin_dn, slapd.admin_password, auto_bind=True)
+        conn.search(slapd.base, "(uid=entra*)", attributes=["*"])
+        out = {str(e.uid): {**e.entry_attributes_as_dict, "dn": e.entry_dn}
+               for e in conn.entries}
+        conn.unbind()
+        return out
+
+    first = run(config)
+    assert first.code == 0, first.out
+    users = ldap_users()
+    assert set(users) == {f"entra{i}" for i in range(4)}
+    assert users["entra1"]["sn"] == ["Tra1"] and users["entra1"]["mail"] == [
+        "entra1@contoso.example.com"]
+    conn = ldap3.Connection(slapd.url, slapd.admin_dn, slapd.admin_password, auto_bind=True)
+    conn.search(GROUPS, "(cn=Entra Team)", attributes=["member"])
+    members = {str(m).lower() for m in conn.entries[0].member.values}
+    conn.unbind()
+    assert {users["entra0"]["dn"].lower(), users["entra1"]["dn"].lower()} <= members
+    assert run(config).doc["changes"] == []  # type: ignore[index]
+
+    graph_fake.graph("PATCH", f"/users/{ids[2]}", {"jobTitle": "Lead"})
+    res = run(config)
+    assert res.code == 0, res.out
+    (up,) = changes(res.doc, "update", "user")
+    assert up["attrs"] == {"title": "Lead"}
+    assert ldap_users()["entra2"]["title"] == ["Lead"]
+
+    graph_fake.graph("DELETE", f"/users/{ids[3]}")
+    res = run(config)
+    assert res.code == 0, res.out
+    assert "ou=disabled" in ldap_users()["entra3"]["dn"].lower()
