@@ -16,6 +16,20 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ] || ! command -
     fi
 fi
 
+# Samba AD DC (the Active Directory stand-in of tests/peers/samba.py; runs in a netns, bridged
+# to 127.0.0.1 by socat). Its tests need root, so only root installs it.
+if [ ! -x /usr/sbin/samba ] || [ ! -x /usr/bin/samba-tool ] || ! command -v socat >/dev/null 2>&1 \
+    || ! command -v ip >/dev/null 2>&1; then
+    cmd="apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba samba-ad-dc samba-ad-provision socat iproute2"
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing Samba AD DC, socat and iproute2 from Debian" >&2
+        bash -c "$cmd" >/dev/null
+    else
+        echo "bootstrap: Samba AD DC missing (the AD tests will fail); as root run:" >&2
+        echo "  $cmd" >&2
+    fi
+fi
+
 # systemd-analyze (Debian's systemd package) verifies the unit files in the test suite.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

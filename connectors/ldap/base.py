@@ -3,6 +3,12 @@
 Kept apart from `connector.py` (which decides *what* to read: full, syncrepl, watermark,
 DirSync) so each file stays readable. Everything here is shared by every kind of read.
 
+Threads: the engine may call `find` (and reads) from several apply threads at once, and an
+LDAP connection carries one search conversation at a time (the lean decoder reads replies
+straight off the socket). So each thread gets a read connection of its own, opened on first
+use and all closed by `close`; the DN map is shared (it describes the directory) and guards
+its own updates.
+
 Errors: anything that makes the read untrustworthy as a whole is `Fatal` (unreachable, bind
 failed, base missing, an undecodable reply); a timeout or dropped connection mid-read is
 `Retriable`; a listing cut short by the server (size limit, referral) is reported to the
@@ -12,34 +18,33 @@ never the password.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import math
+import re
 import ssl
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, NoReturn
 
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 
+from connectors.ldap.ber import Malformed, sequence
 from connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
+from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry, row_from_event
 from connectors.ldap.members import DnMap
-from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, decode_values, normalize_dn
+from connectors.ldap.request import PAGED_RESULTS, RequestControl, paged_control
+from connectors.ldap.stock import stock_search
+from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, normalize_dn
 from connectors.ldap.wire import (
-    PAGED_RESULTS,
     Event,
     Failed,
     Interrupted,
-    Malformed,
-    RequestControl,
     SearchDone,
     SearchEntry,
     SearchRef,
     lean_search,
-    paged_control,
-    sequence,
-    stock_search,
 )
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConfigError, Fatal, Retriable
@@ -52,9 +57,8 @@ _TIME_LIMIT, _SIZE_LIMIT, _REFERRAL, _ADMIN_LIMIT = 3, 4, 10, 11
 _NO_SUCH_OBJECT, _INVALID_CREDENTIALS, _BUSY, _UNAVAILABLE = 32, 49, 51, 52
 TRANSIENT = {_TIME_LIMIT, _BUSY, _UNAVAILABLE}
 CUT_SHORT = {_SIZE_LIMIT, _ADMIN_LIMIT, _REFERRAL}
-
-#: What `_entries` does with an attribute (bit flags; exactly _KEPT = plain text, kept).
-_KEPT, _BINARY, _ANCHOR, _MEMBER = 1, 2, 4, 8
+#: A DN that `normalize_dn` would only lower-case (no spacing, escapes or quotes).
+_PLAIN_DN = re.compile(r'^[^ \\"]*$').match
 
 
 class LdapBase:
@@ -65,7 +69,10 @@ class LdapBase:
     def __init__(self, name: str, config: LdapConfig) -> None:
         self.name = name
         self.config = config
-        self._conn: ldap3.Connection | None = None
+        #: This thread's read connection (see the module docstring).
+        self._local = threading.local()
+        self._conns_lock = threading.Lock()
+        self._conns: list[ldap3.Connection] = []
         self._binary = BINARY_ATTRIBUTES | {a.lower() for a in config.binary_attributes}
         self._anchor = config.anchor.lower()
         self._member = config.member_attribute.lower()
@@ -95,6 +102,10 @@ class LdapBase:
     def open(self) -> None:
         """Connect, optionally StartTLS, bind. Any failure is Fatal: nothing can be read."""
         self.close()
+        self._local.conn = self._connect()
+
+    def _connect(self) -> ldap3.Connection:
+        """A new bound read connection, registered so `close` can end it."""
         cfg = self.config
         try:
             server = ldap3.Server(
@@ -133,13 +144,18 @@ class LdapBase:
             if code == _INVALID_CREDENTIALS:
                 self._fatal(f"bind failed as {who}: invalid credentials", conn)
             self._fatal(f"bind failed as {who}: {desc} {conn.result.get('message', '')}", conn)
-        self._conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        """Close every thread's read connection and forget what was learnt of the directory."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        self._local = threading.local()
         self._dn_map.clear()
         self._root = None
-        if conn is not None:
+        for conn in conns:
             with contextlib.suppress(LDAPException, OSError):
                 conn.unbind()
 
@@ -155,19 +171,25 @@ class LdapBase:
         return text.replace(pw, "********") if pw else text  # defence in depth
 
     def _connection(self) -> ldap3.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = None
-            self.open()
-        assert self._conn is not None
-        return self._conn
+        """This thread's read connection, (re)connected when needed."""
+        conn: ldap3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            if conn is not None:
+                self._drop(conn)
+            conn = self._local.conn = self._connect()
+        return conn
 
-    def _drop(self) -> None:
-        """Forget a connection that failed (or was abandoned) mid-operation; the next call
-        reconnects. The DN map survives: it describes the directory, not the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(LDAPException, OSError):
-                conn.unbind()
+    def _drop(self, conn: ldap3.Connection) -> None:
+        """End a connection that failed (or was abandoned) mid-operation; its thread
+        reconnects on its next call. Takes the connection, not "this thread's": an abandoned
+        read may be finalised on another thread. The DN map survives: it describes the
+        directory, not the connection."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._conns_lock, contextlib.suppress(ValueError):
+            self._conns.remove(conn)
+        with contextlib.suppress(LDAPException, OSError):
+            conn.unbind()
 
     # ---- searching -------------------------------------------------------------------------
 
@@ -183,11 +205,16 @@ class LdapBase:
         for name in wanted:
             if name != "*" and not ATTRIBUTE_RE.match(name):
                 raise ConfigError(f"{name!r} is not a valid LDAP attribute name")
-        extra = [self.config.anchor]
+        # modifyTimestamp (operational: ``*`` omits it) feeds `Entry.modified`, which the
+        # two-way ``newest`` rule compares; a source cannot know whether its flow is two-way.
+        extra = [self.config.anchor, "modifyTimestamp"]
         if kind == "group":
             extra.append(self.config.member_attribute)
         have = {a.lower() for a in wanted}
         return wanted + [a for a in extra if a.lower() not in have]
+
+    def _plan(self, kind: Kind, keep: set[str] | None) -> Plan:
+        return Plan(kind, keep, frozenset(self._binary), self._anchor, self._member)
 
     def _search(
         self,
@@ -196,16 +223,18 @@ class LdapBase:
         scope: str,
         attributes: Sequence[str],
         controls: Sequence[RequestControl] = (),
-    ) -> Iterator[Event]:
-        """One search through the configured decoder, with errors mapped to ours. A lean
-        search abandoned before its end leaves replies on the socket: drop the connection."""
+        plan: Plan | None = None,
+    ) -> Iterator[Event | Row]:
+        """One search through the configured decoder, with errors mapped to ours (with a
+        `plan`, the lean decoder yields plain entries as rows). A lean search abandoned
+        before its end leaves replies on the socket: drop the connection."""
         conn = self._connection()
         lean = self.config.decoder == "lean"
         run = lean_search if lean else stock_search
         finished = False
         try:
-            for event in run(conn, base, filter_, scope, attributes, controls):
-                if isinstance(event, SearchDone):
+            for event in run(conn, base, filter_, scope, attributes, controls, plan):
+                if type(event) is SearchDone:
                     finished = True
                 yield event
         except Interrupted as exc:
@@ -223,8 +252,8 @@ class LdapBase:
         except Failed as exc:
             raise Fatal(self._msg(f"read of {base} failed: {exc}"), connector=self.name) from None
         finally:
-            if not finished and (lean or (self._conn is not None and self._conn.closed)):
-                self._drop()
+            if not finished and (lean or conn.closed):
+                self._drop(conn)
 
     def _check(self, done: SearchDone, base: str, count: int) -> bool:
         """Raise for a failed search; return True when the server cut the listing short."""
@@ -253,25 +282,27 @@ class LdapBase:
         )
 
     def _paged(
-        self, base: str, filter_: str, scope: str, attributes: list[str]
-    ) -> Iterator[tuple[list[SearchEntry], bool, bool]]:
-        """Yield ``(entries, is_last_page, cut_short)`` per page of a paged search."""
+        self, base: str, filter_: str, scope: str, attributes: list[str], plan: Plan
+    ) -> Iterator[tuple[list[Row], bool, bool]]:
+        """Yield ``(rows, is_last_page, cut_short)`` per page of a paged search."""
         cookie: bytes | None = None
         while True:
-            entries: list[SearchEntry] = []
+            rows: list[Row] = []
             referrals = False
             done: SearchDone | None = None
             control = [paged_control(self.config.page_size, cookie)]
-            for event in self._search(base, filter_, scope, attributes, control):
-                if isinstance(event, SearchEntry):
-                    entries.append(event)
+            for event in self._search(base, filter_, scope, attributes, control, plan):
+                if type(event) is tuple:  # the lean decoder's rows: by far the most events
+                    rows.append(event)
+                elif isinstance(event, SearchEntry):
+                    rows.append(row_from_event(event, plan))
                 elif isinstance(event, SearchRef):
                     referrals = True
                 elif isinstance(event, SearchDone):
                     done = event
             assert done is not None
-            if self._check(done, base, len(entries)):
-                yield entries, True, True
+            if self._check(done, base, len(rows)):
+                yield rows, True, True
                 return
             value = done.controls.get(PAGED_RESULTS)
             cookie = None
@@ -280,7 +311,7 @@ class LdapBase:
                 if len(parts) != 2 or parts[1][0] != 0x04:
                     raise Fatal(self._msg("invalid paged results control"), connector=self.name)
                 cookie = parts[1][1] or None
-            yield entries, not cookie, referrals
+            yield rows, not cookie, referrals
             if not cookie:
                 return
 
@@ -296,77 +327,53 @@ class LdapBase:
             self._root = root
         return self._root
 
-    # ---- decoding --------------------------------------------------------------------------
+    # ---- decoding (decode.py does the per-attribute work) -------------------------------------
 
-    def _action(self, lname: str, kind: Kind, keep: set[str] | None) -> int:
-        """What to do with attribute `lname` (bit flags), computed once per name and read."""
-        act = 0
-        if keep is None or lname in keep:
-            act |= _KEPT
-            if lname in self._binary or lname.endswith(";binary"):
-                act |= _BINARY
-        if lname == self._anchor:
-            act |= _ANCHOR
-        if kind == "group" and lname == self._member:
-            act |= _MEMBER
-        return act
-
-    def _entries(
-        self, kind: Kind, items: Iterable[SearchEntry], keep: set[str] | None
-    ) -> tuple[list[Entry], bool]:
-        """Entries of one page, and False when one had no anchor (the read is incomplete).
-
-        The hot path of a 100k read: what to do with each attribute name is decided once per
-        page (`_action`), plain kept text attributes (the vast majority) take the first branch,
-        and single values are decoded without a generator."""
-        acts: dict[str, int] = {}
-        out: list[tuple[str, str, dict[str, tuple[str, ...]], list[bytes]]] = []
+    def _entries(self, kind: Kind, rows: Iterable[Row]) -> tuple[list[Entry], bool]:
+        """Entries of one page of rows, and False when one had no anchor (the read is then
+        incomplete). Users feed the DN map as they go; groups' member DNs are resolved to
+        user anchors for the whole page at once (bulk lookups)."""
+        entries: list[Entry] = []
         whole = True
-        anchor_name = self._anchor
-        for item in items:
-            raw: dict[str, tuple[str, ...]] = {}
-            anchor: str | None = None
-            member_dns: list[bytes] = []
-            for lname, values in item.attrs.items():
-                act = acts.get(lname)
-                if act is None:
-                    act = acts[lname] = self._action(lname, kind, keep)
-                if act == _KEPT:
-                    try:
-                        if len(values) == 1:
-                            raw[lname] = (values[0].decode("utf-8"),)
-                        elif values:
-                            raw[lname] = tuple([v.decode("utf-8") for v in values])
-                    except UnicodeDecodeError:
-                        raw[lname] = _b64(values)
+        if kind == "user":  # the hot loop of a 100k read: make_entry and the DN fast path inlined
+            pairs: list[tuple[str, str]] = []
+            new, blank, append, add = object.__new__, ENTRY_DEFAULTS, entries.append, pairs.append
+            for dn, anchor, raw, attrs, _m, modified in rows:
+                if anchor is None:
+                    whole = self._no_anchor(dn)
                     continue
-                if act & _ANCHOR and values:
-                    anchor = anchor_string(anchor_name, values[0])
-                if act & _MEMBER:
-                    member_dns = values
-                if act & _KEPT and values:
-                    raw[lname] = decode_values(values, binary=bool(act & _BINARY))
-            if anchor is None:
-                log.warning(
-                    "%s",
-                    self._msg(
-                        f"{item.dn} has no {self.config.anchor}: skipped, read marked incomplete"
-                    ),
-                )
-                whole = False
-                continue
-            out.append((item.dn, anchor, raw, member_dns))
-        if kind == "user":
-            add = self._dn_map.add
-            for dn, anchor, _raw, _m in out:
-                add(normalize_dn(dn), anchor)
-            return [Entry("user", a, raw=r, name=dn) for dn, a, r, _m in out], whole
-        resolved = self._dn_map.resolve((_texts(m) for *_x, m in out), self._member_search)
-        entries = [
-            Entry("group", a, raw=r, members=members, name=dn)
-            for (dn, a, r, _m), members in zip(out, resolved, strict=True)
-        ]
+                add((dn.lower() if _PLAIN_DN(dn) else normalize_dn(dn), anchor))
+                entry = new(Entry)
+                d = entry.__dict__
+                d.update(blank)
+                d["external_id"] = anchor
+                d["raw"] = raw
+                d["attrs"] = attrs
+                d["name"] = dn
+                d["modified"] = modified
+                append(entry)
+            self._dn_map.add_many(pairs)
+            return entries, whole
+        groups: list[Row] = []
+        for row in rows:
+            if row[1] is None:
+                whole = self._no_anchor(row[0])
+            else:
+                groups.append(row)
+        resolved = self._dn_map.resolve(
+            (_texts(row[4] or ()) for row in groups), self._member_search
+        )
+        for (dn, anchor, raw, attrs, _m, modified), members in zip(groups, resolved, strict=True):
+            assert anchor is not None
+            entries.append(make_entry("group", anchor, raw, attrs, dn, modified, members))
         return entries, whole
+
+    def _no_anchor(self, dn: str) -> bool:
+        """Log an entry without anchor (skipped); False: the read is incomplete."""
+        log.warning(
+            "%s", self._msg(f"{dn} has no {self.config.anchor}: skipped, read marked incomplete")
+        )
+        return False
 
     def _member_search(self, filter_: str) -> Iterator[tuple[str, str]]:
         """Users (DN, anchor) matching `filter_` within the users base, scope and filter.
@@ -385,10 +392,6 @@ class LdapBase:
             elif isinstance(event, SearchDone) and self._check(event, users.base, len(found)):
                 raise Retriable(self._msg("member lookup cut short by the server"))
         return iter(found)
-
-
-def _b64(values: Sequence[bytes]) -> tuple[str, ...]:
-    return tuple(base64.b64encode(v).decode("ascii") for v in values)
 
 
 def _texts(values: Iterable[bytes]) -> list[str]:

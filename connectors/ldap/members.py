@@ -13,6 +13,7 @@ it true (the old DN of a renamed user stops resolving).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 
 from ldap3.core.exceptions import LDAPInvalidDnError
@@ -45,32 +46,45 @@ def rdn_filter(ndn: str) -> str | None:
 
 
 class DnMap:
-    """Normalised DN -> user anchor (None: known not to be a user in scope)."""
+    """Normalised DN -> user anchor (None: known not to be a user in scope).
+
+    Shared by the connector's threads (concurrent `find` calls): updates, which touch both
+    directions of the map, hold a lock; lookups are single dict reads."""
 
     def __init__(self, users_base: str, users_scope: str) -> None:
         self._base = normalize_dn(users_base)
         self._scope = users_scope
         self._dn_anchor: dict[str, str | None] = {}
         self._anchor_dn: dict[str, str] = {}
+        self._lock = threading.Lock()
         #: True after a complete users read: unknown DNs are then not users in scope.
         self.complete = False
 
     def clear(self) -> None:
-        self._dn_anchor.clear()
-        self._anchor_dn.clear()
-        self.complete = False
+        with self._lock:
+            self._dn_anchor.clear()
+            self._anchor_dn.clear()
+            self.complete = False
 
     def add(self, ndn: str, anchor: str) -> None:
-        old = self._anchor_dn.get(anchor)
-        if old is not None and old != ndn:  # renamed: the old DN no longer names a user
-            self._dn_anchor[old] = None
-        self._dn_anchor[ndn] = anchor
-        self._anchor_dn[anchor] = ndn
+        self.add_many([(ndn, anchor)])
+
+    def add_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record ``(normalised DN, anchor)`` pairs: a page of users at once."""
+        dn_anchor, anchor_dn = self._dn_anchor, self._anchor_dn
+        with self._lock:
+            for ndn, anchor in pairs:
+                old = anchor_dn.get(anchor)
+                if old is not None and old != ndn:  # renamed: the old DN names no user now
+                    dn_anchor[old] = None
+                dn_anchor[ndn] = anchor
+                anchor_dn[anchor] = ndn
 
     def remove(self, anchor: str) -> None:
-        old = self._anchor_dn.pop(anchor, None)
-        if old is not None:
-            self._dn_anchor[old] = None
+        with self._lock:
+            old = self._anchor_dn.pop(anchor, None)
+            if old is not None:
+                self._dn_anchor[old] = None
 
     def in_scope(self, ndn: str) -> bool:
         suffix = "," + self._base
@@ -102,5 +116,6 @@ class DnMap:
                     ndn = normalize_dn(dn)
                     if ndn in wanted:
                         self.add(ndn, anchor)
-            for ndn in chunk:
-                self._dn_anchor.setdefault(ndn, None)
+            with self._lock:
+                for ndn in chunk:
+                    self._dn_anchor.setdefault(ndn, None)

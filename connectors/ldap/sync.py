@@ -22,17 +22,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from connectors.ldap.wire import (
-    DIRSYNC,
-    Malformed,
-    RequestControl,
-    ber_int,
-    ber_seq,
-    children,
-    decode_int,
-    sequence,
-    tlv,
-)
+from connectors.ldap.ber import Malformed, ber_int, ber_seq, children, decode_int, sequence, tlv
+from connectors.ldap.request import RequestControl
+from connectors.ldap.wire import DIRSYNC
 
 SYNC_REQUEST = "1.3.6.1.4.1.4203.1.9.1.1"
 SYNC_STATE = "1.3.6.1.4.1.4203.1.9.1.2"

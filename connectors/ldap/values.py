@@ -7,12 +7,16 @@ attribute value and per member DN of 100k-entry reads) and are unit-testable wit
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
+
+from syncd.errors import Rejected
 
 #: Attributes whose values are octets, not UTF-8 text: returned base64-encoded.
 BINARY_ATTRIBUTES = frozenset(
@@ -44,6 +48,8 @@ BINARY_ATTRIBUTES = frozenset(
 #: A DN needs real parsing only if it has spaces around separators, escapes or quotes.
 _NEEDS_PARSE = re.compile(r'\s[,=+]|[,=+]\s|\\|"|^\s|\s$')
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_HEX = re.compile(r"\\([0-9a-fA-F]{2})|\\(.)", re.S)
+_GENERALIZED = re.compile(r"^(\d{14})(?:[.,](\d+))?(Z|[+-]\d{4})$")
 
 
 def normalize_dn(dn: str) -> str:
@@ -62,6 +68,29 @@ def normalize_dn(dn: str) -> str:
     except LDAPInvalidDnError:
         return dn.strip().lower()
     return "".join(f"{a.strip().lower()}={v.strip().lower()}{sep}" for a, v, sep in parts)
+
+
+def unescape_rdn(value: str) -> str:
+    """An RDN value as text: RFC 4514 escapes (``\\,`` and ``\\2C``) resolved."""
+    out = bytearray()
+    pos = 0
+    for m in _HEX.finditer(value):
+        out += value[pos : m.start()].encode()
+        out += bytes([int(m.group(1), 16)]) if m.group(1) else m.group(2).encode()
+        pos = m.end()
+    out += value[pos:].encode()
+    return out.decode("utf-8", "replace")
+
+
+def split_dn(dn: str) -> tuple[str, str, str, bool]:
+    """(first RDN attribute, its unescaped value, parent DN, RDN is multi-valued)."""
+    try:
+        parts = parse_dn(dn)
+    except LDAPInvalidDnError:
+        raise Rejected(f"cannot parse DN {dn!r}") from None
+    attr, value, sep = parts[0]
+    parent = "".join(f"{a}={v}{s}" for a, v, s in parts[1:])
+    return attr, unescape_rdn(value), parent, sep == "+"
 
 
 def one_level_below(ndn: str, nbase: str) -> bool:
@@ -99,3 +128,25 @@ def texts(values: Iterable[bytes]) -> Iterator[str]:
             yield bytes(v).decode("utf-8")
         except UnicodeDecodeError:
             continue
+
+
+@functools.lru_cache(maxsize=4096)  # bulk loads and busy seconds repeat a stamp
+def iso_timestamp(text: str) -> str | None:
+    """GeneralizedTime (``20261127093000Z``, AD's ``...00.0Z``, ``...+0100``) as ISO-8601
+    UTC in the format the SCIM connector uses, so the two-way ``newest`` rule compares like
+    with like. None when the value is not a timestamp. On every entry of every read: the
+    usual UTC form is sliced, not parsed (strptime costs ~40 us, 2 s per 50k entries)."""
+    m = _GENERALIZED.match(text)
+    if m is None:
+        return None
+    t, frac, zone = m.group(1), (m.group(2) or "")[:6].ljust(6, "0"), m.group(3)
+    if zone == "Z" and "01" <= t[4:6] <= "12" and "01" <= t[6:8] <= "31" and t[8:] < "246060":
+        return f"{t[0:4]}-{t[4:6]}-{t[6:8]}T{t[8:10]}:{t[10:12]}:{t[12:14]}.{frac}Z"
+    try:
+        dt = datetime.strptime(t, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        dt -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import math
 import ssl
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +273,41 @@ def test_find_matches_value_with_special_characters_literally(slapd: Slapd) -> N
 def test_find_groups_resolves_members(corp: LdapConnector, slapd_server: Slapd) -> None:
     (group,) = corp.find("group", "cn", "group0001")
     assert group.members == expected_members(entry_uuids(slapd_server), 1)
+
+
+@pytest.mark.parametrize("decoder", ["lean", "stock"])
+def test_concurrent_finds_from_eight_threads(slapd_server: Slapd, decoder: str) -> None:
+    """The engine adopts from several apply threads at once: each find must get its own
+    answer. One shared connection would interleave the threads' replies (the lean decoder
+    reads them straight off the socket): wrong entries or undecodable replies."""
+    conn = connector(slapd_server, decoder=decoder)
+    conn.open()
+    uuids = entry_uuids(slapd_server)
+    threads, rounds = 8, 12
+    start = threading.Barrier(threads)
+
+    def work(t: int) -> list[tuple[str, list[str], list[str]]]:
+        start.wait()  # all threads search at the same moment
+        seen = []
+        for r in range(rounds):
+            i = (t * rounds + r) % SMALL_USERS
+            users = conn.find("user", "uid", f"user{i:06d}")
+            groups = conn.find("group", "cn", f"group{i % SMALL_GROUPS:04d}") if r % 4 == 0 else []
+            seen.append((user_dn(i), [e.name for e in users], [e.external_id for e in users]))
+            for g in groups:
+                assert g.members == expected_members(uuids, i % SMALL_GROUPS)
+        return seen
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = [item for chunk in pool.map(work, range(threads)) for item in chunk]
+    assert len(results) == threads * rounds
+    for dn, names, anchors in results:
+        assert names == [dn]
+        assert anchors == [uuids[dn.lower()]]
+    opened = list(conn._conns)
+    assert len(opened) > 1  # the threads had connections of their own
+    conn.close()
+    assert conn._conns == [] and all(c.closed for c in opened)  # close ends every thread's
 
 
 # ---- failures ------------------------------------------------------------------------------

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 
 import connectors.ldap.base as base_module
-from connectors.ldap.wire import (
-    Malformed,
-    ber_int,
-    ber_seq,
-    parse_message,
-    split_messages,
-    tlv,
-)
+from connectors.ldap.ber import Malformed, ber_int, ber_seq, tlv
+from connectors.ldap.decode import Plan, make_entry, row_from_event
+from connectors.ldap.values import BINARY_ATTRIBUTES
+from connectors.ldap.wire import SearchEntry, parse_message, split_messages
 from syncd.errors import Fatal
-from syncd.model import Batch
+from syncd.model import Batch, Entry
 from tests.connectors.test_ldap import connector
 from tests.peers.directory import BASE, PEOPLE, user_dn
 from tests.peers.ldap_fixtures import SMALL_USERS
@@ -141,6 +137,120 @@ def test_every_changed_length_is_an_error(delta: int) -> None:
         assert [len(v) for v in got.attrs.values()] == [len(v) for v in good.attrs.values()]  # type: ignore[union-attr]
 
 
+# ---- the same strictness on the rows path (decode.row_from_ber) ------------------------------
+
+
+def _entry_message() -> bytes:
+    """An entry as a full read sees it: short single values (the fast path), a long
+    multi-valued one, an empty value, the anchor and modifyTimestamp."""
+
+    def attr(name: bytes, *values: bytes) -> bytes:
+        return ber_seq(tlv(0x04, name), tlv(0x31, b"".join(tlv(0x04, v) for v in values)))
+
+    body = tlv(0x04, f"uid=a,{BASE}".encode()) + ber_seq(
+        attr(b"uid", b"a"),
+        attr(b"cn", "Zoë".encode(), b"x" * 300),
+        attr(b"sn", b""),
+        attr(b"mail", b"a@example.com"),
+        attr(b"entryUUID", b"0b3c5a8e-1d2f-4a6b-9c8d-7e6f5a4b3c2d"),
+        attr(b"modifyTimestamp", b"20261127093000Z"),
+    )
+    return ber_seq(ber_int(7), tlv(0x64, body))
+
+
+def _plan(warm: bool, keep_all: bool = False) -> Plan:
+    """A plan as a read of uid, cn, sn, mail makes (or of everything); warm: its header
+    cache already knows every short attribute of `_entry_message` (a long read's path)."""
+    keep = None if keep_all else {"uid", "cn", "sn", "mail"}
+    plan = Plan("user", keep, BINARY_ATTRIBUTES, "entryuuid", "member")
+    if warm:
+        buf = _entry_message()
+        parse_message(buf, 4, len(buf), 7, plan)
+        assert len(plan.headers) == 5  # all but cn (two values)
+    return plan
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_rows_equal_the_reference_decoding(warm: bool) -> None:
+    buf = _entry_message()
+    plan = _plan(warm)
+    row = parse_message(buf, 4, len(buf), 7, plan)
+    reference = parse_message(buf, 4, len(buf), 7)
+    assert isinstance(reference, SearchEntry)
+    assert row == row_from_event(reference, _plan(False))
+    assert row == (
+        f"uid=a,{BASE}",
+        "0b3c5a8e-1d2f-4a6b-9c8d-7e6f5a4b3c2d",
+        {"uid": ("a",), "cn": ("Zoë", "x" * 300), "sn": ("",), "mail": ("a@example.com",)},
+        {"uid": "a", "cn": ("Zoë", "x" * 300), "sn": "", "mail": "a@example.com"},
+        None,
+        "2026-11-27T09:30:00.000000Z",
+    )
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_rows_every_truncation_is_an_error(warm: bool) -> None:
+    buf = _entry_message()
+    for cut in range(4, len(buf)):
+        with pytest.raises(Malformed):
+            parse_message(buf[:cut], 4, cut, 7, _plan(warm))
+
+
+@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("delta", [1, -1])
+def test_rows_every_changed_length_is_an_error(warm: bool, delta: int) -> None:
+    buf = _entry_message()
+    good = parse_message(buf, 4, len(buf), 7, _plan(False, keep_all=True))
+    assert isinstance(good, tuple) and len(good[2]) == 6
+    for pos in range(4, len(buf)):
+        damaged = bytearray(buf)
+        damaged[pos] = (damaged[pos] + delta) % 256
+        try:
+            got = parse_message(bytes(damaged), 4, len(buf), 7, _plan(warm, keep_all=True))
+        except Malformed:
+            continue
+        # A change inside a value or name changes the data but never the structure.
+        assert isinstance(got, tuple)
+        assert [len(v) for v in got[2].values()] == [len(v) for v in good[2].values()]
+        assert [len(x) for v in got[2].values() for x in v] == [
+            len(x) for v in good[2].values() for x in v
+        ]
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_rows_a_known_attribute_cut_short_is_an_error(warm: bool) -> None:
+    """The last attribute's header (known to a warm plan) claims more than the entry holds,
+    while every enclosing length agrees with the cut: never read past the entry."""
+    mail = ber_seq(tlv(0x04, b"mail"), tlv(0x31, tlv(0x04, b"a@example.com")))
+    body = tlv(0x04, f"uid=a,{BASE}".encode()) + tlv(0x30, mail[:-1])
+    cut = ber_seq(ber_int(7), tlv(0x64, body)) + b"\x30\x03\x02\x01\x07"  # a neighbour
+    ((start, end, _next), *_rest) = list(split_messages(cut, 0))
+    with pytest.raises(Malformed):
+        parse_message(cut, start, end, 7, _plan(warm))
+
+
+def test_rows_reject_a_duplicate_attribute() -> None:
+    uid = ber_seq(tlv(0x04, b"uid"), tlv(0x31, tlv(0x04, b"b")))
+    body = tlv(0x04, f"uid=a,{BASE}".encode()) + ber_seq(uid, uid)
+    twice = ber_seq(ber_int(7), tlv(0x64, body))
+    ((start, end, _next),) = list(split_messages(twice, 0))
+    for warm in (False, True):
+        with pytest.raises(Malformed, match="twice"):
+            parse_message(twice, start, end, 7, _plan(warm))
+
+
+def test_make_entry_is_the_dataclass_constructor() -> None:
+    members = frozenset({"m"})
+    kwargs: dict[str, Any] = {
+        "raw": {"uid": ("a",)}, "attrs": {"uid": "a"}, "name": "uid=a", "modified": "t",
+    }  # fmt: skip
+    for kind, extra in (("user", None), ("group", members)):
+        fast = make_entry(kind, "id", kwargs["raw"], kwargs["attrs"], "uid=a", "t", extra)
+        slow = Entry(kind, "id", members=extra, **kwargs)  # type: ignore[arg-type]
+        assert fast == slow and repr(fast) == repr(slow)
+        assert vars(fast) == vars(slow)  # every field, none extra
+
+
 def test_wrong_message_id_is_an_error() -> None:
     buf = _message()
     with pytest.raises(Malformed, match="message 7"):
@@ -165,8 +275,9 @@ def test_decoder_error_is_fatal_and_names_the_fallback(
 
 
 def test_dirsync_control_codecs() -> None:
+    from connectors.ldap.ber import children, decode_int, sequence
     from connectors.ldap.sync import dirsync_request, dirsync_response
-    from connectors.ldap.wire import DIRSYNC, children, decode_int, sequence
+    from connectors.ldap.wire import DIRSYNC
 
     oid, critical, value = dirsync_request(b"\x01cookie", max_bytes=1000)
     assert (oid, critical) == (DIRSYNC, True)
@@ -199,3 +310,41 @@ def test_sync_info_and_state_codecs() -> None:
     assert sync_info(tlv(0x80, b"new")).cookie == b"new"
     with pytest.raises(Malformed):
         sync_info(tlv(0xA7, b""))
+
+
+# ---- requests (connectors/ldap/request.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize("message_id", [1, 127, 128, 300, 70_000])
+@pytest.mark.parametrize(
+    "controls",
+    [
+        [],
+        [("1.2.840.113556.1.4.319", False, b"0\x06\x02\x02\x01\xf4\x04\x00")],
+        [("1.2.3", False, None), ("1.3.6.1.4.1.4203.1.9.1.1", True, b"0\x03\n\x01\x01")],
+    ],
+)
+def test_search_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) -> None:
+    """The envelope we assemble around the cached request equals ldap3's own encoding."""
+    import ldap3
+    from ldap3.operation.search import search_operation
+    from ldap3.protocol.convert import build_controls_list
+    from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
+    from ldap3.utils.asn1 import encode
+
+    from connectors.ldap.request import search_message, search_request
+
+    args = (PEOPLE, "(&(objectClass=inetOrgPerson)(cn=Zoë*))", "sub", ("uid", "cn"))
+    request = search_operation(
+        PEOPLE, args[1], ldap3.SUBTREE, ldap3.DEREF_NEVER, ["uid", "cn"],
+        0, 0, False, True, True, None, None, False,
+    )  # fmt: skip
+    message = LDAPMessage()
+    message["messageID"] = MessageID(message_id)
+    message["protocolOp"] = ProtocolOp().setComponentByName("searchRequest", request)
+    built = build_controls_list(controls)
+    if built is not None:
+        message["controls"] = built
+    op = search_request(*args, True, True)
+    assert search_request(*args, True, True) is op  # encoded once, then reused
+    assert search_message(message_id, op, controls) == encode(message)

@@ -14,7 +14,8 @@ import pytest
 
 from connectors.ldap.config import LdapConfig
 from connectors.ldap.connector import LdapConnector
-from connectors.ldap.write import LdapWriter, iso_timestamp
+from connectors.ldap.values import iso_timestamp
+from connectors.ldap.write import LdapWriter
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Attrs, Entry, Kind
 from syncd.testing import ConnectorContract
