@@ -65,6 +65,18 @@ def require_openldap() -> None:
         )
 
 
+def _wait_state(pid: int, state: str, timeout: float = 5.0) -> None:
+    """Wait until /proc says the process is in `state` (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{pid}/stat")
+    while time.monotonic() < deadline:
+        fields = stat.read_text().rsplit(")", 1)[-1].split()
+        if fields and fields[0] == state:
+            return
+        time.sleep(0.001)
+    raise SlapdError(f"slapd {pid} did not reach state {state}")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -255,6 +267,7 @@ class Slapd:
         how tests provoke client timeouts without sleeping."""
         assert self._proc is not None, "not running"
         os.kill(self._proc.pid, signal.SIGSTOP)
+        _wait_state(self._proc.pid, "T")  # stopped for sure before the block runs
         try:
             yield
         finally:
