@@ -28,7 +28,7 @@ from typing import Any
 from syncd.config import Flow
 from syncd.connector import Connector
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
-from syncd.model import Kind, Value, digest
+from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan import Change, Plan
 from syncd.planner import diff, match_value
 from syncd.store import Link, Store
@@ -210,7 +210,7 @@ class Applier:
     def _link(self, c: Change, target_id: str, *, origin: str, status: str = "active",
               members: frozenset[str] | None = None, base: Mapping[str, Value] | None = None
               ) -> Link:
-        b = dict(c.base if base is None else base)
+        b = StoredAttrs.of(c.base if base is None else base)
         status_at = datetime.now(UTC) if status != "active" else None
         return Link(self.flow.name, c.kind, c.source_id, target_id, b, digest(b),
                     members, status, origin, status_at)
@@ -329,7 +329,7 @@ class Applier:
     def _source_create(self, c: Change) -> _Outcome:
         assert self.source is not None and c.target_id
         entry = self.source.create(c.kind, dict(c.source_attrs))
-        b = dict(c.base)
+        b = StoredAttrs.of(c.base)
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
         link = Link(self.flow.name, c.kind, entry.external_id, c.target_id, b, digest(b),
                     members, "active", "created")

@@ -28,7 +28,7 @@ from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
 from syncd.read import SourceRead, candidates, read_source
-from syncd.store import Store
+from syncd.store import Link, Store
 from syncd.store_state import Cursor, Pending
 
 log = logging.getLogger("syncd.engine")
@@ -219,12 +219,13 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             ids = {e.external_id for es in cands.values() for e in es}
             claimed = frozenset(lk.target_id for lk in store.links(
                 flow.name, kf.kind, ids, by_target=True).values())
-        universe = _universe(flow, store, user_read) if kf.kind == "group" else None
+        universe = (_universe(flow, store, user_read, rd, links) if kf.kind == "group"
+                    else None)
         inputs.append(KindInput(
             kf.kind, rd.items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
             cands, rd.complete, universe, full=rd.full, gone_ids=frozenset(rd.gone),
             claimed=claimed,
-            linked_count=None if rd.full else len(store.link_ids(flow.name, kf.kind)),
+            linked_count=None if rd.full else store.count_links(flow.name, kf.kind),
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
             delete_after=flow.delete_after, now=now))
         items_by_kind[kf.kind] = rd.items
@@ -343,14 +344,31 @@ def _retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: l
             rd.gone.add(sid)
 
 
-def _universe(flow: Flow, store: Store, users: SourceRead | None) -> frozenset[str] | None:
+def _universe(flow: Flow, store: Store, users: SourceRead | None, groups: SourceRead,
+              links: dict[str, Link]) -> frozenset[str] | None:
     """In-scope users, to restrict group members: everything read (full) or the linked
-    users plus this read's changes (incremental)."""
+    users plus this read's changes (incremental).
+
+    The planner only ever intersects member sets with the universe, so an incremental run
+    computes it among the users its groups can name (members read, members recorded in the
+    links) instead of loading every linked user: a quiet cycle costs O(changes).
+    """
     if users is None:
         return None
     if users.full:
         return frozenset(users.items)
-    return frozenset((store.link_ids(flow.name, "user") | set(users.items)) - users.gone)
+    named: set[str] = set()
+    for sid, it in groups.items.items():
+        for ms in (it.members, it.members_added, it.members_removed):
+            if ms:
+                named.update(ms)
+        lk = links.get(sid)
+        if lk is not None and lk.members:
+            named.update(lk.members)
+    if not named:
+        return frozenset()
+    linked = store.link_ids(flow.name, "user", among=named)
+    return frozenset((linked | (named & set(users.items))) - users.gone)
 
 
 def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],

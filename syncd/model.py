@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["user", "group"]
 KINDS: tuple[Kind, ...] = ("user", "group")
@@ -83,14 +83,15 @@ class Batch:
     deleted: tuple[str, ...] = ()
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(attrs: Attrs) -> str:
     """Stable JSON for hashing and storage: sorted keys, tuples as lists."""
-    return json.dumps(
-        {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(attrs.items())},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    if isinstance(attrs, StoredAttrs):
+        return attrs.text  # already canonical: stored by this function
+    return _CANONICAL.encode(
+        {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
 
 
 def attrs_from_json(text: str | None) -> dict[str, Value]:
@@ -98,6 +99,60 @@ def attrs_from_json(text: str | None) -> dict[str, Value]:
         return {}
     data = json.loads(text)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+class StoredAttrs(Mapping[str, Value]):
+    """Attributes as the store keeps them (canonical JSON), decoded on first access.
+
+    A full reconcile loads every link, but only the links whose digest differs from the
+    source (or that are not active) ever look at their base: the rest never pay for
+    decoding it. Read-only and equal to the dict it decodes to.
+    """
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._data: dict[str, Value] | None = None
+
+    @classmethod
+    def of(cls, attrs: Attrs) -> StoredAttrs:
+        """Encode once: the digest and the store row then reuse the same canonical text."""
+        out = cls(canonical_json(attrs))
+        out._data = dict(attrs)
+        return out
+
+    def _decoded(self) -> dict[str, Value]:
+        if self._data is None:
+            self._data = attrs_from_json(self.text)
+        return self._data
+
+    def __getitem__(self, key: str) -> Value:
+        return self._decoded()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._decoded().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decoded()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredAttrs):
+            return self._decoded() == other._decoded()
+        if isinstance(other, Mapping):
+            return self._decoded() == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like dict
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
 
 
 def digest(attrs: Attrs, members: frozenset[str] | None = None) -> str:
