@@ -140,7 +140,7 @@ class Applier:
             return [self._one(c) for c in task]
         try:
             results = self.target.create_many(  # type: ignore[attr-defined]
-                task[0].kind, [self._send(c.attrs) for c in task])
+                task[0].kind, [dict(c.attrs) for c in task])
         except Exception as exc:  # the whole request failed: each change fails alike
             return [_Outcome(c, error=exc) for c in task]
         out = []
@@ -203,9 +203,6 @@ class Applier:
         except Exception as exc:  # Fatal included: _account decides; one object never sinks
             return _Outcome(c, error=exc)
 
-    def _send(self, attrs: Mapping[str, Value]) -> dict[str, Value]:
-        """The connector drops what its server does not support; we send the rest as is."""
-        return dict(attrs)
 
     def _link(self, c: Change, target_id: str, *, origin: str, status: str = "active",
               members: frozenset[str] | None = None, base: Mapping[str, Value] | None = None
@@ -218,7 +215,7 @@ class Applier:
     def _create(self, c: Change) -> _Outcome:
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
         try:
-            entry = self.target.create(c.kind, self._send(c.attrs))
+            entry = self.target.create(c.kind, dict(c.attrs))
         except Conflict:
             return self._adopt_after_conflict(c)
         link = self._link(c, entry.external_id, origin="created", members=members)
@@ -242,7 +239,7 @@ class Applier:
             found = self.target.find(c.kind, key, str(value))
             if len(found) == 1:
                 entry = found[0]
-                changed = self._send(diff(c.attrs, entry.attrs))
+                changed = diff(c.attrs, entry.attrs)
                 if changed:
                     self.target.update(c.kind, entry.external_id, changed)
                 members: frozenset[str] | None = frozenset() if c.kind == "group" else None
@@ -253,7 +250,7 @@ class Applier:
 
     def _adopt(self, c: Change) -> _Outcome:
         assert c.target_id
-        changed = self._send(c.attrs)
+        changed = dict(c.attrs)
         if changed:
             self.target.update(c.kind, c.target_id, changed)
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
@@ -265,7 +262,7 @@ class Applier:
         tid = c.target_id or (current.target_id if current else None)
         if tid is None:
             raise Rejected("no link for this object any more")
-        changed = self._send(c.attrs)
+        changed = dict(c.attrs)
         if changed:
             self.target.update(c.kind, tid, changed)
         origin = current.origin if current else "created"

@@ -21,7 +21,7 @@ import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlmodel import SQLModel
 
 from syncd.errors import ConfigError, StoreLocked
 from syncd.model import Attrs, Kind, StoredAttrs, canonical_json
-from syncd.store_state import StateMixin
+from syncd.store_state import StateMixin, _aware, _now
 from syncd.tables import ChangeRow, LinkRow, RunRow
 
 
@@ -52,15 +52,8 @@ class Link:
     status_at: datetime | None = None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+now = _now
 
-
-def _utc(ts: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=UTC)
-    return ts
 
 
 class Store(StateMixin):
@@ -179,7 +172,7 @@ class Store(StateMixin):
                                else None)
                     out[r.source_id] = Link(
                         r.flow, r.kind, r.source_id, r.target_id, StoredAttrs(r.base or "{}"),
-                        r.digest, members, r.status, r.origin, _utc(r.status_at),
+                        r.digest, members, r.status, r.origin, _aware(r.status_at),
                     )
         return out
 

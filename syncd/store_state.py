@@ -31,6 +31,7 @@ def _now() -> datetime:
 
 
 def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
     return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
 
 
