@@ -18,12 +18,10 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.config import Flow
 from syncd.connector import Connector
@@ -32,6 +30,9 @@ from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan import Change, Plan
 from syncd.planner import diff, match_value
 from syncd.store import Link, Store
+
+if TYPE_CHECKING:
+    from syncd.session import Session
 
 log = logging.getLogger("syncd.apply")
 FLUSH_EVERY = 200
@@ -79,57 +80,42 @@ class Applier:
         self.concurrency = max(1, int(getattr(cfg, "concurrency", 4) or 4))
 
     def apply(self, plan: Plan) -> ApplyResult:
-        result = ApplyResult()
-        total, done, last = len(plan.changes), 0, time.monotonic()
         stages: dict[int, list[Change]] = {}
         for c in plan.changes:
             stages.setdefault(c.stage, []).append(c)
-        ctx = contextvars.copy_context()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply",
-                                initializer=_enter, initargs=(ctx,)) as pool:
+        with self.session(len(plan.changes)) as run:
             for stage in sorted(stages):
                 self.links = self._stage_links(stages[stage])
-                pending: list[_Outcome] = []
-                todo = iter(self._tasks(stages[stage]))
-                running: set[Future[list[_Outcome]]] = set()
-                while True:
-                    while (result.fatal is None and not self.stop.is_set()
-                           and len(running) < self.concurrency * 2):
-                        nxt = next(todo, None)
-                        if nxt is None:
-                            break
-                        running.add(pool.submit(self._run_task, nxt))
-                    if not running:
+                for task in self.tasks(stages[stage]):
+                    if not run.submit(task):
                         break
-                    finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        for out in fut.result():
-                            pending.append(out)
-                            done += 1
-                            self._account(out, result)
-                    if len(pending) >= FLUSH_EVERY:
-                        self._flush(pending)
-                        pending = []
-                    if self.progress and total >= 200 and time.monotonic() - last > 2:
-                        last = time.monotonic()
-                        self.progress(f"{self.flow.name}: {done}/{total} changes applied "
-                                      f"({len(result.failures)} failed)")
-                self._flush(pending)
-                if self.stop.is_set() and done < total:
-                    result.stopped = True
-                if result.fatal is not None or result.stopped:
+                run.drain()
+                if run.halted:
                     break
-        return result
+        return run.result
 
-    def _tasks(self, changes: list[Change]) -> list[list[Change]]:
-        """Units of work for the pool: one change each, except target creates, which go
-        to the target's bulk endpoint in chunks when it has one (SCIM /Bulk)."""
+    def session(self, total: int | None = None) -> Session:
+        """A pool of workers to submit tasks to; planned work can be fed while it runs."""
+        from syncd.session import Session
+
+        return Session(self, total)
+
+    @property
+    def bulk_size(self) -> int | None:
+        """Target creates per bulk request, or None when the target has no bulk endpoint."""
         caps = self.target.capabilities
         if not caps.bulk or not hasattr(self.target, "create_many"):
+            return None
+        return max(1, min(caps.bulk_max_operations or 100, 1000))
+
+    def tasks(self, changes: list[Change]) -> list[list[Change]]:
+        """Units of work for the pool: one change each, except target creates, which go
+        to the target's bulk endpoint in chunks when it has one (SCIM /Bulk)."""
+        size = self.bulk_size
+        if size is None:
             return [[c] for c in changes]
         creates = [c for c in changes if c.op == "create" and c.side == "target"]
         others = [[c] for c in changes if not (c.op == "create" and c.side == "target")]
-        size = max(1, min(caps.bulk_max_operations or 100, 1000))
         return [creates[i:i + size] for i in range(0, len(creates), size)] + others
 
     def _run_task(self, task: list[Change]) -> list[_Outcome]:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,12 +24,13 @@ from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
 from syncd.mapping import Mapping
 from syncd.model import Kind, digest
-from syncd.plan import Hold, Plan
+from syncd.plan import Change, Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
-from syncd.read import SourceRead, candidates, read_source
+from syncd.read import SourceRead, candidates, hold_retries, read_source
 from syncd.store import Link, Store
-from syncd.store_state import Cursor, Pending
+from syncd.store_state import Cursor
+from syncd.stream import Streamed, stream_kind
 
 log = logging.getLogger("syncd.engine")
 
@@ -190,28 +191,35 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     cursors: dict[Kind, SourceRead] = {}
     items_by_kind: dict[Kind, dict[str, Item]] = {}
     user_read: SourceRead | None = None
+    applier = None if res.dry_run else Applier(flow, target, store, res.run_id or "",
+                                                opts.progress, opts.stop, source=source)
+    streamed: Streamed | None = None
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users
         stored = store.cursor(flow.name, flow.source, kf.kind)
         use = _use_cursor(flow, stored, kf.kind, opts, now)
-        rd = read_source(source, kf, use)
-        if rd.error:
-            res.result = "failed"
-            res.errors.append(rd.error)
-        if rd.full and use is not None:
-            res.warnings.append(f"{kf.kind}s: the stored cursor was not accepted; "
-                                f"this run read everything")
-        cursors[kf.kind] = rd
-        res.reads[kf.kind] = "full" if rd.full else "incremental"
-        pending = store.pending(flow.name, kf.kind)
-        _retries(rd, pending, now, held, kf.kind)
-        held += rd.held
-        if rd.full:
-            seen[kf.kind] = rd.seen
-        wanted = set(rd.items) | rd.gone
-        links = store.links(flow.name, kf.kind, None if rd.full else wanted)
         for path in sorted(set(kf.mapping.paths) & target.capabilities.unsupported(kf.kind)):
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
+        if kf.kind == "user" and use is None and applier is not None:
+            streamed = stream_kind(flow, kf, store, source, target, applier, now)
+            rd = cursors[kf.kind] = streamed.read
+            _read_outcome(res, kf.kind, rd, use, seen)
+            held += streamed.held
+            inputs.append(streamed.tail)
+            items_by_kind[kf.kind] = streamed.failed
+            res.names.update(streamed.names)
+            if not _merge_streamed(flow, store, res, streamed):
+                return
+            continue
+        rd = cursors[kf.kind] = read_source(source, kf, use)
+        _read_outcome(res, kf.kind, rd, use, seen)
+        read_ids = set(rd.items) | {h.source_id for h in rd.held}
+        pending = store.pending(flow.name, kf.kind)
+        kind_held = list(rd.held)
+        hold_retries(rd, pending, now, kind_held, kf.kind)
+        held += kind_held
+        wanted = set(rd.items) | rd.gone
+        links = store.links(flow.name, kf.kind, None if rd.full else wanted)
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
         cands = candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match else {}
         claimed: frozenset[str] = frozenset()
@@ -219,25 +227,61 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             ids = {e.external_id for es in cands.values() for e in es}
             claimed = frozenset(lk.target_id for lk in store.links(
                 flow.name, kf.kind, ids, by_target=True).values())
-        universe = (_universe(flow, store, user_read, rd, links) if kf.kind == "group"
-                    else None)
+        universe = None
+        if kf.kind == "group":
+            universe = (streamed.universe if streamed is not None
+                        else _universe(flow, store, user_read, rd, links))
         inputs.append(KindInput(
             kf.kind, rd.items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
             cands, rd.complete, universe, full=rd.full, gone_ids=frozenset(rd.gone),
             claimed=claimed,
             linked_count=None if rd.full else store.count_links(flow.name, kf.kind),
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
-            delete_after=flow.delete_after, now=now))
+            delete_after=flow.delete_after, now=now,
+            held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
             user_read = rd
             res.names.update({sid: it.name for sid, it in rd.items.items()})
     plan = plan_flow(flow.name, inputs)
     plan = Plan(plan.flow, plan.changes, plan.held + tuple(held), plan.notes, plan.linked)
+    shown = plan
+    if streamed is not None:
+        shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))
+                 if streamed.listed is not None else replace(plan, streamed=streamed.counts))
     saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
              for k, rd in cursors.items()]
     _check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
-                        items_by_kind)
+                        items_by_kind, shown=shown, applier=applier)
+
+
+def _read_outcome(res: FlowResult, kind: Kind, rd: SourceRead, use: str | None,
+                  seen: dict[str, int]) -> None:
+    if rd.error:
+        res.result = "failed"
+        res.errors.append(rd.error)
+    if rd.full and use is not None:
+        res.warnings.append(f"{kind}s: the stored cursor was not accepted; "
+                            f"this run read everything")
+    res.reads[kind] = "full" if rd.full else "incremental"
+    if rd.full:
+        seen[kind] = rd.seen
+
+
+def _merge_streamed(flow: Flow, store: Store, res: FlowResult, st: Streamed) -> bool:
+    """Account for what a streamed read applied; False when the run must end here."""
+    out = st.result
+    res.applied += out.applied
+    res.failures += out.failures
+    _bookkeep(flow, store, st.retried, out.failures, {"user": st.failed})
+    if out.fatal is None and not out.stopped:
+        return True
+    res.plan = Plan(flow.name, tuple(st.listed or ()), tuple(st.held),
+                    streamed={} if st.listed is not None else st.counts)
+    res.result = "aborted"
+    res.errors.append(f"Fatal: {out.fatal}" if out.fatal else
+                      "stopped before the plan was fully applied (shutdown requested)")
+    return False
 
 
 def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
@@ -278,21 +322,25 @@ def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowRe
 def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Connector,
                         res: FlowResult, opts: Options, plan: Plan, seen: dict[str, int],
                         saves: list[tuple[str, Kind, str | None, bool, bool]],
-                        items_by_kind: dict[Kind, dict[str, Item]]) -> None:
-    """Shared tail: safety check, apply, pending bookkeeping, cursors (only when clean)."""
-    res.plan = plan
+                        items_by_kind: dict[Kind, dict[str, Item]], *,
+                        shown: Plan | None = None, applier: Applier | None = None) -> None:
+    """Shared tail: safety check, apply, pending bookkeeping, cursors (only when clean).
+
+    `shown` is the plan reported (a streamed read's changes were applied already and only
+    `plan`, what is left, is checked and applied here)."""
+    res.plan = shown if shown is not None else plan
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
     if res.dry_run:
         return
-    retriable = False
     if plan.changes:
         assert res.run_id is not None
-        outcome = Applier(flow, target, store, res.run_id, opts.progress,
-                          opts.stop, source=source).apply(plan)
-        res.applied, res.failures = outcome.applied, outcome.failures
+        applier = applier or Applier(flow, target, store, res.run_id, opts.progress,
+                                     opts.stop, source=source)
+        outcome = applier.apply(plan)
+        res.applied += outcome.applied
+        res.failures += outcome.failures
         res.target_stats = dict(getattr(target, "stats", {}) or {})
-        _bookkeep(flow, store, plan, outcome.failures, items_by_kind)
-        retriable = any(f.retriable for f in outcome.failures)
+        _bookkeep(flow, store, plan.changes, outcome.failures, items_by_kind)
         if outcome.stopped:
             res.result = "aborted"
             res.errors.append("stopped before the plan was fully applied (shutdown requested)")
@@ -301,9 +349,10 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
             res.result = "aborted"
             res.errors.append(f"Fatal: {outcome.fatal}")
             return
-        if outcome.failures:
-            res.result = "failed"
-    if retriable:
+    res.target_stats = dict(getattr(target, "stats", {}) or {})
+    if res.failures:
+        res.result = "failed"
+    if any(f.retriable for f in res.failures):
         res.warnings.append("cursors not advanced: some changes failed transiently and will "
                             "be read again")
         return
@@ -311,37 +360,6 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
         if ok:
             store.save_cursor(flow.name, conn, kind, value, full=full,
                               fingerprint=fingerprint(flow, kind))
-
-
-def _retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],
-             kind: Kind) -> None:
-    """Apply the backoff and quarantine of earlier failures to this read.
-
-    Quarantined entries are held until their source values change (the admin fixed them) or
-    `syncd release` frees them; entries in backoff are held until their next attempt is due;
-    due retries that an incremental read did not return are re-planned from the stored item.
-    """
-    for sid, p in pending.items():
-        item = rd.items.get(sid)
-        if item is not None and p.quarantined and digest(dict(item.attrs)) != p.item_digest:
-            continue  # the source changed since it failed: try again
-        if p.quarantined:
-            rd.items.pop(sid, None)
-            held.append(Hold(kind, sid, p.name, f"quarantined after {p.attempts} attempts "
-                             f"({p.error_class}: {p.error}); `syncd release` retries it"))
-            continue
-        if p.next_at > now:
-            rd.items.pop(sid, None)
-            rd.gone.discard(sid)
-            held.append(Hold(kind, sid, p.name, f"retry {p.attempts + 1} due at "
-                             f"{p.next_at:%Y-%m-%d %H:%M:%S}Z after {p.error_class}: {p.error}"))
-            continue
-        if rd.full or item is not None or sid in rd.gone:
-            continue
-        if p.attrs is not None:
-            rd.items[sid] = Item(sid, p.name, p.attrs, p.members)
-        elif p.op in ("deprovision", "delete"):
-            rd.gone.add(sid)
 
 
 def _universe(flow: Flow, store: Store, users: SourceRead | None, groups: SourceRead,
@@ -371,9 +389,9 @@ def _universe(flow: Flow, store: Store, users: SourceRead | None, groups: Source
     return frozenset((linked | (named & set(users.items))) - users.gone)
 
 
-def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],
+def _bookkeep(flow: Flow, store: Store, changes: Iterable[Change], failures: list[Failure],
               items: dict[Kind, dict[str, Item]]) -> None:
-    """Failed changes become pending retries; successful ones clear theirs."""
+    """Failed changes become pending retries; the other `changes` clear theirs."""
     failed = {(f.change.kind, f.change.source_id) for f in failures}
     rows = []
     for f in failures:
@@ -389,7 +407,9 @@ def _bookkeep(flow: Flow, store: Store, plan: Plan, failures: list[Failure],
             "item_digest": digest(dict(item.attrs)) if item else None,
             "retry_after": f.retry_after})
     store.record_failures(flow.name, rows)
-    for kind in ("user", "group"):
-        ok = [c.source_id for c in plan.changes
-              if c.kind == kind and c.source_id and (kind, c.source_id) not in failed]
-        store.clear_pending(flow.name, kind, ok)
+    ok: dict[Kind, list[str]] = {"user": [], "group": []}
+    for c in changes:
+        if c.source_id and (c.kind, c.source_id) not in failed:
+            ok[c.kind].append(c.source_id)
+    for kind, ids in ok.items():
+        store.clear_pending(flow.name, kind, ids)

@@ -124,6 +124,9 @@ class Plan:
     notes: tuple[str, ...] = ()
     #: Per kind: how many links are active (denominator of the % safety rule).
     linked: Mapping[str, int] = field(default_factory=dict)
+    #: Per kind and op: changes applied page by page while a large source was read
+    #: (`syncd.stream`) and too many to list here; the run's journal has each of them.
+    streamed: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @staticmethod
     def ordered(changes: list[Change]) -> tuple[Change, ...]:
@@ -136,6 +139,9 @@ class Plan:
         }
         for c in self.changes:
             out[c.kind][c.op] += 1
+        for kind, ops in self.streamed.items():
+            for op, n in ops.items():
+                out[kind][op] += n
         return out
 
     def count(self, kind: Kind, *ops: Op) -> int:
@@ -152,6 +158,8 @@ class Plan:
             "held": [vars(h) for h in self.held],
             "notes": list(self.notes),
             "linked": dict(self.linked),
+            **({"streamed": {k: dict(v) for k, v in self.streamed.items()}}
+               if self.streamed else {}),
         }
 
     def to_json(self) -> str:
@@ -165,6 +173,7 @@ class Plan:
             held=tuple(Hold(**h) for h in d.get("held", ())),
             notes=tuple(d.get("notes", ())),
             linked=dict(d.get("linked", {})),
+            streamed=dict(d.get("streamed", {})),
         )
 
 

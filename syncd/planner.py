@@ -65,6 +65,8 @@ class KindInput:
     disabled: Mapping[str, Link] = field(default_factory=dict)
     delete_after: float | None = None
     now: datetime | None = None
+    #: Read but held back (mapping error, quarantine, backoff): still there, never "gone".
+    held_ids: frozenset[str] = frozenset()
 
 
 def match_value(value: Value) -> str | None:
@@ -133,7 +135,8 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
                                       target_id=change.target_id, add=tuple(sorted(add)),
                                       reason="initial membership"))
     if ki.full:
-        gone = [lk for sid, lk in ki.links.items() if sid not in ki.items]
+        gone = [lk for sid, lk in ki.links.items()
+                if sid not in ki.items and sid not in ki.held_ids]
     else:
         gone = [ki.links[sid] for sid in sorted(ki.gone_ids) if sid in ki.links]
     if not ki.complete:
@@ -155,7 +158,7 @@ def _grace_deletes(ki: KindInput, planned: set[str]) -> list[Change]:
     disabled = ki.disabled or {s: lk for s, lk in ki.links.items() if lk.status != "active"}
     out = []
     for sid, lk in sorted(disabled.items()):
-        if sid in ki.items or sid in planned or lk.status_at is None:
+        if sid in ki.items or sid in planned or sid in ki.held_ids or lk.status_at is None:
             continue
         if (ki.now - lk.status_at).total_seconds() >= ki.delete_after:
             name = str(lk.base.get("userName") or lk.base.get("displayName") or sid)

@@ -7,15 +7,18 @@ entries times the mapped attributes, not with what the server sends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from syncd.config import KindFlow
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
 from syncd.mapping import MappingError
-from syncd.model import Entry, Kind, Value
+from syncd.model import Batch, Entry, Kind, Value, digest
 from syncd.plan import Hold
 from syncd.planner import Item, match_value
+from syncd.store_state import Pending
 
 log = logging.getLogger("syncd.read")
 
@@ -39,50 +42,125 @@ class SourceRead:
 
 
 def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRead:
-    attributes = sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
-    implicit_active = kf.kind == "user" and "active" not in kf.mapping.paths
+    """The whole read in memory (incremental cycles, dry runs, two-way flows)."""
     out = SourceRead(full=cursor is None)
     try:
-        for batch in source.read(kf.kind, cursor, attributes):
-            out.complete = out.complete and batch.complete
-            out.full = batch.full
-            out.gone.update(batch.deleted)
-            if batch.cursor is not None:
-                out.cursor = batch.cursor
-            for e in batch.entries:
-                out.seen += 1
-                if not kf.scope.contains(e.raw):
-                    out.gone.add(e.external_id)
-                    out.items.pop(e.external_id, None)
-                    continue
-                if not e.raw and (e.members_added is not None
-                                  or e.members_removed is not None):
-                    # a membership-only change (Graph members@delta): attributes unknown,
-                    # not cleared
-                    out.items[e.external_id] = Item(
-                        e.external_id, e.name or e.external_id, {}, e.members,
-                        e.members_added, e.members_removed, e.modified)
-                    continue
-                try:
-                    attrs: dict[str, Value] = kf.mapping.map(e.raw)
-                except MappingError as exc:
-                    out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id,
-                                         str(exc)))
-                    continue
-                if implicit_active:
-                    attrs["active"] = True
-                out.gone.discard(e.external_id)
-                out.items[e.external_id] = Item(
-                    e.external_id, _label(e, attrs), attrs, e.members,
-                    e.members_added, e.members_removed, e.modified)
+        for batch in source.read(kf.kind, cursor, _attributes(kf)):
+            _take(kf, batch, out)
     except (Fatal, Retriable) as exc:
-        out.complete = False
-        out.error = f"reading {kf.kind}s from {source.name} failed: {exc}"
-        out.error_class = type(exc)
-        log.warning(out.error)
+        _failed(source, kf, exc, out)
     # A deleted anchor that re-appeared later in the same feed is not gone.
     out.gone -= set(out.items)
     return out
+
+
+class PagedRead:
+    """A full read delivered in pages of about `size` entries, each its own `SourceRead`.
+
+    Nothing is kept between pages, so reading 100k entries costs the memory of one page and
+    the caller can plan and apply a page while the next is read. The read's outcome
+    (`complete`, `full`, `cursor`, `error`, `seen`) is known once `pages()` is exhausted.
+    """
+
+    def __init__(self, source: Connector, kf: KindFlow, cursor: str | None, size: int) -> None:
+        self.source, self.kf, self.start, self.size = source, kf, cursor, size
+        self.outcome = SourceRead(full=cursor is None)
+
+    def pages(self) -> Iterator[SourceRead]:
+        page = SourceRead(full=self.outcome.full)
+        try:
+            for batch in self.source.read(self.kf.kind, self.start, _attributes(self.kf)):
+                before = page.seen
+                _take(self.kf, batch, page)
+                self._note(page, page.seen - before)
+                if len(page.items) + len(page.held) + len(page.gone) >= self.size:
+                    yield page
+                    page = SourceRead(full=page.full)
+        except (Fatal, Retriable) as exc:
+            _failed(self.source, self.kf, exc, self.outcome)
+        yield page
+
+    def _note(self, page: SourceRead, seen: int) -> None:
+        o = self.outcome
+        o.complete = o.complete and page.complete
+        o.full = page.full
+        o.cursor = page.cursor if page.cursor is not None else o.cursor
+        o.seen += seen
+
+
+def _attributes(kf: KindFlow) -> list[str]:
+    return sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
+
+
+def _failed(source: Connector, kf: KindFlow, exc: Exception, out: SourceRead) -> None:
+    out.complete = False
+    out.error = f"reading {kf.kind}s from {source.name} failed: {exc}"
+    out.error_class = type(exc)
+    log.warning(out.error)
+
+
+def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
+    """Scope and map one batch of source entries into `out`."""
+    implicit_active = kf.kind == "user" and "active" not in kf.mapping.paths
+    out.complete = out.complete and batch.complete
+    out.full = batch.full
+    out.gone.update(batch.deleted)
+    if batch.cursor is not None:
+        out.cursor = batch.cursor
+    for e in batch.entries:
+        out.seen += 1
+        if not kf.scope.contains(e.raw):
+            out.gone.add(e.external_id)
+            out.items.pop(e.external_id, None)
+            continue
+        if not e.raw and (e.members_added is not None or e.members_removed is not None):
+            # a membership-only change (Graph members@delta): attributes unknown, not cleared
+            out.items[e.external_id] = Item(
+                e.external_id, e.name or e.external_id, {}, e.members,
+                e.members_added, e.members_removed, e.modified)
+            continue
+        try:
+            attrs: dict[str, Value] = kf.mapping.map(e.raw)
+        except MappingError as exc:
+            out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id, str(exc)))
+            continue
+        if implicit_active:
+            attrs["active"] = True
+        out.gone.discard(e.external_id)
+        out.items[e.external_id] = Item(
+            e.external_id, _label(e, attrs), attrs, e.members,
+            e.members_added, e.members_removed, e.modified)
+
+
+def hold_retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],
+             kind: Kind) -> None:
+    """Apply the backoff and quarantine of earlier failures to this read.
+
+    Quarantined entries are held until their source values change (the admin fixed them) or
+    `syncd release` frees them; entries in backoff are held until their next attempt is due;
+    due retries that an incremental read did not return are re-planned from the stored item.
+    """
+    for sid, p in pending.items():
+        item = rd.items.get(sid)
+        if item is not None and p.quarantined and digest(dict(item.attrs)) != p.item_digest:
+            continue  # the source changed since it failed: try again
+        if p.quarantined:
+            rd.items.pop(sid, None)
+            held.append(Hold(kind, sid, p.name, f"quarantined after {p.attempts} attempts "
+                             f"({p.error_class}: {p.error}); `syncd release` retries it"))
+            continue
+        if p.next_at > now:
+            rd.items.pop(sid, None)
+            rd.gone.discard(sid)
+            held.append(Hold(kind, sid, p.name, f"retry {p.attempts + 1} due at "
+                             f"{p.next_at:%Y-%m-%d %H:%M:%S}Z after {p.error_class}: {p.error}"))
+            continue
+        if rd.full or item is not None or sid in rd.gone:
+            continue
+        if p.attrs is not None:
+            rd.items[sid] = Item(sid, p.name, p.attrs, p.members)
+        elif p.op in ("deprovision", "delete"):
+            rd.gone.add(sid)
 
 
 def _label(e: Entry, attrs: dict[str, Value]) -> str:
@@ -100,15 +178,28 @@ def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: 
     A failure here is Fatal for the flow: creating without having been able to look for
     an existing object is exactly how duplicates happen.
     """
-    index: dict[tuple[str, str], list[Entry]] = {}
     if len(unlinked) > FIND_LIMIT:
-        for batch in target.read(kind, None, None):
-            for e in batch.entries:
-                for key in match:
-                    mv = match_value(e.attrs.get(key))
-                    if mv is not None:
-                        index.setdefault((key, mv), []).append(e)
-        return index
+        return target_index(target, kind, match)
+    return found(target, kind, match, unlinked)
+
+
+def target_index(target: Connector, kind: Kind, match: tuple[str, ...]
+                 ) -> dict[tuple[str, str], list[Entry]]:
+    """The whole target listed once and indexed by match key (many unlinked entries)."""
+    index: dict[tuple[str, str], list[Entry]] = {}
+    for batch in target.read(kind, None, None):
+        for e in batch.entries:
+            for key in match:
+                mv = match_value(e.attrs.get(key))
+                if mv is not None:
+                    index.setdefault((key, mv), []).append(e)
+    return index
+
+
+def found(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: list[Item]
+          ) -> dict[tuple[str, str], list[Entry]]:
+    """One `find` per match key and entry (a few unlinked entries)."""
+    index: dict[tuple[str, str], list[Entry]] = {}
     for it in unlinked:
         for key in match:
             value = it.attrs.get(key)

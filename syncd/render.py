@@ -72,10 +72,17 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
             for h in r.plan.held:
                 out.append(f"  ! hold {h.kind} {h.name}: {h.reason}")
             out.append(f"  summary: {summary_line(r.plan.summary())}")
+        if r.plan is not None and r.plan.streamed:
+            n = sum(sum(ops.values()) for ops in r.plan.streamed.values())
+            out.append(f"  ({n} changes applied while the source was read are counted in the "
+                       f"summary, not listed: the run's journal has each one)")
         for reason in r.refused:
             out.append(f"  REFUSED by safety check: {reason}")
         if r.refused:
-            out.append("  nothing was applied; rerun with --allow-deletes if this is intended")
+            what = ("nothing was applied" if not r.applied else
+                    f"no deprovisioning was applied ({r.applied} creates/updates were, while "
+                    f"the source was read)")
+            out.append(f"  {what}; rerun with --allow-deletes if this is intended")
         for f in r.failures:
             out.append(f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
                        f"{f.error_class}: {f.message}")

@@ -1,0 +1,100 @@
+"""Running an applier's tasks: a bounded window of work in flight on a thread pool.
+
+Shared by the staged `Applier.apply` and by streamed full reads (`syncd.stream`), which plan
+a page while the previous one is being written: the window is what paces the reader by the
+target, so memory stays at a few pages however large the directory is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from syncd.apply import FLUSH_EVERY, ApplyResult, _enter
+
+if TYPE_CHECKING:
+    from syncd.apply import Applier, _Outcome
+    from syncd.plan import Change
+
+
+class Session:
+    """Runs an applier's tasks on its thread pool with at most 2 x concurrency in flight.
+
+    `submit` blocks while the window is full, accounting finished work (links and journal
+    flushed every `FLUSH_EVERY` outcomes), so whoever feeds it — the staged `apply`, or a
+    streamed read planning page by page — is paced by the target.
+    """
+
+    def __init__(self, applier: Applier, total: int | None) -> None:
+        self.applier, self.total = applier, total
+        self.result = ApplyResult()
+        self.done = 0
+        self.on_done: Callable[[_Outcome], None] | None = None
+        self._running: set[Future[list[_Outcome]]] = set()
+        self._outcomes: list[_Outcome] = []
+        self._last = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Session:
+        self._pool = ThreadPoolExecutor(self.applier.concurrency, thread_name_prefix="apply",
+                                        initializer=_enter,
+                                        initargs=(contextvars.copy_context(),))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+        finally:
+            assert self._pool is not None
+            self._pool.shutdown(wait=True)
+
+    @property
+    def halted(self) -> bool:
+        """A Fatal error or a stop request: submit nothing more."""
+        return self.result.fatal is not None or self.result.stopped
+
+    def submit(self, task: list[Change]) -> bool:
+        """Queue one task; False (and nothing queued) once the run is halted."""
+        assert self._pool is not None
+        while len(self._running) >= self.applier.concurrency * 2:
+            self._wait()
+        if self.applier.stop.is_set():
+            self.result.stopped = True
+        if self.halted:
+            return False
+        self._running.add(self._pool.submit(self.applier._run_task, task))
+        return True
+
+    def drain(self) -> None:
+        while self._running:
+            self._wait()
+        self._flush()
+        if self.applier.stop.is_set() and (self.total is None or self.done < self.total):
+            self.result.stopped = True
+
+    def _wait(self) -> None:
+        finished, self._running = wait(self._running, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            for out in fut.result():
+                self._outcomes.append(out)
+                self.done += 1
+                self.applier._account(out, self.result)
+                if self.on_done is not None:
+                    self.on_done(out)
+        if len(self._outcomes) >= FLUSH_EVERY:
+            self._flush()
+        progress = self.applier.progress
+        if progress and time.monotonic() - self._last > 2 and (self.total or 200) >= 200:
+            self._last = time.monotonic()
+            of = f"/{self.total}" if self.total is not None else ""
+            progress(f"{self.applier.flow.name}: {self.done}{of} changes applied "
+                     f"({len(self.result.failures)} failed)")
+
+    def _flush(self) -> None:
+        if self._outcomes:
+            self.applier._flush(self._outcomes)
+            self._outcomes = []

@@ -1,0 +1,187 @@
+"""Full reads of push flows, page by page: each page of users is planned and applied while
+the next one is read.
+
+Why: an initial sync or a reconcile of 100k users used to hold every mapped entry, every link
+and every planned change at once (~370 MB) and wrote nothing before the whole directory had
+been read. Here memory is one page, the work in flight and the ids seen so far, and the
+target is written while the source is still being read.
+
+What is decided page by page needs only the page: create, adopt (match candidates, claims
+checked against the store), update, re-enable. What needs the whole read waits for its end:
+deprovisioning (links whose entry was not seen), grace-period deletes and the groups (their
+members are restricted to the users in scope). The safety check guards exactly that tail,
+as it always guarded only deprovisioning: a refused run has applied the page-level changes
+and refuses the deletions. Dry runs do not stream — they show the whole plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from syncd.apply import Applier, ApplyResult, _Outcome
+from syncd.config import Flow, KindFlow
+from syncd.connector import Connector
+from syncd.model import Entry
+from syncd.plan import Change, Hold
+from syncd.planner import Item, KindInput, match_value, plan_kind
+from syncd.read import FIND_LIMIT, PagedRead, SourceRead, found, hold_retries, target_index
+from syncd.store import Store
+from syncd.store_state import Pending
+
+log = logging.getLogger("syncd.stream")
+
+#: Source entries planned together; the store is asked for these entries' links at once.
+PAGE = 2000
+#: Changes shown in the run's output; past this only their counts are kept (journal has all).
+LIST_MAX = 500
+#: Source names kept for rendering member changes; past this ids are shown instead.
+NAMES_MAX = 5000
+
+@dataclass
+class Streamed:
+    """What a streamed read left for the rest of the cycle."""
+
+    #: The read's outcome (cursor, complete, seen, error); its items are not kept.
+    read: SourceRead
+    #: What is left to plan for this kind once everything was read: deprovisioning.
+    tail: KindInput
+    #: Source ids read and in scope (held ones included): group members are restricted to them.
+    universe: frozenset[str]
+    result: ApplyResult
+    #: The changes applied, while few enough to list; None past `LIST_MAX`.
+    listed: list[Change] | None
+    counts: dict[str, dict[str, int]]
+    held: list[Hold]
+    names: dict[str, str]
+    #: Items of failed changes (pending retries keep their values).
+    failed: dict[str, Item] = field(default_factory=dict)
+    #: Applied changes of entries that had a pending retry (cleared when they succeeded).
+    retried: list[Change] = field(default_factory=list)
+
+
+class _Stream:
+    def __init__(self, flow: Flow, kf: KindFlow, store: Store, target: Connector,
+                 applier: Applier, pending: dict[str, Pending]) -> None:
+        self.flow, self.kf, self.kind = flow, kf, kf.kind
+        self.store, self.target, self.applier, self.pending = store, target, applier, pending
+        self.seen: set[str] = set()
+        self.claimed: set[str] = set()  # target ids adopted earlier in this read
+        self.index: dict[tuple[str, str], list[Entry]] | None = None
+        self.in_flight: dict[str, Item] = {}
+        self.failed: dict[str, Item] = {}
+        self.retried: list[Change] = []
+        self.listed: list[Change] | None = []
+        self.counts: dict[str, dict[str, int]] = {}
+        self.held: list[Hold] = []
+        self.names: dict[str, str] = {}
+        self.creates: list[Change] = []  # buffered up to one bulk request
+
+    def page(self, page: SourceRead) -> list[list[Change]]:
+        """Plan one page; the tasks to submit for it."""
+        links = self.store.links(self.flow.name, self.kind, page.items) if page.items else {}
+        unlinked = [it for sid, it in page.items.items() if sid not in links]
+        cands = self._candidates(unlinked) if unlinked and self.kf.match else {}
+        ki = KindInput(self.kind, page.items, links, self.kf.match, self.kf.deprovision,
+                       self.kf.mapping.on_create_only, cands, full=False,
+                       claimed=frozenset(self.claimed | self._claims(cands, unlinked)))
+        changes, held, _ = plan_kind(ki)
+        self.held += held
+        for sid, it in page.items.items():
+            if len(self.names) < NAMES_MAX:
+                self.names[sid] = it.name
+        for c in changes:
+            self.in_flight[c.source_id] = page.items[c.source_id]
+            ops = self.counts.setdefault(c.kind, {})
+            ops[c.op] = ops.get(c.op, 0) + 1
+            if c.op == "adopt" and c.target_id:
+                self.claimed.add(c.target_id)
+            if c.source_id in links:
+                self.applier.links[self.kind][c.source_id] = links[c.source_id]
+        if self.listed is not None:
+            self.listed += changes
+            if len(self.listed) > LIST_MAX:
+                self.listed = None
+        bulk = self.applier.bulk_size
+        if bulk is None:
+            return self.applier.tasks(changes)
+        self.creates += [c for c in changes if c.op == "create" and c.side == "target"]
+        others = [c for c in changes if not (c.op == "create" and c.side == "target")]
+        ready = len(self.creates) - len(self.creates) % bulk
+        tasks = self.applier.tasks(self.creates[:ready] + others)
+        self.creates = self.creates[ready:]
+        return tasks
+
+    def done(self, out: _Outcome) -> None:
+        sid = out.change.source_id
+        item = self.in_flight.pop(sid, None)
+        if out.error is not None and item is not None:
+            self.failed[sid] = item
+        if sid in self.pending:
+            self.retried.append(out.change)
+        self.applier.links[self.kind].pop(sid, None)
+
+    def _candidates(self, unlinked: list[Item]) -> dict[tuple[str, str], list[Entry]]:
+        """Many unlinked entries (an initial sync): list the target once for the whole read;
+        a few: one `find` each, as an incremental cycle would."""
+        if self.index is None and len(unlinked) > FIND_LIMIT:
+            self.index = target_index(self.target, self.kind, self.kf.match)
+        if self.index is not None:
+            return self.index
+        return found(self.target, self.kind, self.kf.match, unlinked)
+
+    def _claims(self, cands: dict[tuple[str, str], list[Entry]], unlinked: list[Item]
+                ) -> set[str]:
+        """Target ids among this page's candidates that some link (outside the page)
+        already owns: never adopted twice."""
+        ids: set[str] = set()
+        for it in unlinked:
+            for key in self.kf.match:
+                mv = match_value(it.attrs.get(key))
+                if mv is not None:
+                    ids.update(e.external_id for e in cands.get((key, mv), ()))
+        if not ids:
+            return set()
+        return {lk.target_id for lk in self.store.links(
+            self.flow.name, self.kind, ids, by_target=True).values()}
+
+
+def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, target: Connector,
+                applier: Applier, now: datetime) -> Streamed:
+    """Read `kf.kind` in full from `source`, planning and applying page by page.
+
+    A run halted mid-read (Fatal error, stop request) leaves the read marked incomplete, so
+    nothing unseen can be taken for gone.
+    """
+    kind = kf.kind
+    linked_count = store.count_links(flow.name, kind)  # before this read adds any
+    pending = store.pending(flow.name, kind)
+    st = _Stream(flow, kf, store, target, applier, pending)
+    applier.links = {"user": {}, "group": {}}
+    reader = PagedRead(source, kf, None, PAGE)
+    with applier.session() as run:
+        run.on_done = st.done
+        for page in reader.pages():
+            st.seen |= set(page.items) | {h.source_id for h in page.held}
+            st.held += page.held
+            mine = {s: p for s, p in pending.items() if s in page.items}
+            hold_retries(page, mine, now, st.held, kind)
+            if not all(run.submit(task) for task in st.page(page)):
+                break
+        else:
+            all(run.submit(task) for task in applier.tasks(st.creates))
+    out = reader.outcome
+    if run.halted:
+        out.complete = False
+    gone = store.link_ids(flow.name, kind, status=None) - st.seen
+    disabled = {s: lk for s, lk in store.disabled_links(flow.name, kind).items()
+                if s not in st.seen}
+    tail = KindInput(kind, {}, store.links(flow.name, kind, gone) if gone else {},
+                     deprovision=kf.deprovision, complete=out.complete, full=True,
+                     linked_count=linked_count, disabled=disabled,
+                     delete_after=flow.delete_after, now=now)
+    log.debug("%s: streamed %d entries, %d changes, %d not seen", kind, out.seen,
+              sum(sum(v.values()) for v in st.counts.values()), len(gone))
+    return Streamed(out, tail, frozenset(st.seen), run.result, st.listed, st.counts, st.held,
+                    st.names, st.failed, st.retried)
