@@ -73,8 +73,8 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
                 out.append(f"  ! hold {h.kind} {h.name}: {h.reason}")
             out.append(f"  summary: {summary_line(r.plan.summary())}")
         if r.plan is not None and r.plan.streamed:
-            n = sum(sum(ops.values()) for ops in r.plan.streamed.values())
-            out.append(f"  ({n} changes applied while the source was read are counted in the "
+            count = sum(sum(ops.values()) for ops in r.plan.streamed.values())
+            out.append(f"  ({count} changes applied while the source was read are counted in the "
                        f"summary, not listed: the run's journal has each one)")
         for reason in r.refused:
             out.append(f"  REFUSED by safety check: {reason}")
