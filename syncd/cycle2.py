@@ -83,8 +83,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         rules = _rules(flow, kf, target, store)
         links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions})
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
-        if rd.full and rd.complete:
-            rd.gone |= {sid for sid in links if sid not in rd.items}
+        if rd.full and rd.complete:  # held back (mapping error) is not gone
+            read = set(rd.items) | {h.source_id for h in rd.held}
+            rd.gone |= {sid for sid in links if sid not in read}
         target_gone: set[str] = set(td.gone)
         if td.full and td.complete:
             target_gone |= {lk.target_id for lk in links.values()

@@ -253,3 +253,19 @@ def test_conflicts_cli_lists_and_resolves(tw: TwoWay, monkeypatch: pytest.Monkey
     tw.run()
     assert tw.src.objects["user"]["s0"]["title"] == "T"
     assert CliRunner().invoke(main, ["conflicts"]).stdout.strip() == "no conflicts"
+
+
+def test_mapping_error_on_a_linked_user_holds_it_never_deprovisions(tw: TwoWay) -> None:
+    (tw.tmp / "c.toml").write_text(CONFIG.replace(
+        'title = "title"\n',
+        'title = "title"\n'
+        'active = {{ from = "enabled", transform = "bool", on_empty = "default", '
+        'default = true }}\n').format(
+        state=tw.tmp / "s.db", src=tw.names[0], dst=tw.names[1], extra="", users_extra=""))
+    tw.cfg = config.load(tw.tmp / "c.toml")
+    settle(tw)
+    tw.edit_source("s0", enabled="maybe")
+    res = tw.run(full=True)
+    assert tw.planned(res) == []
+    assert res.plan is not None and [h.source_id for h in res.plan.held] == ["s0"]
+    assert tw.dst.objects["user"][tw.tid("u0")]["active"] is True
