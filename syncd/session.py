@@ -8,6 +8,7 @@ target, so memory stays at a few pages however large the directory is.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,6 +19,8 @@ from syncd.apply import FLUSH_EVERY, ApplyResult, _enter
 if TYPE_CHECKING:
     from syncd.apply import Applier, _Outcome
     from syncd.plan import Change
+
+log = logging.getLogger("syncd.apply")
 
 
 class Session:
@@ -45,9 +48,14 @@ class Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Finish and record the work in flight, also when the feeder failed (its error
+        is the one that propagates): what was applied keeps its link and journal line."""
         try:
+            self.drain()
+        except Exception:
             if exc[0] is None:
-                self.drain()
+                raise
+            log.warning("recording the changes in flight failed", exc_info=True)
         finally:
             assert self._pool is not None
             self._pool.shutdown(wait=True)

@@ -30,21 +30,14 @@ from typing import ClassVar, NoReturn
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 
-from connectors.ldap.ber import Malformed, sequence
 from connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
-from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry, row_from_event
+from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
 from connectors.ldap.members import DnMap
-from connectors.ldap.request import PAGED_RESULTS, RequestControl, paged_control
-from connectors.ldap.stock import stock_search
+from connectors.ldap.paging import PagedSearch
 from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, normalize_dn
 from connectors.ldap.wire import (
-    Event,
-    Failed,
-    Interrupted,
     SearchDone,
     SearchEntry,
-    SearchRef,
-    lean_search,
 )
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConfigError, Fatal, Retriable
@@ -52,16 +45,12 @@ from syncd.model import Entry, Kind
 
 log = logging.getLogger("syncd.connectors.ldap")
 
-# Result codes (RFC 4511) that decide what a failed search means.
-_TIME_LIMIT, _SIZE_LIMIT, _REFERRAL, _ADMIN_LIMIT = 3, 4, 10, 11
-_NO_SUCH_OBJECT, _INVALID_CREDENTIALS, _BUSY, _UNAVAILABLE = 32, 49, 51, 52
-TRANSIENT = {_TIME_LIMIT, _BUSY, _UNAVAILABLE}
-CUT_SHORT = {_SIZE_LIMIT, _ADMIN_LIMIT, _REFERRAL}
+_INVALID_CREDENTIALS = 49  # RFC 4511 result code (search results: paging.py)
 #: A DN that `normalize_dn` would only lower-case (no spacing, escapes or quotes).
 _PLAIN_DN = re.compile(r'^[^ \\"]*$').match
 
 
-class LdapBase:
+class LdapBase(PagedSearch):
     """Connection handling and decoding shared by every read (see the module docstring)."""
 
     config_model: ClassVar[type[ConnectorConfig]] = LdapConfig
@@ -179,6 +168,12 @@ class LdapBase:
             conn = self._local.conn = self._connect()
         return conn
 
+    def _reset(self) -> None:
+        """Drop this thread's read connection, if any (the next call reconnects)."""
+        conn: ldap3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._drop(conn)
+
     def _drop(self, conn: ldap3.Connection) -> None:
         """End a connection that failed (or was abandoned) mid-operation; its thread
         reconnects on its next call. Takes the connection, not "this thread's": an abandoned
@@ -215,105 +210,6 @@ class LdapBase:
 
     def _plan(self, kind: Kind, keep: set[str] | None) -> Plan:
         return Plan(kind, keep, frozenset(self._binary), self._anchor, self._member)
-
-    def _search(
-        self,
-        base: str,
-        filter_: str,
-        scope: str,
-        attributes: Sequence[str],
-        controls: Sequence[RequestControl] = (),
-        plan: Plan | None = None,
-    ) -> Iterator[Event | Row]:
-        """One search through the configured decoder, with errors mapped to ours (with a
-        `plan`, the lean decoder yields plain entries as rows). A lean search abandoned
-        before its end leaves replies on the socket: drop the connection."""
-        conn = self._connection()
-        lean = self.config.decoder == "lean"
-        run = lean_search if lean else stock_search
-        finished = False
-        try:
-            for event in run(conn, base, filter_, scope, attributes, controls, plan):
-                if type(event) is SearchDone:
-                    finished = True
-                yield event
-        except Interrupted as exc:
-            raise Retriable(
-                self._msg(f"read of {base} interrupted: {exc}"), connector=self.name
-            ) from None
-        except Malformed as exc:
-            raise Fatal(
-                self._msg(
-                    f"read of {base}: undecodable reply ({exc}); "
-                    'set decoder = "stock" and report this server'
-                ),
-                connector=self.name,
-            ) from None
-        except Failed as exc:
-            raise Fatal(self._msg(f"read of {base} failed: {exc}"), connector=self.name) from None
-        finally:
-            if not finished and (lean or conn.closed):
-                self._drop(conn)
-
-    def _check(self, done: SearchDone, base: str, count: int) -> bool:
-        """Raise for a failed search; return True when the server cut the listing short."""
-        code = done.code
-        if code == 0:
-            return False
-        if code == _NO_SUCH_OBJECT:
-            raise Fatal(
-                self._msg(f"search base {base} does not exist (noSuchObject)"),
-                connector=self.name,
-            )
-        if code in TRANSIENT:
-            raise Retriable(self._msg(f"read of {base}: result {code} {done.message}"))
-        if code in CUT_SHORT:
-            log.warning(
-                "%s",
-                self._msg(
-                    f"read of {base} cut short by the server (result {code} {done.message}) "
-                    f"after a page of {count}: marking it incomplete"
-                ),
-            )
-            return True
-        raise Fatal(
-            self._msg(f"read of {base} failed: result {code} {done.message}"),
-            connector=self.name,
-        )
-
-    def _paged(
-        self, base: str, filter_: str, scope: str, attributes: list[str], plan: Plan
-    ) -> Iterator[tuple[list[Row], bool, bool]]:
-        """Yield ``(rows, is_last_page, cut_short)`` per page of a paged search."""
-        cookie: bytes | None = None
-        while True:
-            rows: list[Row] = []
-            referrals = False
-            done: SearchDone | None = None
-            control = [paged_control(self.config.page_size, cookie)]
-            for event in self._search(base, filter_, scope, attributes, control, plan):
-                if type(event) is tuple:  # the lean decoder's rows: by far the most events
-                    rows.append(event)
-                elif isinstance(event, SearchEntry):
-                    rows.append(row_from_event(event, plan))
-                elif isinstance(event, SearchRef):
-                    referrals = True
-                elif isinstance(event, SearchDone):
-                    done = event
-            assert done is not None
-            if self._check(done, base, len(rows)):
-                yield rows, True, True
-                return
-            value = done.controls.get(PAGED_RESULTS)
-            cookie = None
-            if value is not None:
-                parts = sequence(value)
-                if len(parts) != 2 or parts[1][0] != 0x04:
-                    raise Fatal(self._msg("invalid paged results control"), connector=self.name)
-                cookie = parts[1][1] or None
-            yield rows, not cookie, referrals
-            if not cookie:
-                return
 
     def _root_dse(self) -> dict[str, list[str]]:
         """The root DSE's supported controls and capabilities (lower-cased names)."""

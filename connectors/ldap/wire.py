@@ -23,21 +23,17 @@ data in a sync source means wrong deprovisioning. Network trouble raises `Interr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-
-import ldap3
-from ldap3.core.exceptions import LDAPException
 
 from connectors.ldap.ber import Malformed, children, decode_int, header, long_length, text
 from connectors.ldap.decode import Plan, Row, row_from_ber
-from connectors.ldap.request import RequestControl, search_message, search_request
 
 Controls = dict[str, bytes | None]
 
 NOTICE_OF_DISCONNECTION = "1.3.6.1.4.1.1466.20036"
 DIRSYNC = "1.2.840.113556.1.4.841"
-_RECV = 1 << 18
+_RECV = 1 << 18  # socket read size of the lean path (lean.py)
 
 
 class Interrupted(Exception):
@@ -326,65 +322,3 @@ def split_messages(buf: bytes, pos: int) -> Iterator[tuple[int, int, int]]:
             return
         yield s, s + n, s + n
         pos = s + n
-
-
-# ---- the two search paths ------------------------------------------------------------------
-
-
-def lean_search(
-    conn: ldap3.Connection,
-    base: str,
-    filter_: str,
-    scope: str,
-    attributes: Sequence[str],
-    controls: Sequence[RequestControl] = (),
-    plan: Plan | None = None,
-) -> Iterator[Event | Row]:
-    """Send a search on ldap3's socket and parse the replies ourselves (see module doc);
-    with a `plan`, plain entries come back as rows (`decode.row_from_ber`).
-
-    The caller must read to the `SearchDone`; abandoning the iterator midway leaves replies
-    on the socket, so the caller must then drop the connection."""
-    try:
-        message_id = conn.server.next_message_id()
-        payload = search_message(
-            message_id,
-            search_request(
-                base, filter_, scope, tuple(attributes), conn.auto_escape, conn.auto_encode
-            ),
-            controls,
-        )
-    except LDAPException as exc:
-        raise Failed(str(exc)) from None
-    sock = conn.socket
-    if sock is None or conn.closed:
-        raise Interrupted("the connection is closed")
-    try:
-        sock.sendall(payload)
-        buf = b""
-        while True:
-            chunk = sock.recv(_RECV)
-            if not chunk:
-                raise Interrupted("the server closed the connection")
-            buf = buf + chunk if buf else chunk
-            pos = 0
-            while True:
-                if plan is not None:  # a run of plain entries, the bulk of a full read
-                    rows: list[Row] = []
-                    pos = scan_rows(buf, pos, message_id, plan, rows)
-                    yield from rows
-                found = next(split_messages(buf, pos), None)
-                if found is None:
-                    break  # incomplete: wait for more
-                s, e, pos = found
-                event = parse_message(buf, s, e, message_id, plan)
-                yield event
-                if type(event) is SearchDone:
-                    if pos != len(buf):
-                        raise Malformed("unexpected data after the end of the search")
-                    return
-            buf = buf[pos:]
-    except TimeoutError as exc:
-        raise Interrupted(f"timed out waiting for the server: {exc}") from None
-    except OSError as exc:
-        raise Interrupted(f"connection error: {exc}") from None

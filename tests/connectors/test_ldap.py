@@ -20,7 +20,7 @@ import ldap3
 import pytest
 from pydantic import ValidationError
 
-import connectors.ldap.base as base_module
+import connectors.ldap.paging as base_module
 from connectors.ldap.config import LdapConfig
 from connectors.ldap.connector import LdapConnector
 from connectors.ldap.values import anchor_string, normalize_dn, one_level_below
@@ -34,6 +34,7 @@ from tests.peers.directory import (
     group_member_indexes,
     user_attrs,
     user_dn,
+    user_uid,
 )
 from tests.peers.ldap_fixtures import SEED, SMALL_GROUPS, SMALL_MEMBERS, SMALL_USERS, ldap_settings
 from tests.peers.slapd import Slapd, free_port
@@ -80,6 +81,23 @@ def test_connector_satisfies_protocol(corp: LdapConnector) -> None:
     assert corp.capabilities.attribute_names_case_insensitive is True
 
 
+@pytest.mark.parametrize("decoder", ["lean", "stock"])
+def test_abandoned_paged_read_leaves_the_connector_usable(
+    slapd_server: Slapd, decoder: str
+) -> None:
+    """The lean read requests page n+1 before handing out page n: a consumer that stops
+    after one page (and searches meanwhile) must not see that reply in a later search."""
+    conn = connector(slapd_server, page_size=4, decoder=decoder, incremental="none")
+    conn.open()
+    pages = conn.read("user", None, ["uid"])
+    assert len(next(pages).entries) == 4
+    assert len(conn.find("user", "uid", user_uid(3))) == 1  # a search between pages
+    pages.close()  # abandoned with the next page in flight
+    again = [e for b in conn.read("user", None, ["uid"]) for e in b.entries]
+    assert len(again) == SMALL_USERS
+    conn.close()
+
+
 def test_paged_read_streams_pages_with_exact_values(slapd_server: Slapd) -> None:
     conn = connector(slapd_server, page_size=7)
     conn.open()
@@ -121,7 +139,7 @@ def spy_searches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[s
     """Record (base, filter, attributes) of every search the connector sends, whichever
     decoder it uses."""
     calls: list[tuple[str, str, list[str]]] = []
-    for name in ("lean_search", "stock_search"):
+    for name in ("lean_search", "stock_search", "send_search"):
         real = getattr(base_module, name)
 
         def spy(conn: Any, base: str, filter_: str, scope: str, attrs: Any, *a: Any,
@@ -374,8 +392,10 @@ def test_timeout_during_read_is_retriable(slapd: Slapd) -> None:
     conn.open()
     pages = conn.read("user", None, ["uid"])
     next(pages)
+    # the rest: the next page may already be on our socket (requested while the previous
+    # one was decoded), the one after cannot be
     with slapd.paused(), pytest.raises(Retriable, match="interrupted"):
-        next(pages)
+        list(pages)
     # the next read reconnects and is whole again
     assert sum(len(b.entries) for b in conn.read("user", None, ["uid"])) == SMALL_USERS
 
@@ -387,7 +407,7 @@ def test_server_killed_mid_read(slapd: Slapd) -> None:
     next(pages)
     slapd.kill()
     with pytest.raises(Retriable):
-        next(pages)
+        list(pages)  # never a silently shortened read
     with pytest.raises(Fatal, match="cannot connect"):
         list(conn.read("user", None, ["uid"]))
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import connectors.ldap.base as base_module
+import connectors.ldap.paging as base_module
 from connectors.ldap.ber import Malformed, ber_int, ber_seq, tlv
 from connectors.ldap.decode import Plan, make_entry, row_from_event
 from connectors.ldap.values import BINARY_ATTRIBUTES
@@ -264,7 +264,11 @@ def test_decoder_error_is_fatal_and_names_the_fallback(
         raise Malformed("test damage")
         yield  # pragma: no cover
 
+    def damaged(*_a: Any, **_k: Any) -> Any:
+        raise Malformed("test damage")
+
     monkeypatch.setattr(base_module, "lean_search", broken)
+    monkeypatch.setattr(base_module, "receive_reply", damaged)  # the pipelined paged read
     conn = connector(slapd_server, incremental="none")
     conn.open()
     with pytest.raises(Fatal, match='decoder = "stock"'):

@@ -219,3 +219,20 @@ def test_group_members_are_restricted_to_users_read_in_scope(env: Env) -> None:
     (gid,) = env.dst.objects["group"]
     names = {str(env.dst.objects["user"][m]["userName"]) for m in env.dst.members[gid]}
     assert names == {"u1", "u2"}
+
+
+def test_failed_lookup_mid_read_still_records_what_was_applied(env: Env) -> None:
+    """Match candidates of page 2 cannot be looked up (Fatal): page 1's creates, already
+    in flight, are finished and linked before the run ends aborted."""
+    calls = itertools.count()
+
+    def flaky(oid: str) -> None:
+        if next(calls) >= 4:  # page 1 (4 entries) looked up, then the target fails
+            raise Fatal("target down")
+
+    env.dst.faults["find"] = flaky
+    res = env.run()
+    assert res.result == "aborted"
+    assert len(env.users()) == 4 and env.links() == 4
+    env.dst.faults.clear()
+    assert env.run().result == "ok" and len(env.users()) == 10 and env.links() == 10
