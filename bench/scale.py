@@ -22,6 +22,7 @@ Usage: .venv/bin/python bench/scale.py [--users 100000] [--groups 1000] [--membe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -233,8 +234,11 @@ def connector_read(config: Path, env: dict[str, str]) -> tuple[float, int]:
 
 
 class Run:
-    def __init__(self, wall: float, rss_mb: float, rc: int, output: str) -> None:
+    def __init__(self, wall: float, rss_mb: float, rc: int, output: str, cpu: float = 0.0
+                 ) -> None:
         self.wall, self.rss_mb, self.rc, self.output = wall, rss_mb, rc, output
+        #: CPU seconds (user + system) of the syncd process: below `wall`, it waited.
+        self.cpu = cpu
         m = re.search(r"result: (\w+), (\d+) applied, (\d+) failed, ([\d.]+)s", output)
         self.result = m.group(1) if m else "?"
         self.engine = float(m.group(4)) if m else float("nan")
@@ -253,6 +257,9 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
+_RUNS = itertools.count(1)
+
+
 def syncd_run(config: Path, env: dict[str, str], *args: str) -> Run:
     """One `syncd run` subprocess: wall time, peak RSS (MB) of the process, its output.
 
@@ -261,8 +268,12 @@ def syncd_run(config: Path, env: dict[str, str], *args: str) -> Run:
     100k payloads after the raw client ran), which would inflate small runs."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/syncd"), "run", "-c", str(config),
-                                 *args], stdout=out, stderr=subprocess.DEVNULL, env=env)
+        cmd = [str(ROOT / ".venv/bin/syncd"), "run", "-c", str(config), *args]
+        if env.get("BENCH_PYSPY"):  # profile every syncd run (all threads) into this dir
+            name = f"{next(_RUNS)}-" + ("-".join(a.strip("-") for a in args) or "run")
+            cmd = [str(ROOT / ".venv/bin/py-spy"), "record", "-o",
+                   f"{env['BENCH_PYSPY']}/{name}.txt", "-r", "50", "-f", "raw", "-t", "--", *cmd]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
         peak = [0.0]
         done = threading.Event()
 
@@ -282,7 +293,8 @@ def syncd_run(config: Path, env: dict[str, str], *args: str) -> Run:
     keep = ("flow ", "  result:", "  summary:", "  warning", "  note", "  ERROR", "  FAILED",
             "  REFUSED")
     tail = "\n".join(ln for ln in text.splitlines() if ln.startswith(keep))
-    return Run(wall, peak[0] or usage.ru_maxrss / 1024, proc.returncode, tail)
+    return Run(wall, peak[0] or usage.ru_maxrss / 1024, proc.returncode, tail,
+               usage.ru_utime + usage.ru_stime)
 
 
 def count(scim: Scim2Server, endpoint: str) -> int:
@@ -376,6 +388,7 @@ def run_all(args: argparse.Namespace, work: Path) -> Iterator[str]:
         yield line("1. syncd initial sync", init.wall,
                    f"{init.wall / t_http:.2f}x raw HTTP (goal <= 1.1)  peak RSS "
                    f"{init.rss_mb:.0f} MB (goal <= 300)  engine {init.engine:.2f} s  "
+                   f"syncd CPU {init.cpu:.0f} s  "
                    f"exit {init.rc}  target {n_users:,} users {n_groups:,} groups"
                    + ("" if ok else "  MISMATCH"))
 

@@ -11,7 +11,7 @@ one canonical attribute per type, which SCIM expresses only through value filter
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -349,3 +349,15 @@ def server_support(
         if kind == "user":
             typed = typed_attributes(core)
     return unsupported, typed
+
+
+def shape(value: Any) -> Hashable:
+    """The structure of a SCIM body: keys, value types and emptiness, never the values.
+
+    Two bodies of one shape validate alike against scim2-models (the connector skips the
+    validation of a shape that passed unchanged once, see `ScimConnector._payload`)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, shape(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("[]", *(shape(v) for v in value))
+    return type(value).__name__, not value

@@ -179,6 +179,25 @@ def test_known_paths_and_unknown_rejected(conn: ScimConnector) -> None:
 # --- users -------------------------------------------------------------------------------
 
 
+def test_body_validation_is_remembered_per_shape_never_per_value(
+    scim_server: _Peer, conn: ScimConnector
+) -> None:
+    """Bodies of a shape that validated unchanged are sent as built; any new shape (other
+    keys, types or emptiness) is validated again and refused before a request is sent."""
+    made = [conn.create("user", {**ALL_USER, "userName": f"shape{i}", "emails.work":
+                                 f"shape{i}@example.org"}) for i in range(3)]
+    assert len(conn._valid_shapes) == 1
+    assert [e.attrs["userName"] for e in made] == ["shape0", "shape1", "shape2"]
+    assert made[2].attrs == expected(conn, {**ALL_USER, "userName": "shape2",
+                                            "emails.work": "shape2@example.org"})
+    for bad, where in (({"userName": "shape9", "active": "maybe"}, "active"),
+                       ({"userName": "shape9", "name.givenName": ("a", "b")}, "givenName"),
+                       ({"userName": "", "displayName": "x"}, "userName")):
+        with pytest.raises(Rejected, match=where):
+            conn.create("user", bad)
+    assert not conn.find("user", "userName", "shape9")
+
+
 def test_create_all_paths_and_read_back(scim_server: _Peer, conn: ScimConnector) -> None:
     created = conn.create("user", ALL_USER)
     want = expected(conn, ALL_USER)
