@@ -222,7 +222,7 @@ def test_runs_never_overlap_when_slower_than_their_interval(
         tmp_path: Path, sync_scim2: Sync, daemons: list[DaemonProc]) -> None:
     assert sync_scim2.run().code == 0  # the initial load, fast: the daemon then only checks
     initial = {r.id for r in runs(sync_scim2.state)}
-    proxy = DelayProxy(sync_scim2.scim, delay=0.2)  # type: ignore[arg-type]
+    proxy = DelayProxy(sync_scim2.scim, delay=0.35)  # type: ignore[arg-type]
     try:
         configure(sync_scim2, proxy.url, schedule("1s"))
         d = DaemonProc(sync_scim2.config, tmp_path)
