@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +23,12 @@ from syncd.cycle2 import plan_two_way
 from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
 from syncd.mapping import Mapping
-from syncd.model import Kind, digest
-from syncd.plan import Change, Hold, Plan
+from syncd.model import Kind
+from syncd.pending import hold_retries, record_outcomes
+from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
-from syncd.read import SourceRead, candidates, hold_retries, read_source
+from syncd.read import SourceRead, candidates, read_source
 from syncd.store import Link, Store
 from syncd.store_state import Cursor
 from syncd.stream import Streamed, stream_kind
@@ -273,7 +274,7 @@ def _merge_streamed(flow: Flow, store: Store, res: FlowResult, st: Streamed) -> 
     out = st.result
     res.applied += out.applied
     res.failures += out.failures
-    _bookkeep(flow, store, st.retried, out.failures, {"user": st.failed})
+    record_outcomes(flow, store, st.retried, out.failures, {"user": st.failed})
     if out.fatal is None and not out.stopped:
         return True
     res.plan = Plan(flow.name, tuple(st.listed or ()), tuple(st.held),
@@ -340,7 +341,7 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
         res.applied += outcome.applied
         res.failures += outcome.failures
         res.target_stats = dict(getattr(target, "stats", {}) or {})
-        _bookkeep(flow, store, plan.changes, outcome.failures, items_by_kind)
+        record_outcomes(flow, store, plan.changes, outcome.failures, items_by_kind)
         if outcome.stopped:
             res.result = "aborted"
             res.errors.append("stopped before the plan was fully applied (shutdown requested)")
@@ -387,29 +388,3 @@ def _universe(flow: Flow, store: Store, users: SourceRead | None, groups: Source
         return frozenset()
     linked = store.link_ids(flow.name, "user", among=named)
     return frozenset((linked | (named & set(users.items))) - users.gone)
-
-
-def _bookkeep(flow: Flow, store: Store, changes: Iterable[Change], failures: list[Failure],
-              items: dict[Kind, dict[str, Item]]) -> None:
-    """Failed changes become pending retries; the other `changes` clear theirs."""
-    failed = {(f.change.kind, f.change.source_id) for f in failures}
-    rows = []
-    for f in failures:
-        if f.error_class == "Fatal" or not f.change.source_id:
-            continue
-        c = f.change
-        item = items.get(c.kind, {}).get(c.source_id)
-        rows.append({
-            "kind": c.kind, "source_id": c.source_id, "name": c.name, "op": c.op,
-            "error_class": f.error_class, "error": f.message,
-            "attrs": dict(item.attrs) if item else None,
-            "members": item.members if item else None,
-            "item_digest": digest(dict(item.attrs)) if item else None,
-            "retry_after": f.retry_after})
-    store.record_failures(flow.name, rows)
-    ok: dict[Kind, list[str]] = {"user": [], "group": []}
-    for c in changes:
-        if c.source_id and (c.kind, c.source_id) not in failed:
-            ok[c.kind].append(c.source_id)
-    for kind, ids in ok.items():
-        store.clear_pending(flow.name, kind, ids)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from syncd.config import KindFlow
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
 from syncd.mapping import MappingError
-from syncd.model import Batch, Entry, Kind, Value, digest
+from syncd.model import Batch, Entry, Kind, Value
 from syncd.plan import Hold
 from syncd.planner import Item, match_value
-from syncd.store_state import Pending
 
 log = logging.getLogger("syncd.read")
 
@@ -130,37 +128,6 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         out.items[e.external_id] = Item(
             e.external_id, _label(e, attrs), attrs, e.members,
             e.members_added, e.members_removed, e.modified)
-
-
-def hold_retries(rd: SourceRead, pending: dict[str, Pending], now: datetime, held: list[Hold],
-             kind: Kind) -> None:
-    """Apply the backoff and quarantine of earlier failures to this read.
-
-    Quarantined entries are held until their source values change (the admin fixed them) or
-    `syncd release` frees them; entries in backoff are held until their next attempt is due;
-    due retries that an incremental read did not return are re-planned from the stored item.
-    """
-    for sid, p in pending.items():
-        item = rd.items.get(sid)
-        if item is not None and p.quarantined and digest(dict(item.attrs)) != p.item_digest:
-            continue  # the source changed since it failed: try again
-        if p.quarantined:
-            rd.items.pop(sid, None)
-            held.append(Hold(kind, sid, p.name, f"quarantined after {p.attempts} attempts "
-                             f"({p.error_class}: {p.error}); `syncd release` retries it"))
-            continue
-        if p.next_at > now:
-            rd.items.pop(sid, None)
-            rd.gone.discard(sid)
-            held.append(Hold(kind, sid, p.name, f"retry {p.attempts + 1} due at "
-                             f"{p.next_at:%Y-%m-%d %H:%M:%S}Z after {p.error_class}: {p.error}"))
-            continue
-        if rd.full or item is not None or sid in rd.gone:
-            continue
-        if p.attrs is not None:
-            rd.items[sid] = Item(sid, p.name, p.attrs, p.members)
-        elif p.op in ("deprovision", "delete"):
-            rd.gone.add(sid)
 
 
 def _label(e: Entry, attrs: dict[str, Value]) -> str:

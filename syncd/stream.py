@@ -24,9 +24,10 @@ from syncd.apply import Applier, ApplyResult, _Outcome
 from syncd.config import Flow, KindFlow
 from syncd.connector import Connector
 from syncd.model import Entry
+from syncd.pending import hold_retries
 from syncd.plan import Change, Hold
 from syncd.planner import Item, KindInput, match_value, plan_kind
-from syncd.read import FIND_LIMIT, PagedRead, SourceRead, found, hold_retries, target_index
+from syncd.read import FIND_LIMIT, PagedRead, SourceRead, found, target_index
 from syncd.store import Store
 from syncd.store_state import Pending
 
