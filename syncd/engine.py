@@ -207,7 +207,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             _read_outcome(res, kf.kind, rd, use, seen)
             held += streamed.held
             inputs.append(streamed.tail)
-            items_by_kind[kf.kind] = streamed.failed
+            items_by_kind[kf.kind] = {**streamed.items, **streamed.failed}
             res.names.update(streamed.names)
             if not _merge_streamed(flow, store, res, streamed):
                 return
@@ -245,7 +245,10 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             user_read = rd
             res.names.update({sid: it.name for sid, it in rd.items.items()})
     plan = plan_flow(flow.name, inputs)
-    plan = Plan(plan.flow, plan.changes, plan.held + tuple(held), plan.notes, plan.linked)
+    changes = plan.changes
+    if streamed is not None and streamed.collected:  # planned while reading, not applied
+        changes = Plan.ordered([*streamed.collected, *changes])
+    plan = Plan(plan.flow, changes, plan.held + tuple(held), plan.notes, plan.linked)
     shown = plan
     if streamed is not None:
         shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))

@@ -79,10 +79,7 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
         for reason in r.refused:
             out.append(f"  REFUSED by safety check: {reason}")
         if r.refused:
-            what = ("nothing was applied" if not r.applied else
-                    f"no deprovisioning was applied ({r.applied} creates/updates were, while "
-                    f"the source was read)")
-            out.append(f"  {what}; rerun with --allow-deletes if this is intended")
+            out.append("  nothing was applied; rerun with --allow-deletes if this is intended")
         for f in r.failures:
             out.append(f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
                        f"{f.error_class}: {f.message}")

@@ -1,17 +1,25 @@
-"""Full reads of push flows, page by page: each page of users is planned and applied while
-the next one is read.
+"""Full reads of push flows, page by page: each page of users is planned while the next one
+is read and, on an initial sync, applied at once.
 
 Why: an initial sync or a reconcile of 100k users used to hold every mapped entry, every link
 and every planned change at once (~370 MB) and wrote nothing before the whole directory had
-been read. Here memory is one page, the work in flight and the ids seen so far, and the
-target is written while the source is still being read.
+been read. Here memory is one page, the planned changes and the ids seen so far.
 
 What is decided page by page needs only the page: create, adopt (match candidates, claims
 checked against the store), update, re-enable. What needs the whole read waits for its end:
 deprovisioning (links whose entry was not seen), grace-period deletes and the groups (their
-members are restricted to the users in scope). The safety check guards exactly that tail,
-as it always guarded only deprovisioning: a refused run has applied the page-level changes
-and refuses the deletions. Dry runs do not stream — they show the whole plan.
+members are restricted to the users in scope).
+
+When a page's changes are applied depends on what the safety check could refuse:
+
+- **no links yet** (an initial sync): nothing can be deprovisioned, so the check cannot refuse
+  anything; each page is applied while the next is read — the target is written while the
+  source is still read, and a plan of 100k creates never exists in memory;
+- **links exist** (a reconcile): the page's changes are collected and the whole plan is
+  checked before anything is applied, as always. A wrong filter or base DN that would
+  deprovision half the directory is refused *with* the creates and updates it brought.
+
+Dry runs do not come here — they read everything and show the whole plan.
 """
 
 from __future__ import annotations
@@ -60,12 +68,16 @@ class Streamed:
     failed: dict[str, Item] = field(default_factory=dict)
     #: Applied changes of entries that had a pending retry (cleared when they succeeded).
     retried: list[Change] = field(default_factory=list)
+    #: Planned, not applied (links existed): they join the plan that is checked and applied.
+    collected: list[Change] = field(default_factory=list)
+    #: The items of the collected changes (pending retries keep their values).
+    items: dict[str, Item] = field(default_factory=dict)
 
 
 class _Stream:
     def __init__(self, flow: Flow, kf: KindFlow, store: Store, target: Connector,
-                 applier: Applier, pending: dict[str, Pending]) -> None:
-        self.flow, self.kf, self.kind = flow, kf, kf.kind
+                 applier: Applier, pending: dict[str, Pending], apply_now: bool) -> None:
+        self.flow, self.kf, self.kind, self.apply_now = flow, kf, kf.kind, apply_now
         self.store, self.target, self.applier, self.pending = store, target, applier, pending
         self.seen: set[str] = set()
         self.claimed: set[str] = set()  # target ids adopted earlier in this read
@@ -78,6 +90,8 @@ class _Stream:
         self.held: list[Hold] = []
         self.names: dict[str, str] = {}
         self.creates: list[Change] = []  # buffered up to one bulk request
+        self.collected: list[Change] = []
+        self.items: dict[str, Item] = {}
 
     def page(self, page: SourceRead) -> list[list[Change]]:
         """Plan one page; the tasks to submit for it."""
@@ -92,6 +106,11 @@ class _Stream:
         for sid, it in page.items.items():
             if len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
+        if not self.apply_now:
+            self.collected += changes
+            self.items.update((c.source_id, page.items[c.source_id]) for c in changes)
+            self.claimed.update(c.target_id for c in changes if c.op == "adopt" and c.target_id)
+            return []
         for c in changes:
             self.in_flight[c.source_id] = page.items[c.source_id]
             ops = self.counts.setdefault(c.kind, {})
@@ -150,15 +169,17 @@ class _Stream:
 
 def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, target: Connector,
                 applier: Applier, now: datetime) -> Streamed:
-    """Read `kf.kind` in full from `source`, planning and applying page by page.
+    """Read `kf.kind` in full from `source`, planning page by page and applying each page
+    at once when the flow has no links of this kind yet (see the module docstring).
 
     A run halted mid-read (Fatal error, stop request) leaves the read marked incomplete, so
     nothing unseen can be taken for gone.
     """
     kind = kf.kind
     linked_count = store.count_links(flow.name, kind)  # before this read adds any
+    apply_now = store.count_links(flow.name, kind, status=None) == 0
     pending = store.pending(flow.name, kind)
-    st = _Stream(flow, kf, store, target, applier, pending)
+    st = _Stream(flow, kf, store, target, applier, pending, apply_now)
     applier.links = {"user": {}, "group": {}}
     reader = PagedRead(source, kf, None, PAGE)
     with applier.session() as run:
@@ -185,4 +206,4 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     log.debug("%s: streamed %d entries, %d changes, %d not seen", kind, out.seen,
               sum(sum(v.values()) for v in st.counts.values()), len(gone))
     return Streamed(out, tail, frozenset(st.seen), run.result, st.listed, st.counts, st.held,
-                    st.names, st.failed, st.retried)
+                    st.names, st.failed, st.retried, st.collected, st.items)

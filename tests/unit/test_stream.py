@@ -1,6 +1,7 @@
-"""Full reads of push flows planned and applied page by page (syncd.stream), with in-memory
-connectors and a page of 3 entries: the same plan as a whole-read cycle, writes overlapping
-the read, deprovisioning only after the whole read and only when it completed."""
+"""Full reads of push flows planned page by page (syncd.stream), with in-memory connectors and
+pages of about 3 entries: the same plan as a whole-read cycle; an initial sync writes while it
+reads, a reconcile checks its whole plan first; deprovisioning only after the whole read and
+only when it completed."""
 
 from __future__ import annotations
 
@@ -149,17 +150,35 @@ def test_deprovisioning_waits_for_the_whole_read_and_the_safety_check(env: Env) 
     assert all(u["active"] is True for n, u in env.users().items() if n != "u3")
 
 
-def test_refused_deprovisioning_still_applies_page_changes(env: Env) -> None:
+def test_reconcile_collects_the_pages_and_checks_the_whole_plan_first(env: Env) -> None:
+    """With links, a wrong filter must not create or update anything either: pages are
+    planned while reading, but nothing is written before the whole plan passed the check."""
     env.run()
     for i in range(8):
         env.src.remove("user", f"s{i}")
     env.src.put("user", {"uid": "u8", "title": "boss"}, "s8")
+    env.src.put("user", {"uid": "new", "title": "t"}, "s99")
     res = env.run(full=True)
-    assert res.result == "refused"
+    assert res.result == "refused" and res.applied == 0
     assert "8 of 10" in res.refused[0]
-    assert env.users()["u8"]["title"] == "boss"  # applied while reading
-    assert all(u["active"] is True for u in env.users().values())  # nobody deprovisioned
-    assert res.applied == 1
+    assert env.users()["u8"]["title"] == "t" and "new" not in env.users()
+    assert all(u["active"] is True for u in env.users().values())
+    allowed = env.run(full=True, allow_deletes=True)
+    assert allowed.result == "ok" and env.users()["u8"]["title"] == "boss"
+    assert sum(1 for u in env.users().values() if u["active"] is False) == 8
+
+
+def test_reconcile_writes_nothing_while_reading(env: Env) -> None:
+    env.run()
+    for i in range(10):
+        env.src.put("user", {"uid": f"u{i}", "title": "new"}, f"s{i}")
+    updates_at_page: list[int] = []
+    env.src.faults["read_page"] = lambda oid: updates_at_page.append(
+        sum(1 for op, _k, _o in env.dst.calls if op == "update"))
+    res = env.run(full=True)
+    assert res.result == "ok" and res.applied == 10
+    assert updates_at_page and set(updates_at_page) == {0}
+    assert all(u["title"] == "new" for u in env.users().values())
 
 
 def test_mapping_error_on_a_linked_user_holds_it_never_deprovisions(env: Env) -> None:
