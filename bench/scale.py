@@ -272,7 +272,8 @@ def syncd_run(config: Path, env: dict[str, str], *args: str) -> Run:
         if env.get("BENCH_PYSPY"):  # profile every syncd run (all threads) into this dir
             name = f"{next(_RUNS)}-" + ("-".join(a.strip("-") for a in args) or "run")
             cmd = [str(ROOT / ".venv/bin/py-spy"), "record", "-o",
-                   f"{env['BENCH_PYSPY']}/{name}.txt", "-r", "50", "-f", "raw", "-t", "--", *cmd]
+                   f"{env['BENCH_PYSPY']}/{name}.txt", "-r", "50", "-f", "raw", "-t",
+                   "--idle", "--", *cmd]
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
         peak = [0.0]
         done = threading.Event()
