@@ -201,7 +201,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         for path in sorted(set(kf.mapping.paths) & target.capabilities.unsupported(kf.kind)):
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
-        if kf.kind == "user" and use is None and applier is not None:
+        if kf.kind == "user" and use is None:
             streamed = stream_kind(flow, kf, store, source, target, applier, now)
             rd = cursors[kf.kind] = streamed.read
             _read_outcome(res, kf.kind, rd, use, seen)

@@ -19,7 +19,8 @@ When a page's changes are applied depends on what the safety check could refuse:
   checked before anything is applied, as always. A wrong filter or base DN that would
   deprovision half the directory is refused *with* the creates and updates it brought.
 
-Dry runs do not come here — they read everything and show the whole plan.
+A dry run plans exactly the same way and collects: the plan it shows is the plan a real run
+checks (and, on an initial sync, applies page by page).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ log = logging.getLogger("syncd.stream")
 PAGE = 2000
 #: Changes shown in the run's output; past this only their counts are kept (journal has all).
 LIST_MAX = 500
-#: Source names kept for rendering member changes; past this ids are shown instead.
+#: Source names kept for rendering member changes when pages are applied at once (the output
+#: lists changes only up to `LIST_MAX` then); past this, ids are shown instead.
 NAMES_MAX = 5000
 
 @dataclass
@@ -76,7 +78,8 @@ class Streamed:
 
 class _Stream:
     def __init__(self, flow: Flow, kf: KindFlow, store: Store, target: Connector,
-                 applier: Applier, pending: dict[str, Pending], apply_now: bool) -> None:
+                 applier: Applier | None, pending: dict[str, Pending], apply_now: bool
+                 ) -> None:
         self.flow, self.kf, self.kind, self.apply_now = flow, kf, kf.kind, apply_now
         self.store, self.target, self.applier, self.pending = store, target, applier, pending
         self.seen: set[str] = set()
@@ -93,6 +96,13 @@ class _Stream:
         self.collected: list[Change] = []
         self.items: dict[str, Item] = {}
 
+    def take(self, page: SourceRead, now: datetime) -> None:
+        """Note what a page read (seen, held) and hold back its entries in retry backoff."""
+        self.seen |= set(page.items) | {h.source_id for h in page.held}
+        self.held += page.held
+        mine = {s: p for s, p in self.pending.items() if s in page.items}
+        hold_retries(page, mine, now, self.held, self.kind)
+
     def page(self, page: SourceRead) -> list[list[Change]]:
         """Plan one page; the tasks to submit for it."""
         links = self.store.links(self.flow.name, self.kind, page.items) if page.items else {}
@@ -104,13 +114,14 @@ class _Stream:
         changes, held, _ = plan_kind(ki)
         self.held += held
         for sid, it in page.items.items():
-            if len(self.names) < NAMES_MAX:
+            if not self.apply_now or len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
         if not self.apply_now:
             self.collected += changes
             self.items.update((c.source_id, page.items[c.source_id]) for c in changes)
             self.claimed.update(c.target_id for c in changes if c.op == "adopt" and c.target_id)
             return []
+        assert self.applier is not None
         for c in changes:
             self.in_flight[c.source_id] = page.items[c.source_id]
             ops = self.counts.setdefault(c.kind, {})
@@ -134,6 +145,7 @@ class _Stream:
         return tasks
 
     def done(self, out: _Outcome) -> None:
+        assert self.applier is not None
         sid = out.change.source_id
         item = self.in_flight.pop(sid, None)
         if out.error is not None and item is not None:
@@ -168,33 +180,37 @@ class _Stream:
 
 
 def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, target: Connector,
-                applier: Applier, now: datetime) -> Streamed:
-    """Read `kf.kind` in full from `source`, planning page by page and applying each page
-    at once when the flow has no links of this kind yet (see the module docstring).
+                applier: Applier | None, now: datetime) -> Streamed:
+    """Read `kf.kind` in full from `source`, planning page by page; with an `applier` (not a
+    dry run) and no links of this kind yet, each page is applied at once (module docstring).
 
     A run halted mid-read (Fatal error, stop request) leaves the read marked incomplete, so
     nothing unseen can be taken for gone.
     """
     kind = kf.kind
     linked_count = store.count_links(flow.name, kind)  # before this read adds any
-    apply_now = store.count_links(flow.name, kind, status=None) == 0
+    apply_now = applier is not None and store.count_links(flow.name, kind, status=None) == 0
     pending = store.pending(flow.name, kind)
     st = _Stream(flow, kf, store, target, applier, pending, apply_now)
-    applier.links = {"user": {}, "group": {}}
     reader = PagedRead(source, kf, None, PAGE)
-    with applier.session() as run:
-        run.on_done = st.done
+    result = ApplyResult()
+    if applier is None or not apply_now:  # collected: checked (or shown) as a whole first
         for page in reader.pages():
-            st.seen |= set(page.items) | {h.source_id for h in page.held}
-            st.held += page.held
-            mine = {s: p for s, p in pending.items() if s in page.items}
-            hold_retries(page, mine, now, st.held, kind)
-            if not all(run.submit(task) for task in st.page(page)):
-                break
-        else:
-            all(run.submit(task) for task in applier.tasks(st.creates))
+            st.take(page, now)
+            st.page(page)
+    else:
+        applier.links = {"user": {}, "group": {}}
+        with applier.session() as run:
+            run.on_done = st.done
+            for page in reader.pages():
+                st.take(page, now)
+                if not all(run.submit(task) for task in st.page(page)):
+                    break
+            else:
+                all(run.submit(task) for task in applier.tasks(st.creates))
+        result = run.result
     out = reader.outcome
-    if run.halted:
+    if result.fatal is not None or result.stopped:
         out.complete = False
     gone = store.link_ids(flow.name, kind, status=None) - st.seen
     disabled = {s: lk for s, lk in store.disabled_links(flow.name, kind).items()
@@ -205,5 +221,5 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
                      delete_after=flow.delete_after, now=now)
     log.debug("%s: streamed %d entries, %d changes, %d not seen", kind, out.seen,
               sum(sum(v.values()) for v in st.counts.values()), len(gone))
-    return Streamed(out, tail, frozenset(st.seen), run.result, st.listed, st.counts, st.held,
+    return Streamed(out, tail, frozenset(st.seen), result, st.listed, st.counts, st.held,
                     st.names, st.failed, st.retried, st.collected, st.items)

@@ -255,3 +255,22 @@ def test_failed_lookup_mid_read_still_records_what_was_applied(env: Env) -> None
     assert len(env.users()) == 4 and env.links() == 4
     env.dst.faults.clear()
     assert env.run().result == "ok" and len(env.users()) == 10 and env.links() == 10
+
+
+def test_dry_run_plans_the_same_pages_and_shows_the_whole_plan(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "LIST_MAX", 4)  # applies to runs that write, not previews
+    preview = env.run(dry_run=True)
+    assert preview.plan is not None and len(preview.plan.changes) == 10
+    assert env.dst.objects["user"] == {} and not env.state.exists()
+    env.run()
+    env.src.remove("user", "s3")
+    for i in (0, 1):
+        env.src.put("user", {"uid": f"u{i}", "title": "new"}, f"s{i}")
+    preview = env.run(full=True, dry_run=True)
+    real = env.run(full=True)
+    assert preview.plan is not None and real.plan is not None
+    assert [c.to_dict() for c in preview.plan.changes] == [
+        c.to_dict() for c in real.plan.changes]
+    assert sorted((c.op, c.name) for c in real.plan.changes) == [
+        ("deprovision", "u3"), ("update", "u0"), ("update", "u1")]
