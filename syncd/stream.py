@@ -219,7 +219,8 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
                      deprovision=kf.deprovision, complete=out.complete, full=True,
                      linked_count=linked_count, disabled=disabled,
                      delete_after=flow.delete_after, now=now)
-    log.debug("%s: streamed %d entries, %d changes, %d not seen", kind, out.seen,
-              sum(sum(v.values()) for v in st.counts.values()), len(gone))
+    log.debug("%s: read %d entries in pages, %d changes applied, %d collected, %d not seen",
+              kind, out.seen, sum(sum(v.values()) for v in st.counts.values()),
+              len(st.collected), len(gone))
     return Streamed(out, tail, frozenset(st.seen), result, st.listed, st.counts, st.held,
                     st.names, st.failed, st.retried, st.collected, st.items)
