@@ -57,7 +57,7 @@ from scim2_models import (
 from connectors.scim import bulk, paths, reads
 from connectors.scim.config import ScimConfig
 from connectors.scim.http import HttpxScimClient, ScimHttp, Stats, parse_retry_after
-from connectors.scim.status import checked_json, scim_errors
+from connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Batch, Entry, Kind, Value
@@ -65,6 +65,8 @@ from syncd.model import Attrs, Batch, Entry, Kind, Value
 __all__ = ["ScimConnector", "parse_retry_after"]
 log = logging.getLogger("syncd.connectors.scim")
 _ENDPOINT = paths.ENDPOINT
+#: A user id no server holds: the token probe's resource (see `open`).
+_PROBE_ID = "00000000-5379-6e63-6450-726f62650000"
 #: Distinct body shapes remembered as valid; a mapping produces a handful.
 _MAX_SHAPES = 1024
 
@@ -140,8 +142,12 @@ class ScimConnector:
         self._http.opening = True
         try:
             self._discover()
-            # Discovery endpoints may be public (scim2-server): prove the token on /Users.
-            self._get(self._endpoints["user"], "probe", params={"count": "1"})
+            # Discovery endpoints may be public (scim2-server): prove the token on /Users —
+            # on one id that does not exist (404 when authorised): a listing, even of one,
+            # costs some servers a scan of every user (0.35 s at 100k on scim2-server).
+            resp = self._http_or_fatal.request("GET", f"{self._endpoints['user']}/{_PROBE_ID}")
+            if resp.status_code not in (200, 404):
+                raise error_for(resp.status_code, detail_of(resp), "probe", self.name)
         except Fatal:
             self.close()
             raise

@@ -449,6 +449,17 @@ def test_wrong_token_is_fatal_without_leaking_it(scim_server: _Peer) -> None:
     assert secret not in repr(conn.config)
 
 
+def test_opening_proves_the_token_without_listing_users(
+    scim_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """A listing (even ?count=1) makes some servers scan every user on each cycle's open."""
+    rec = Recording()
+    connect(scim_server, transport=rec)
+    paths = [r.url.path for r in rec.sent("GET")]
+    assert not any(p.rstrip("/").endswith("/Users") for p in paths), paths
+    assert any("/Users/" in p for p in paths), paths
+
+
 def test_unreachable_is_fatal() -> None:
     from tests.peers.scim_servers import free_port
 
