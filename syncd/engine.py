@@ -2,6 +2,8 @@
 
 This is the imperative shell around the pure planner. Dry run is simply "stop before apply"
 (and open the store read-only): the plan shown is the plan a real run would execute.
+A full read of users is planned page by page (`syncd.stream`): an initial sync applies each
+page while the next is read; every other run checks its whole plan before applying it.
 """
 
 from __future__ import annotations
