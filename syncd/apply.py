@@ -108,20 +108,27 @@ class Applier:
             return None
         return max(1, min(caps.bulk_max_operations or 100, 1000))
 
-    def tasks(self, changes: list[Change]) -> list[list[Change]]:
+    def tasks(self, changes: list[Change], carry: list[Change] | None = None
+              ) -> list[list[Change]]:
         """Units of work for the pool: one change each, except target creates, which go
-        to the target's bulk endpoint in chunks when it has one (SCIM /Bulk)."""
+        to the target's bulk endpoint in chunks when it has one (SCIM /Bulk).
+
+        With `carry` (a list the caller keeps across calls: a read planned page by page), a
+        last chunk that is not full waits there to be topped up by the next call's creates;
+        `tasks(carry)` sends what is left."""
         size = self.bulk_size
         if size is None:
             return [[c] for c in changes]
-        creates = [c for c in changes if c.op == "create" and c.side == "target"]
-        others = [[c] for c in changes if not (c.op == "create" and c.side == "target")]
-        return [creates[i:i + size] for i in range(0, len(creates), size)] + others
+        creates = [*(carry or ()), *(c for c in changes if _bulk_create(c))]
+        keep = len(creates) % size if carry is not None else 0
+        if carry is not None:
+            carry[:] = creates[len(creates) - keep:]
+        sent = creates[:len(creates) - keep]
+        return ([sent[i:i + size] for i in range(0, len(sent), size)]
+                + [[c] for c in changes if not _bulk_create(c)])
 
     def _run_task(self, task: list[Change]) -> list[_Outcome]:
-        first = task[0]
-        bulk = (first.op == "create" and first.side == "target"
-                and self.target.capabilities.bulk and hasattr(self.target, "create_many"))
+        bulk = _bulk_create(task[0]) and self.bulk_size is not None
         if not bulk:
             return [self._one(c) for c in task]
         try:
@@ -332,6 +339,11 @@ class Applier:
         assert c.target_id
         self.target.delete(c.kind, c.target_id)
         return _Outcome(c, drop=True, target_id=c.target_id)
+
+
+def _bulk_create(c: Change) -> bool:
+    """A target create: sent through the target's bulk endpoint when it has one."""
+    return c.op == "create" and c.side == "target"
 
 
 def _enter(ctx: contextvars.Context) -> None:

@@ -92,7 +92,7 @@ class _Stream:
         self.counts: dict[str, dict[str, int]] = {}
         self.held: list[Hold] = []
         self.names: dict[str, str] = {}
-        self.creates: list[Change] = []  # buffered up to one bulk request
+        self.creates: list[Change] = []  # a bulk request being filled (`Applier.tasks`)
         self.collected: list[Change] = []
         self.items: dict[str, Item] = {}
 
@@ -116,33 +116,23 @@ class _Stream:
         for sid, it in page.items.items():
             if not self.apply_now or len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
+        self.claimed.update(c.target_id for c in changes if c.op == "adopt" and c.target_id)
         if not self.apply_now:
             self.collected += changes
             self.items.update((c.source_id, page.items[c.source_id]) for c in changes)
-            self.claimed.update(c.target_id for c in changes if c.op == "adopt" and c.target_id)
             return []
         assert self.applier is not None
         for c in changes:
             self.in_flight[c.source_id] = page.items[c.source_id]
             ops = self.counts.setdefault(c.kind, {})
             ops[c.op] = ops.get(c.op, 0) + 1
-            if c.op == "adopt" and c.target_id:
-                self.claimed.add(c.target_id)
             if c.source_id in links:
                 self.applier.links[self.kind][c.source_id] = links[c.source_id]
         if self.listed is not None:
             self.listed += changes
             if len(self.listed) > LIST_MAX:
                 self.listed = None
-        bulk = self.applier.bulk_size
-        if bulk is None:
-            return self.applier.tasks(changes)
-        self.creates += [c for c in changes if c.op == "create" and c.side == "target"]
-        others = [c for c in changes if not (c.op == "create" and c.side == "target")]
-        ready = len(self.creates) - len(self.creates) % bulk
-        tasks = self.applier.tasks(self.creates[:ready] + others)
-        self.creates = self.creates[ready:]
-        return tasks
+        return self.applier.tasks(changes, carry=self.creates)
 
     def done(self, out: _Outcome) -> None:
         assert self.applier is not None
