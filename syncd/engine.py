@@ -212,6 +212,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             items_by_kind[kf.kind] = {**streamed.items, **streamed.failed}
             res.names.update(streamed.names)
             if not _merge_streamed(flow, store, res, streamed):
+                res.target_stats = _stats(target)
                 return
             continue
         rd = cursors[kf.kind] = read_source(source, kf, use)
@@ -252,13 +253,18 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         changes = Plan.ordered([*streamed.collected, *changes])
     plan = Plan(plan.flow, changes, plan.held + tuple(held), plan.notes, plan.linked)
     shown = plan
-    if streamed is not None:
+    if streamed is not None and streamed.counts:  # pages applied while reading: report them
         shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))
                  if streamed.listed is not None else replace(plan, streamed=streamed.counts))
     saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
              for k, rd in cursors.items()]
     _check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
                         items_by_kind, shown=shown, applier=applier)
+
+
+def _stats(target: Connector) -> dict[str, int]:
+    """The counters a target exposes as `stats` (e.g. {"http_429": 3}), for metrics."""
+    return dict(getattr(target, "stats", {}) or {})
 
 
 def _read_outcome(res: FlowResult, kind: Kind, rd: SourceRead, use: str | None,
@@ -338,24 +344,26 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
     if res.dry_run:
         return
-    if plan.changes:
-        assert res.run_id is not None
-        applier = applier or Applier(flow, target, store, res.run_id, opts.progress,
-                                     opts.stop, source=source)
-        outcome = applier.apply(plan)
-        res.applied += outcome.applied
-        res.failures += outcome.failures
-        res.target_stats = dict(getattr(target, "stats", {}) or {})
-        record_outcomes(flow, store, plan.changes, outcome.failures, items_by_kind)
-        if outcome.stopped:
-            res.result = "aborted"
-            res.errors.append("stopped before the plan was fully applied (shutdown requested)")
-            return
-        if outcome.fatal:
-            res.result = "aborted"
-            res.errors.append(f"Fatal: {outcome.fatal}")
-            return
-    res.target_stats = dict(getattr(target, "stats", {}) or {})
+    try:
+        if plan.changes:
+            assert res.run_id is not None
+            applier = applier or Applier(flow, target, store, res.run_id, opts.progress,
+                                         opts.stop, source=source)
+            outcome = applier.apply(plan)
+            res.applied += outcome.applied
+            res.failures += outcome.failures
+            record_outcomes(flow, store, plan.changes, outcome.failures, items_by_kind)
+            if outcome.stopped:
+                res.result = "aborted"
+                res.errors.append("stopped before the plan was fully applied (shutdown "
+                                  "requested)")
+                return
+            if outcome.fatal:
+                res.result = "aborted"
+                res.errors.append(f"Fatal: {outcome.fatal}")
+                return
+    finally:
+        res.target_stats = _stats(target)
     if res.failures:
         res.result = "failed"
     if any(f.retriable for f in res.failures):
