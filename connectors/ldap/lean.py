@@ -68,22 +68,30 @@ def receive_reply(conn: ldap3.Connection) -> tuple[bytes, int, int]:
     Why: a paged read pipelines — it takes the next page's cookie from the end of this reply,
     sends that request, and only then decodes this page (`parse_reply`), so the server
     produces the next page while we decode. Walking message boundaries is all done here."""
+    buf, pos = b"", 0
+    for chunk in _chunks(conn):
+        buf = buf + chunk if buf else chunk
+        for s, e, nxt in split_messages(buf, pos):
+            pos = nxt
+            if _is_done(buf, s, e):
+                if pos != len(buf):
+                    raise Malformed("unexpected data after the end of the search")
+                return buf, s, e
+    raise Interrupted("the server closed the connection")  # _chunks never ends otherwise
+
+
+def _chunks(conn: ldap3.Connection) -> Iterator[bytes]:
+    """What the server sends on ldap3's socket, as it arrives; network trouble (timeout,
+    reset, closed) raises `Interrupted`."""
     sock = conn.socket
     if sock is None or conn.closed:
         raise Interrupted("the connection is closed")
-    buf, pos = b"", 0
     try:
         while True:
             chunk = sock.recv(_RECV)
             if not chunk:
                 raise Interrupted("the server closed the connection")
-            buf = buf + chunk if buf else chunk
-            for s, e, nxt in split_messages(buf, pos):
-                pos = nxt
-                if _is_done(buf, s, e):
-                    if pos != len(buf):
-                        raise Malformed("unexpected data after the end of the search")
-                    return buf, s, e
+            yield chunk
     except TimeoutError as exc:
         raise Interrupted(f"timed out waiting for the server: {exc}") from None
     except OSError as exc:
@@ -132,33 +140,23 @@ def lean_search(
     The caller must read to the `SearchDone`; abandoning the iterator midway leaves replies
     on the socket, so the caller must then drop the connection."""
     message_id = send_search(conn, base, filter_, scope, attributes, controls)
-    sock = conn.socket
-    assert sock is not None
-    try:
-        buf = b""
+    buf = b""
+    for chunk in _chunks(conn):
+        buf = buf + chunk if buf else chunk
+        pos = 0
         while True:
-            chunk = sock.recv(_RECV)
-            if not chunk:
-                raise Interrupted("the server closed the connection")
-            buf = buf + chunk if buf else chunk
-            pos = 0
-            while True:
-                if plan is not None:  # a run of plain entries, the bulk of a full read
-                    rows: list[Row] = []
-                    pos = scan_rows(buf, pos, message_id, plan, rows)
-                    yield from rows
-                found = next(split_messages(buf, pos), None)
-                if found is None:
-                    break  # incomplete: wait for more
-                s, e, pos = found
-                event = parse_message(buf, s, e, message_id, plan)
-                yield event
-                if type(event) is SearchDone:
-                    if pos != len(buf):
-                        raise Malformed("unexpected data after the end of the search")
-                    return
-            buf = buf[pos:]
-    except TimeoutError as exc:
-        raise Interrupted(f"timed out waiting for the server: {exc}") from None
-    except OSError as exc:
-        raise Interrupted(f"connection error: {exc}") from None
+            if plan is not None:  # a run of plain entries, the bulk of a full read
+                rows: list[Row] = []
+                pos = scan_rows(buf, pos, message_id, plan, rows)
+                yield from rows
+            found = next(split_messages(buf, pos), None)
+            if found is None:
+                break  # incomplete: wait for more
+            s, e, pos = found
+            event = parse_message(buf, s, e, message_id, plan)
+            yield event
+            if type(event) is SearchDone:
+                if pos != len(buf):
+                    raise Malformed("unexpected data after the end of the search")
+                return
+        buf = buf[pos:]
