@@ -27,6 +27,7 @@ import ldap3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import CONFIG, GROUP_FILTER, USER_FILTER  # noqa: E402  (one flow for both)
 from tests.peers.directory import (  # noqa: E402
     GROUPS,
     PEOPLE,
@@ -42,39 +43,6 @@ CONCURRENCY = 8
 TOKEN = "bench-token"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-CONFIG = """\
-[state]
-url = "sqlite:///{state}"
-[connectors.corp]
-type = "ldap"
-url = "{ldap}"
-bind_dn = "{bind_dn}"
-bind_password = "env:BENCH_LDAP_PASSWORD"
-users = {{ base = "{people}", filter = "(objectClass=inetOrgPerson)" }}
-groups = {{ base = "{groups}", filter = "(objectClass=groupOfNames)" }}
-[connectors.app]
-type = "scim"
-url = "{scim}"
-token = "env:BENCH_SCIM_TOKEN"
-concurrency = {concurrency}
-[flows.bench]
-source = "corp"
-target = "app"
-[flows.bench.users.mapping]
-userName = "uid"
-displayName = "cn"
-"name.givenName" = "givenName"
-"name.familyName" = "sn"
-"emails.work" = "mail"
-title = "title"
-"enterprise.employeeNumber" = "employeeNumber"
-externalId = "entryUUID"
-[flows.bench.groups.mapping]
-displayName = "cn"
-[flows.bench.safety]
-max_deprovision = 0
-"""
 
 
 def user_payload(i: int) -> dict[str, object]:
@@ -161,7 +129,8 @@ def main() -> None:
         config = work / "syncd.toml"
         config.write_text(CONFIG.format(
             state=work / "state.db", ldap=ldap.url, bind_dn=ldap.admin_dn, people=PEOPLE,
-            groups=GROUPS, scim=scim.url, concurrency=CONCURRENCY))
+            groups=GROUPS, user_filter=USER_FILTER, group_filter=GROUP_FILTER, scim=scim.url,
+            concurrency=CONCURRENCY))
         env = {**os.environ, "BENCH_LDAP_PASSWORD": ldap.admin_password,
                "BENCH_SCIM_TOKEN": TOKEN}
         t_ldap, n = raw_ldap_read(ldap)
