@@ -97,6 +97,15 @@ class Connector(Protocol):
         """Change only these attributes; a `None` value clears the attribute."""
         ...
 
+    # Optional, and every connector that can be a source should have it:
+    # `confirm_gone(kind, external_ids: Sequence[str]) -> set[str]`: of these anchors, the
+    # ones a direct lookup (by anchor, within the connector's own base/filter scope) proves
+    # absent right now. "Absence is not proof": a full listing that did not return a linked
+    # entry is no reason to deprovision it until this confirms it. Anything the connector
+    # cannot prove gone (an error, a timeout, an unexpected answer) is left out of the
+    # result, so it is held, never deprovisioned. Batch the lookups. A connector without
+    # this method confirms nothing: the engine then never deprovisions from its listings.
+    #
     # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
     # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The
     # engine uses it when `capabilities.bulk` is true and the method exists.

@@ -10,7 +10,10 @@
         ├── Fatal          the flow cannot go on (auth failed, target down, source read failed):
         │                  abort the flow, forbid deprovisioning, keep cursors where they were
         ├── Retriable      transient (429/503, timeout, reset): retried with backoff, then the
-        │                  change is deferred to the next run; cursors do not advance
+        │   │              change is deferred to the next run; cursors do not advance
+        │   └── Unreachable the peer could not be reached at all (connection refused, reset,
+        │                  TLS or DNS failure): a few in a row and apply declares the target
+        │                  down, stops submitting and aborts the flow fast
         └── Rejected       this one object is unacceptable (400, schema violation): skip it,
             │              record why, continue with the rest
             └── Conflict   the target already holds an object with this identity (SCIM 409):
@@ -67,6 +70,11 @@ class Retriable(ConnectorError):
     ) -> None:
         super().__init__(message, connector=connector)
         self.retry_after = retry_after
+
+
+class Unreachable(Retriable):
+    """No answer from the peer at all (refused, reset, timed out connecting): after a few in
+    a row the apply session takes the target for down instead of retrying every change."""
 
 
 class Rejected(ConnectorError):

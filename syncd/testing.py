@@ -37,6 +37,8 @@ class Directory:
     unsupported: dict[str, frozenset[str]] = field(default_factory=dict)
     #: per object, a fake change time (ISO-8601) for the ``newest`` conflict rule
     modified: dict[str, str] = field(default_factory=dict)
+    #: Objects a full listing skips although they exist (a listing that shifted while paged).
+    hidden: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -145,7 +147,7 @@ class MemoryConnector:
             yield Batch(kind, tuple(self._entry(kind, o) for o in live),
                         cursor=f"seq:{end}", full=False, deleted=gone)
             return
-        ids = sorted(self.dir.objects[kind])
+        ids = sorted(o for o in self.dir.objects[kind] if o not in self.dir.hidden)
         size = self.config.page_size
         pages = [ids[i:i + size] for i in range(0, len(ids), size)] or [[]]
         for n, page in enumerate(pages):
@@ -154,6 +156,11 @@ class MemoryConnector:
             last = n == len(pages) - 1
             yield Batch(kind, tuple(self._entry(kind, o) for o in page),
                         cursor=f"seq:{end}" if last and self.config.incremental else None)
+
+    def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
+        self._call("confirm_gone", kind, str(len(external_ids)))
+        with self.dir.lock:
+            return {o for o in external_ids if o not in self.dir.objects[kind]}
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
         self._call("find", kind, value)
@@ -241,6 +248,15 @@ class ConnectorContract:
     def test_find_escapes_values(self, connector: Any) -> None:
         connector.create("user", dict(self.user_attrs))
         assert connector.find("user", "userName", '*") or (userName pr') == []
+
+    def test_confirm_gone_proves_only_absence(self, connector: Any) -> None:
+        """Absence is not proof: only an anchor a direct lookup no longer finds is gone."""
+        kept = connector.create("user", dict(self.user_attrs))
+        other = dict(self.user_attrs, userName=f"{self.user_attrs['userName']}.2")
+        dropped = connector.create("user", other)
+        connector.delete("user", dropped.external_id)
+        gone = connector.confirm_gone("user", [kept.external_id, dropped.external_id])
+        assert gone == {dropped.external_id}
 
     def test_delete_is_idempotent(self, connector: Any) -> None:
         created = connector.create("user", dict(self.user_attrs))
