@@ -29,6 +29,7 @@ from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan import Change, Plan
 from syncd.planner import diff, match_value
+from syncd.redact import redact
 from syncd.store import Link, Store
 
 if TYPE_CHECKING:
@@ -173,7 +174,8 @@ class Applier:
                      extra={"change_id": c.id, "ref": out.target_id or c.target_id})
             return
         cls = type(out.error).__name__
-        result.failures.append(Failure(c, cls, str(out.error), isinstance(out.error, Retriable),
+        result.failures.append(Failure(c, cls, redact(str(out.error)),
+                                       isinstance(out.error, Retriable),
                                        getattr(out.error, "retry_after", None)))
         log.warning("failed %s %s %s: %s: %s", c.op, c.kind, c.name, cls, out.error,
                     extra={"change_id": c.id})
@@ -361,7 +363,7 @@ def _journal(flow: str, run_id: str, o: _Outcome) -> dict[str, Any]:
         "source_id": c.source_id, "target_id": o.target_id or c.target_id, "name": c.name,
         "detail": json.dumps(detail, ensure_ascii=False, default=str),
         "result": "applied" if o.error is None else "failed",
-        "error": None if o.error is None else f"{type(o.error).__name__}: {o.error}",
+        "error": None if o.error is None else redact(f"{type(o.error).__name__}: {o.error}"),
     }
 
 

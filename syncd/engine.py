@@ -31,6 +31,7 @@ from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
 from syncd.read import SourceRead, candidates, read_source
+from syncd.redact import redact
 from syncd.store import Link, Store
 from syncd.store_state import Cursor
 from syncd.stream import Streamed, stream_kind
@@ -122,13 +123,13 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
             res.errors.append(f"{type(exc).__name__}: {exc}")
         except BaseException as exc:  # a bug must not leave the run journaled as "running"
             res.result = "failed"
-            res.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+            res.errors.append(redact(f"internal error: {type(exc).__name__}: {exc}"))
             raise
         finally:
             res.duration = time.monotonic() - started
             if res.run_id is not None:
                 summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
-                error = "; ".join(res.errors + res.refused) or None
+                error = redact("; ".join(res.errors + res.refused)) or None
                 store.finish_run(res.run_id, res.result, {
                     "plan": summary, "applied": res.applied, "failed": len(res.failures),
                     "duration_s": round(res.duration, 3)}, error)

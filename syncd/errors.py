@@ -6,6 +6,8 @@
     ├── ConfigError        invalid config or mapping; exit 2, nothing touched
     ├── SafetyRefused      the plan crosses a safety threshold; exit 3, nothing applied
     ├── StoreLocked        another run holds the state store
+    ├── StoreError         the state store cannot be opened or written (corrupt, unwritable,
+    │                      disk full, database down); exit 1, the run's writes roll back
     └── ConnectorError     raised by connectors
         ├── Fatal          the flow cannot go on (auth failed, target down, source read failed):
         │                  abort the flow, forbid deprovisioning, keep cursors where they were
@@ -20,10 +22,14 @@
                            the apply step tries to adopt it instead of creating a duplicate
 
 Messages never contain secrets: connectors build them from status codes, server error
-details and object names, never from request headers or bind credentials.
+details and object names, never from request headers or bind credentials — and because a
+server's error details can echo a credential back, every `ConnectorError` message passes
+through `syncd.redact` (configured secret values and credential shapes masked, length capped).
 """
 
 from __future__ import annotations
+
+from syncd.redact import redact
 
 
 class SyncdError(Exception):
@@ -50,12 +56,17 @@ class StoreLocked(SyncdError):
     """Another syncd process is running against the same state store."""
 
 
+class StoreError(SyncdError):
+    """The state store cannot be opened or used. The message names the store (path, or URL
+    with the password masked) and the reason, never the password."""
+
+
 class ConnectorError(SyncdError):
     """Raised by a connector; `connector` names it for logs."""
 
     def __init__(self, message: str, *, connector: str = "") -> None:
         self.connector = connector
-        super().__init__(message)
+        super().__init__(redact(message))
 
 
 class Fatal(ConnectorError):

@@ -1,8 +1,9 @@
 """Logging: one event per line; JSON when stderr is not a terminal (journald), text otherwise.
 
 Records may carry `run_id`, `flow`, `change_id` and `ref` via ``extra=``; they are emitted as
-fields. Secrets never reach a log record: config values are `SecretStr` and connector errors
-are built without credentials.
+fields. Secrets never reach a log line: config values are `SecretStr`, connector errors are
+built without credentials, and both formatters pass the final text through `syncd.redact`
+(registered secret values and credential shapes masked), whatever a peer echoed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from syncd.redact import redact
 
 FIELDS = ("run_id", "flow", "change_id", "ref")
 
@@ -45,14 +48,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage(), limit=None),
         }
         for f in FIELDS:
             v = getattr(record, f, None)
             if v is not None:
                 doc[f] = v
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact(self.formatException(record.exc_info), limit=None)
         return json.dumps(doc, ensure_ascii=False)
 
 
@@ -60,7 +63,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{f}={getattr(record, f)}" for f in FIELDS
                          if getattr(record, f, None) is not None)
-        line = f"{record.levelname.lower():7} {record.getMessage()}"
+        line = f"{record.levelname.lower():7} {redact(record.getMessage(), limit=None)}"
         return f"{line}  {extra}" if extra else line
 
 

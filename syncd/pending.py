@@ -60,7 +60,9 @@ def record_outcomes(flow: Flow, store: Store, changes: Iterable[Change], failure
     failed = {(f.change.kind, f.change.source_id) for f in failures}
     rows = []
     for f in failures:
-        if f.error_class == "Fatal" or not f.change.source_id:
+        # Fatal and Unreachable say nothing about the object (the peer was down or refused
+        # us): no backoff for it, the next run simply plans it again.
+        if f.error_class in ("Fatal", "Unreachable") or not f.change.source_id:
             continue
         c = f.change
         item = items.get(c.kind, {}).get(c.source_id)

@@ -15,8 +15,18 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, SecretStr
 
+from syncd.redact import register
+
 
 def resolve_secret(value: object) -> SecretStr:
+    """Resolve a reference; the value is registered with `syncd.redact`, so it is masked in
+    every error text, log line and stored row even when a peer echoes it back."""
+    secret = _resolve(value)
+    register(secret.get_secret_value())
+    return secret
+
+
+def _resolve(value: object) -> SecretStr:
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):

@@ -15,12 +15,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from syncd.apply import FLUSH_EVERY, ApplyResult, _enter
+from syncd.errors import Unreachable
 
 if TYPE_CHECKING:
     from syncd.apply import Applier, _Outcome
     from syncd.plan import Change
 
 log = logging.getLogger("syncd.apply")
+
+#: Changes in a row that could not reach their peer at all before it is taken for down: the
+#: rest of the plan is not submitted (each change would spend its own retry budget on a dead
+#: server: 14 minutes for 300 creates), the run is aborted and the next run converges.
+DOWN_AFTER = 3
 
 
 class Session:
@@ -40,6 +46,7 @@ class Session:
         self._outcomes: list[_Outcome] = []
         self._last = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
+        self._unreachable = 0  # consecutive outcomes that could not reach the peer
 
     def __enter__(self) -> Session:
         self._pool = ThreadPoolExecutor(self.applier.concurrency, thread_name_prefix="apply",
@@ -91,6 +98,7 @@ class Session:
                 self._outcomes.append(out)
                 self.done += 1
                 self.applier._account(out, self.result)
+                self._note_reachability(out)
                 if self.on_done is not None:
                     self.on_done(out)
         if len(self._outcomes) >= FLUSH_EVERY:
@@ -101,6 +109,18 @@ class Session:
             of = f"/{self.total}" if self.total is not None else ""
             progress(f"{self.applier.flow.name}: {self.done}{of} changes applied "
                      f"({len(self.result.failures)} failed)")
+
+    def _note_reachability(self, out: _Outcome) -> None:
+        """A few changes in a row that got no answer at all: the peer is down; halt."""
+        if not isinstance(out.error, Unreachable):
+            self._unreachable = 0
+            return
+        self._unreachable += 1
+        if self._unreachable >= DOWN_AFTER and self.result.fatal is None:
+            self.result.fatal = (f"the peer is down: {self._unreachable} changes in a row "
+                                 f"could not reach it (last: {out.error}); nothing more is "
+                                 f"submitted, the next run picks up from here")
+            log.error(self.result.fatal)
 
     def _flush(self) -> None:
         if self._outcomes:

@@ -1,0 +1,69 @@
+"""Secrets never leave through a peer's words.
+
+A server may echo a request back in an error body (a proxy's HTML error page quoting the
+``Authorization`` header, a debug page listing the environment). Every error text is built
+from such words, and it is logged, stored (pending and journal rows) and printed (`status`,
+`explain`). So every configured secret value is registered here when it is resolved, and
+`redact` removes those values and anything shaped like a credential before a text goes
+anywhere. `ConnectorError` applies it to its message, the log handler to every record, and the
+store to every error column: one choke point per way out, not one per connector.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+MASK = "[redacted]"
+#: Texts kept for humans are capped: an error body can be megabytes (or a whole HTML page).
+LIMIT = 2000
+#: Shorter values are not registered: masking "a" or "ab" everywhere would mangle every text
+#: and says nothing a guesser would not try first.
+_MIN_SECRET = 4
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+
+#: Credential shapes, applied in this order (each to the previous one's output).
+_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # an Authorization value wherever it appears, also inline in an HTML error page
+    (re.compile(r"(?i)\b(bearer|basic|negotiate|ntlm)\s+[A-Za-z0-9._~+/=\-]{6,}"),
+     r"\1 " + MASK),
+    # header lines a server echoed
+    (re.compile(r"(?im)^([ \t]*(?:proxy-)?authorization|[ \t]*(?:set-)?cookie"
+                r"|[ \t]*x-api-key)([ \t]*[:=]).*?$"), r"\1\2 " + MASK),
+    # key=value and "key": "value" for keys that name a credential
+    (re.compile(r"""(?ix)(["']?\b(?:authorization|password|passwd|secret|client_secret
+                 |access_token|refresh_token|id_token|api_key|apikey)["']?\s*[:=]\s*)
+                 (?!\[redacted\])("[^"]*"|'[^']*'|[^\s,;&}<]+)"""), r"\1" + MASK),
+)
+
+
+def register(value: str) -> None:
+    """Remember a secret value so that no text carrying it is ever logged, stored or shown."""
+    global _secret_re
+    if len(value) < _MIN_SECRET:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        # longest first, so a secret containing another is masked whole
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: str, limit: int | None = LIMIT) -> str:
+    """`text` without registered secrets or credential-shaped fragments, at most `limit`
+    characters (None: no cap)."""
+    if not text:
+        return text
+    pattern = _secret_re
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + f" … [{len(text) - limit} more characters cut]"
+    return text
