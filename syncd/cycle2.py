@@ -9,9 +9,10 @@ to the source when ``create = "both"``. Apply and bookkeeping are shared with pu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from syncd.absence import at_stake, confirm, link_name
 from syncd.config import Flow, KindFlow
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
@@ -85,11 +86,19 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
         if rd.full and rd.complete:  # held back (mapping error) is not gone
             read = set(rd.items) | {h.source_id for h in rd.held}
-            rd.gone |= {sid for sid in links if sid not in read}
+            missed = {sid for sid in links if sid not in read and sid not in rd.gone}
+            unseen = at_stake(links, missed, kf.deprovision, flow.delete_after)
+            ok, missing = confirm(source, kf.kind, unseen, link_name(links))
+            held += missing
+            rd.gone |= (missed - unseen) | ok
         target_gone: set[str] = set(td.gone)
-        if td.full and td.complete:
-            target_gone |= {lk.target_id for lk in links.values()
-                            if lk.target_id not in td.entries}
+        if td.full and td.complete:  # absence is not proof on the target side either
+            by_target = {lk.target_id: lk for lk in links.values()}
+            missed = {t for t in by_target if t not in td.entries}
+            names = {t: link_name(links)(lk.source_id) for t, lk in by_target.items()}
+            ok, missing = confirm(target, kf.kind, missed, names.__getitem__, side="target")
+            held += [replace(h, source_id=by_target[h.source_id].source_id) for h in missing]
+            target_gone |= ok
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
         gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
         push = KindInput(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd import registry
+from syncd.absence import at_stake, confirm, link_name
 from syncd.apply import Applier, Failure
 from syncd.config import Config, Flow
 from syncd.connector import Connector
@@ -225,6 +226,13 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         held += kind_held
         wanted = set(rd.items) | rd.gone
         links = store.links(flow.name, kf.kind, None if rd.full else wanted)
+        unconfirmed: set[str] = set()
+        if rd.full and rd.complete:  # absence is not proof: confirm before deprovisioning
+            unseen = at_stake(links, set(links) - read_ids - rd.gone, kf.deprovision,
+                              flow.delete_after)
+            ok, missing = confirm(source, kf.kind, unseen, link_name(links))
+            unconfirmed = unseen - ok
+            held += missing
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
         cands = candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match else {}
         claimed: frozenset[str] = frozenset()
@@ -243,7 +251,8 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             linked_count=None if rd.full else store.count_links(flow.name, kf.kind),
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
             delete_after=flow.delete_after, now=now,
-            held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)))
+            held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)
+            | unconfirmed))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
             user_read = rd

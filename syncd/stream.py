@@ -29,6 +29,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from syncd.absence import at_stake, confirm, link_name
 from syncd.apply import Applier, ApplyResult, _Outcome
 from syncd.config import Flow, KindFlow
 from syncd.connector import Connector
@@ -83,6 +84,7 @@ class _Stream:
         self.flow, self.kf, self.kind, self.apply_now = flow, kf, kf.kind, apply_now
         self.store, self.target, self.applier, self.pending = store, target, applier, pending
         self.seen: set[str] = set()
+        self.out_of_scope: set[str] = set()
         self.claimed: set[str] = set()  # target ids adopted earlier in this read
         self.index: dict[tuple[str, str], list[Entry]] | None = None
         self.in_flight: dict[str, Item] = {}
@@ -99,6 +101,7 @@ class _Stream:
     def take(self, page: SourceRead, now: datetime) -> None:
         """Note what a page read (seen, held) and hold back its entries in retry backoff."""
         self.seen |= set(page.items) | {h.source_id for h in page.held}
+        self.out_of_scope |= page.gone  # read, and the flow's scope excludes it: proven
         self.held += page.held
         mine = {s: p for s, p in self.pending.items() if s in page.items}
         hold_retries(page, mine, now, self.held, self.kind)
@@ -203,8 +206,14 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     if result.fatal is not None or result.stopped:
         out.complete = False
     gone = store.link_ids(flow.name, kind, status=None) - st.seen
+    if out.complete:  # absence is not proof: what the listing missed is confirmed first
+        missed = store.links(flow.name, kind, gone - st.out_of_scope)
+        unseen = at_stake(missed, missed, kf.deprovision, flow.delete_after)
+        ok, missing = confirm(source, kind, unseen, link_name(missed))
+        st.held += missing
+        gone -= unseen - ok
     disabled = {s: lk for s, lk in store.disabled_links(flow.name, kind).items()
-                if s not in st.seen}
+                if s in gone}
     tail = KindInput(kind, {}, store.links(flow.name, kind, gone) if gone else {},
                      deprovision=kf.deprovision, complete=out.complete, full=True,
                      linked_count=linked_count, disabled=disabled,

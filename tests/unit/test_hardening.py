@@ -51,3 +51,94 @@ def test_an_unreachable_change_now_and_then_is_not_down(env: Env) -> None:
     res = env.run()
     assert res.result == "failed"  # one failed, the rest went through: not aborted
     assert len(env.dst.objects["user"]) == 29
+
+
+# -- 1. absence is not proof ------------------------------------------------------------------
+
+def _settled(env: Env, n: int = 10, deprovision: str = "delete") -> None:
+    env.configure(deprovision=deprovision)
+    for i in range(n):
+        env.src.put("user", {"uid": f"u{i:02}", "title": "t"}, f"s{i:02}")
+    assert env.run().result == "ok"
+
+
+@pytest.mark.parametrize("kind", ["user", "group"])
+def test_missing_from_a_full_listing_but_still_there_is_held(env: Env, kind: str) -> None:
+    _settled(env)
+    for g in range(3):
+        env.src.put("group", {"cn": f"g{g}"}, f"g{g}")
+    assert env.run().result == "ok"
+    hidden = {"user": ["s03", "s07"], "group": ["g1"]}[kind]
+    env.src.hidden.update(hidden)  # a shifted listing: they exist but were not listed
+    gone = "s05" if kind == "user" else "g2"
+    env.src.remove(kind, gone)
+    res = env.run(full=True)
+    assert res.result == "ok"
+    assert [(c.op, c.source_id) for c in res.plan.changes  # type: ignore[union-attr]
+            if c.op in ("delete", "deprovision")] == [("delete", gone)]
+    held = {h.source_id: h.reason for h in res.plan.held}  # type: ignore[union-attr]
+    assert set(held) == set(hidden)
+    assert all("not confirmed gone" in r for r in held.values())
+    assert len(env.dst.objects[kind]) == {"user": 9, "group": 2}[kind]
+
+
+def test_a_source_that_cannot_confirm_deprovisions_nothing(env: Env,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from syncd.testing import MemoryConnector
+
+    _settled(env)
+    env.src.remove("user", "s02")
+    monkeypatch.delattr(MemoryConnector, "confirm_gone")
+    res = env.run(full=True)
+    assert [c.op for c in res.plan.changes] == []  # type: ignore[union-attr]
+    assert [h.source_id for h in res.plan.held] == ["s02"]  # type: ignore[union-attr]
+    assert "cannot look entries up" in res.plan.held[0].reason  # type: ignore[union-attr]
+    assert len(env.dst.objects["user"]) == 10
+
+
+def test_a_failing_confirmation_deprovisions_nothing(env: Env) -> None:
+    from syncd.errors import Retriable
+
+    _settled(env)
+    env.src.remove("user", "s02")
+    env.src.faults["confirm_gone"] = fail_with(lambda: Retriable("timeout"))
+    res = env.run(full=True)
+    assert [c.op for c in res.plan.changes] == []  # type: ignore[union-attr]
+    assert len(env.dst.objects["user"]) == 10
+
+
+def test_out_of_scope_entries_read_need_no_lookup(env: Env) -> None:
+    env.configure(deprovision="delete", extra='[[flows.f.users.scope]]\n'
+                                              'attribute = "title"\nequals = "t"')
+    for i in range(4):
+        env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    assert env.run().result == "ok"
+    env.src.put("user", {"uid": "u1", "title": "left"}, "s1")
+    env.src.calls.clear()
+    res = env.run(full=True)
+    assert [(c.op, c.source_id) for c in res.plan.changes] == [  # type: ignore[union-attr]
+        ("delete", "s1")]
+    assert not [c for c in env.src.calls if c[0] == "confirm_gone"]
+
+
+def test_two_way_target_listing_that_missed_objects_deletes_nothing(tmp_path: Path) -> None:
+    from tests.unit.test_two_way import TwoWay, settle
+
+    tw = TwoWay(tmp_path)
+    try:
+        for i in range(6):
+            tw.src.put("user", {"uid": f"u{i}", "title": "t", "nick": f"n{i}", "cn": f"C {i}"},
+                       f"s{i}")
+        tw.configure(extra='reverse_deprovision = "delete"')
+        settle(tw)
+        tw.dst.hidden.update({tw.tid("u1"), tw.tid("u2")})  # shifted out of the listing
+        tw.dst.remove("user", tw.tid("u4"))  # really deleted in the app
+        res = tw.run(full=True)
+        assert [(c.op, c.side, c.source_id) for c in res.plan.changes  # type: ignore[union-attr]
+                ] == [("delete", "source", "s4")]
+        assert sorted(h.source_id for h in res.plan.held) == ["s1", "s2"]  # type: ignore[union-attr]
+        assert sorted(tw.src.objects["user"]) == ["s0", "s1", "s2", "s3", "s5"]
+    finally:
+        for name in tw.names:
+            DIRECTORIES.pop(name, None)
