@@ -9,6 +9,7 @@ to the source when ``create = "both"``. Apply and bookkeeping are shared with pu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -95,8 +96,8 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         if td.full and td.complete:  # absence is not proof on the target side either
             by_target = {lk.target_id: lk for lk in links.values()}
             missed = {t for t in by_target if t not in td.entries}
-            names = {t: link_name(links)(lk.source_id) for t, lk in by_target.items()}
-            ok, missing = confirm(target, kf.kind, missed, names.__getitem__, side="target")
+            ok, missing = confirm(target, kf.kind, missed, _by_target_name(by_target),
+                                  side="target")
             held += [replace(h, source_id=by_target[h.source_id].source_id) for h in missing]
             target_gone |= ok
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
@@ -131,6 +132,14 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             notes += n3
     out.plan = Plan(flow.name, Plan.ordered(changes), tuple(held), tuple(notes), linked_count)
     return out
+
+
+def _by_target_name(by_target: dict[str, Link]) -> Callable[[str], str]:
+    """Names for target ids, decoded only for the few a confirmation holds."""
+    def name(target_id: str) -> str:
+        lk = by_target[target_id]
+        return link_name({lk.source_id: lk})(lk.source_id)
+    return name
 
 
 def _links(flow: Flow, store: Store, kind: Kind, rd: SourceRead, td: TargetRead,
