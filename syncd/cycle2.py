@@ -20,7 +20,7 @@ from syncd.errors import Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd.plan import Change, Hold, Plan
 from syncd.planner import KindInput, match_value, plan_kind
-from syncd.read import SourceRead, candidates, read_source
+from syncd.read import Candidates, SourceRead, candidates, read_source
 from syncd.store import Link, Store
 from syncd.twoway import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
 
@@ -102,11 +102,13 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             target_gone |= ok
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
         gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
+        cands = _candidates(target, kf, unlinked, td)
         push = KindInput(
             kf.kind, unlinked, gone_links, kf.match, kf.deprovision,
-            kf.mapping.on_create_only, _candidates(target, kf, unlinked, td), rd.complete,
+            kf.mapping.on_create_only, cands, rd.complete,
             None, full=False, gone_ids=frozenset(rd.gone),
-            claimed=frozenset(lk.target_id for lk in links.values()))
+            claimed=frozenset(lk.target_id for lk in links.values()),
+            lookup_errors=cands.errors)
         if flow.create == "none":
             push = KindInput(kf.kind, {}, gone_links, complete=rd.complete, full=False,
                              gone_ids=frozenset(rd.gone), deprovision=kf.deprovision)
@@ -152,12 +154,12 @@ def _links(flow: Flow, store: Store, kind: Kind, rd: SourceRead, td: TargetRead,
 
 
 def _candidates(target: Connector, kf: KindFlow, unlinked: dict, td: TargetRead
-                ) -> dict[tuple[str, str], list[Entry]]:
+                ) -> Candidates:
     """A full target read already holds every candidate: index it instead of asking."""
     if not unlinked or not kf.match:
-        return {}
+        return Candidates()
     if td.full and td.complete:
-        index: dict[tuple[str, str], list[Entry]] = {}
+        index = Candidates()
         for e in td.entries.values():
             for key in kf.match:
                 mv = match_value(e.attrs.get(key))

@@ -31,7 +31,7 @@ from syncd.pending import hold_retries, record_outcomes
 from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
-from syncd.read import SourceRead, candidates, read_source
+from syncd.read import Candidates, SourceRead, candidates, read_source
 from syncd.redact import redact
 from syncd.store import Link, Store
 from syncd.store_state import Cursor
@@ -234,7 +234,8 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             unconfirmed = unseen - ok
             held += missing
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
-        cands = candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match else {}
+        cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
+                 else Candidates())
         claimed: frozenset[str] = frozenset()
         if not rd.full and cands:
             ids = {e.external_id for es in cands.values() for e in es}
@@ -252,7 +253,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
             delete_after=flow.delete_after, now=now,
             held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)
-            | unconfirmed))
+            | unconfirmed, lookup_errors=cands.errors))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
             user_read = rd

@@ -67,6 +67,9 @@ class KindInput:
     now: datetime | None = None
     #: Read but held back (mapping error, quarantine, backoff): still there, never "gone".
     held_ids: frozenset[str] = frozenset()
+    #: (match path, match_value) -> why the target refused that lookup: such an entry is
+    #: held (creating without having looked is how duplicates happen), the rest goes on.
+    lookup_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def match_value(value: Value) -> str | None:
@@ -213,6 +216,11 @@ def _unlinked(
         mv = match_value(item.attrs.get(key))
         if mv is None:
             continue
+        if (key, mv) in ki.lookup_errors:
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"could not look for an existing target object with "
+                              f"{key}={item.attrs.get(key)!r}: {ki.lookup_errors[(key, mv)]}; "
+                              f"not adopting, not creating")
         found = [e for e in ki.candidates.get((key, mv), ()) if e.external_id not in claimed]
         if len(found) > 1:
             ids = ", ".join(sorted(e.external_id for e in found))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from syncd.config import KindFlow
 from syncd.connector import Connector
-from syncd.errors import Fatal, Retriable
+from syncd.errors import Fatal, Rejected, Retriable
 from syncd.mapping import MappingError
 from syncd.model import Batch, Entry, Kind, Value
 from syncd.plan import Hold
@@ -138,8 +138,18 @@ def _label(e: Entry, attrs: dict[str, Value]) -> str:
     return e.name or e.external_id
 
 
+class Candidates(dict[tuple[str, str], list[Entry]]):
+    """Target objects by (match key, normalised value), and the lookups the target refused
+    for one object (a value its filter parser chokes on): that entry is held, the rest of
+    the flow goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: dict[tuple[str, str], str] = {}
+
+
 def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: list[Item]
-               ) -> dict[tuple[str, str], list[Entry]]:
+               ) -> Candidates:
     """Target objects that could be adopted, indexed by (match key, normalised value).
 
     A failure here is Fatal for the flow: creating without having been able to look for
@@ -150,10 +160,9 @@ def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: 
     return found(target, kind, match, unlinked)
 
 
-def target_index(target: Connector, kind: Kind, match: tuple[str, ...]
-                 ) -> dict[tuple[str, str], list[Entry]]:
+def target_index(target: Connector, kind: Kind, match: tuple[str, ...]) -> Candidates:
     """The whole target listed once and indexed by match key (many unlinked entries)."""
-    index: dict[tuple[str, str], list[Entry]] = {}
+    index = Candidates()
     for batch in target.read(kind, None, None):
         for e in batch.entries:
             for key in match:
@@ -164,16 +173,23 @@ def target_index(target: Connector, kind: Kind, match: tuple[str, ...]
 
 
 def found(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: list[Item]
-          ) -> dict[tuple[str, str], list[Entry]]:
-    """One `find` per match key and entry (a few unlinked entries)."""
-    index: dict[tuple[str, str], list[Entry]] = {}
+          ) -> Candidates:
+    """One `find` per match key and entry (a few unlinked entries). A lookup the target
+    rejects (`Rejected`: a 4xx about this one value) holds that entry only."""
+    index = Candidates()
     for it in unlinked:
         for key in match:
             value = it.attrs.get(key)
             mv = match_value(value)
-            if mv is None or (key, mv) in index:
+            if mv is None or (key, mv) in index or (key, mv) in index.errors:
                 continue
             raw = value[0] if isinstance(value, tuple) else value
-            index[(key, mv)] = [e for e in target.find(kind, key, str(raw))
-                                if match_value(e.attrs.get(key)) == mv]
+            try:
+                hits = target.find(kind, key, str(raw))
+            except Rejected as exc:
+                index.errors[(key, mv)] = str(exc)
+                log.warning("looking up %s %s=%r on %s failed: %s", kind, key, raw,
+                            target.name, exc)
+                continue
+            index[(key, mv)] = [e for e in hits if match_value(e.attrs.get(key)) == mv]
     return index

@@ -37,7 +37,7 @@ from syncd.model import Entry
 from syncd.pending import hold_retries
 from syncd.plan import Change, Hold
 from syncd.planner import Item, KindInput, match_value, plan_kind
-from syncd.read import FIND_LIMIT, PagedRead, SourceRead, found, target_index
+from syncd.read import FIND_LIMIT, Candidates, PagedRead, SourceRead, found, target_index
 from syncd.store import Store
 from syncd.store_state import Pending
 
@@ -86,7 +86,7 @@ class _Stream:
         self.seen: set[str] = set()
         self.out_of_scope: set[str] = set()
         self.claimed: set[str] = set()  # target ids adopted earlier in this read
-        self.index: dict[tuple[str, str], list[Entry]] | None = None
+        self.index: Candidates | None = None
         self.in_flight: dict[str, Item] = {}
         self.failed: dict[str, Item] = {}
         self.retried: list[Change] = []
@@ -110,10 +110,11 @@ class _Stream:
         """Plan one page; the tasks to submit for it."""
         links = self.store.links(self.flow.name, self.kind, page.items) if page.items else {}
         unlinked = [it for sid, it in page.items.items() if sid not in links]
-        cands = self._candidates(unlinked) if unlinked and self.kf.match else {}
+        cands = self._candidates(unlinked) if unlinked and self.kf.match else Candidates()
         ki = KindInput(self.kind, page.items, links, self.kf.match, self.kf.deprovision,
                        self.kf.mapping.on_create_only, cands, full=False,
-                       claimed=frozenset(self.claimed | self._claims(cands, unlinked)))
+                       claimed=frozenset(self.claimed | self._claims(cands, unlinked)),
+                       lookup_errors=cands.errors)
         changes, held, _ = plan_kind(ki)
         self.held += held
         for sid, it in page.items.items():
@@ -147,7 +148,7 @@ class _Stream:
             self.retried.append(out.change)
         self.applier.links[self.kind].pop(sid, None)
 
-    def _candidates(self, unlinked: list[Item]) -> dict[tuple[str, str], list[Entry]]:
+    def _candidates(self, unlinked: list[Item]) -> Candidates:
         """Many unlinked entries (an initial sync): list the target once for the whole read;
         a few: one `find` each, as an incremental cycle would."""
         if self.index is None and len(unlinked) > FIND_LIMIT:

@@ -142,3 +142,19 @@ def test_two_way_target_listing_that_missed_objects_deletes_nothing(tmp_path: Pa
     finally:
         for name in tw.names:
             DIRECTORIES.pop(name, None)
+
+
+# -- 4. one bad entry must not stop the flow --------------------------------------------------
+
+def test_a_lookup_the_target_rejects_holds_that_entry_only(env: Env) -> None:
+    from syncd.errors import Rejected
+
+    for i in range(3):  # few unlinked entries: one `find` each
+        env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    env.src.put("user", {"uid": "bad\tname", "title": "t"}, "s9")
+    env.dst.faults["find"] = fail_with(lambda: Rejected("400 invalidFilter"), only="bad\tname")
+    res = env.run()
+    assert res.result == "ok"
+    assert sorted(a["userName"] for a in env.dst.objects["user"].values()) == ["u0", "u1", "u2"]
+    (held,) = res.plan.held  # type: ignore[union-attr]
+    assert held.source_id == "s9" and "invalidFilter" in held.reason
