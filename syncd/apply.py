@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.config import Flow
 from syncd.connector import Connector
-from syncd.errors import Conflict, Fatal, Rejected, Retriable
+from syncd.errors import Collision, Conflict, Fatal, Rejected, Retriable
 from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan import Change, Plan
-from syncd.planner import diff, match_value
+from syncd.planner import diff, label, match_value
 from syncd.redact import redact
 from syncd.store import Link, Store
 
@@ -234,6 +234,7 @@ class Applier:
             found = self.target.find(c.kind, key, str(value))
             if len(found) == 1:
                 entry = found[0]
+                self._not_owned(c, entry.external_id, key)
                 changed = diff(c.attrs, entry.attrs)
                 if changed:
                     self.target.update(c.kind, entry.external_id, changed)
@@ -242,6 +243,17 @@ class Applier:
                 return _Outcome(c, link=link, target_id=entry.external_id)
         raise Rejected(f"{c.kind} {c.name!r} already exists on the target (409) and no single "
                        f"object matches the flow's match keys; not creating a duplicate")
+
+    def _not_owned(self, c: Change, target_id: str, key: str) -> None:
+        """Ownership is exclusive: the object a 409 pointed at must not be linked to another
+        source entry (a second entry with the same uid, or one differing only in case)."""
+        owners = self.store.links(self.flow.name, c.kind, {target_id}, by_target=True)
+        other = next((lk for lk in owners.values() if lk.source_id != c.source_id), None)
+        if other is not None:
+            raise Collision(
+                f"collision: the target answered 409 and its {key}={c.attrs.get(key)!r} is "
+                f"object {target_id}, linked to source entry {label(other.source_id, other.base)}"
+                f"; {label(c.source_id, c.attrs, c.name)} is held, nothing written for it")
 
     def _adopt(self, c: Change) -> _Outcome:
         assert c.target_id

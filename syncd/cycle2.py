@@ -20,7 +20,7 @@ from syncd.errors import Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd.plan import Change, Hold, Plan
 from syncd.planner import KindInput, match_value, plan_kind
-from syncd.read import Candidates, SourceRead, candidates, read_source
+from syncd.read import Candidates, SourceRead, candidates, claims, read_source
 from syncd.store import Link, Store
 from syncd.twoway import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
 
@@ -107,7 +107,8 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             kf.kind, unlinked, gone_links, kf.match, kf.deprovision,
             kf.mapping.on_create_only, cands, rd.complete,
             None, full=False, gone_ids=frozenset(rd.gone),
-            claimed=frozenset(lk.target_id for lk in links.values()),
+            claimed={**claims(store, flow.name, kf.kind, cands),
+                     **{lk.target_id: lk.source_id for lk in links.values()}},
             lookup_errors=cands.errors)
         if flow.create == "none":
             push = KindInput(kf.kind, {}, gone_links, complete=rd.complete, full=False,

@@ -27,11 +27,11 @@ from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
 from syncd.mapping import Mapping
 from syncd.model import Kind
-from syncd.pending import hold_retries, record_outcomes
+from syncd.pending import hold_retries, record_holds, record_outcomes
 from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
 from syncd.policy import check
-from syncd.read import Candidates, SourceRead, candidates, read_source
+from syncd.read import Candidates, SourceRead, candidates, claims, read_source
 from syncd.redact import redact
 from syncd.store import Link, Store
 from syncd.store_state import Cursor
@@ -236,11 +236,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
         cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
                  else Candidates())
-        claimed: frozenset[str] = frozenset()
-        if not rd.full and cands:
-            ids = {e.external_id for es in cands.values() for e in es}
-            claimed = frozenset(lk.target_id for lk in store.links(
-                flow.name, kf.kind, ids, by_target=True).values())
+        claimed = claims(store, flow.name, kf.kind, cands) if not rd.full else {}
         universe = None
         if kf.kind == "group":
             universe = (streamed.universe if streamed is not None
@@ -355,6 +351,7 @@ def _check_apply_commit(flow: Flow, store: Store, source: Connector, target: Con
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
     if res.dry_run:
         return
+    record_holds(flow, store, res.plan.held, items_by_kind)
     try:
         if plan.changes:
             assert res.run_id is not None

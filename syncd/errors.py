@@ -18,8 +18,10 @@
         │                  down, stops submitting and aborts the flow fast
         └── Rejected       this one object is unacceptable (400, schema violation): skip it,
             │              record why, continue with the rest
-            └── Conflict   the target already holds an object with this identity (SCIM 409):
-                           the apply step tries to adopt it instead of creating a duplicate
+            ├── Conflict   the target already holds an object with this identity (SCIM 409):
+            │              the apply step tries to adopt it instead of creating a duplicate
+            └── Collision  ... and that object is linked to another source entry: never
+                           adopted, updated or deprovisioned for this one; held and shown
 
 Messages never contain secrets: connectors build them from status codes, server error
 details and object names, never from request headers or bind credentials — and because a
@@ -94,3 +96,7 @@ class Rejected(ConnectorError):
 
 class Conflict(Rejected):
     """An object with this identity already exists on the target."""
+
+
+class Collision(Rejected):
+    """The object this entry would become is owned (linked) by another source entry."""

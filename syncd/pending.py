@@ -80,3 +80,22 @@ def record_outcomes(flow: Flow, store: Store, changes: Iterable[Change], failure
             ok[c.kind].append(c.source_id)
     for kind, ids in ok.items():
         store.clear_pending(flow.name, kind, ids)
+
+
+def record_holds(flow: Flow, store: Store, held: Iterable[Hold],
+                 items: dict[Kind, dict[str, Item]]) -> None:
+    """Collisions become pending rows like a `Collision` failure: shown by `syncd status`
+    and `syncd explain` between runs, retried with backoff (the other entry may be renamed
+    meanwhile), quarantined when nothing changes."""
+    rows = []
+    for h in held:
+        if h.code != "collision":
+            continue
+        item = items.get(h.kind, {}).get(h.source_id)
+        rows.append({
+            "kind": h.kind, "source_id": h.source_id, "name": h.name, "op": "create",
+            "error_class": "Collision", "error": h.reason,
+            "attrs": dict(item.attrs) if item else None,
+            "members": item.members if item else None,
+            "item_digest": digest(dict(item.attrs)) if item else None, "retry_after": None})
+    store.record_failures(flow.name, rows)

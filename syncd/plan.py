@@ -114,6 +114,9 @@ class Hold:
     source_id: str
     name: str
     reason: str
+    #: "collision" (another source entry owns the object this one would become) is kept as
+    #: a pending row, so `syncd status` and `syncd explain` show it between runs.
+    code: str = ""
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,13 @@ class KindInput:
     #: (deleted at the source, or changed and now out of scope) are deprovisioned.
     full: bool = True
     gone_ids: frozenset[str] = frozenset()
-    #: Target ids linked to some source entry (incremental runs load only a few links).
-    claimed: frozenset[str] = frozenset()
+    #: Target ids linked to some source entry (incremental runs load only a few links) ->
+    #: that entry's source id or label, for the collision message.
+    claimed: Mapping[str, str] = field(default_factory=dict)
+    #: Identifiers already taken by creates and adoptions planned earlier in this read (a
+    #: streamed read plans page by page): hash((key, casefolded value)) -> source id. A hash
+    #: keeps 100k users' identifiers in ~20 MB; a (vanishingly rare) false match only holds.
+    planned: Mapping[int, str] = field(default_factory=dict)
     #: Active links of this kind in total (the % safety rule); None: count `links`.
     linked_count: int | None = None
     #: Disabled links eligible for the grace-period hard delete (`delete_after`).
@@ -117,19 +122,25 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
     changes: list[Change] = []
     held: list[Hold] = []
     notes: list[str] = []
-    claimed = {lk.target_id for lk in ki.links.values()} | set(ki.claimed)
+    claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
+    claimed.update(ki.claimed)
+    planned = dict(ki.planned)
     for sid, item in ki.items.items():
         link = ki.links.get(sid)
         if link is not None:
             changes += _linked(ki, item, link)
             continue
         change, hold = _unlinked(ki, item, claimed)
+        if hold is None:
+            hold = _duplicate(ki, item, planned)
         if hold is not None:
             held.append(hold)
             continue
         assert change is not None
         if change.target_id:
-            claimed.add(change.target_id)
+            claimed[change.target_id] = sid
+        for ident in identities(ki.kind, ki.match, item.attrs):
+            planned[hash(ident)] = sid
         changes.append(change)
         if ki.kind == "group":
             add = _members(ki, item, None) or frozenset()
@@ -209,8 +220,49 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
     return out
 
 
+def label(source_id: str, attrs: Attrs, name: str = "") -> str:
+    """How a collision names an entry: its name and its anchor."""
+    shown = name or str(attrs.get("userName") or attrs.get("displayName") or "")
+    return f"{shown} ({source_id})" if shown and shown != source_id else source_id
+
+
+#: Identifiers SCIM targets compare case-insensitively and keep unique: two source entries
+#: that differ only in their case are one account there (caseExact=false, RFC 7643).
+CASE_INSENSITIVE_IDS = ("userName", "emails")
+
+
+def identities(kind: Kind, match: Sequence[str], attrs: Attrs) -> list[tuple[str, str]]:
+    """The identifiers of an entry that must be unique among the entries of one plan: its
+    match keys, and for users userName and every email, compared case-insensitively."""
+    keys = set(match)
+    if kind == "user":
+        keys |= {p for p in attrs if p.split(".")[0] in CASE_INSENSITIVE_IDS}
+    out = []
+    for key in sorted(keys):
+        v = attrs.get(key)
+        for one in (v if isinstance(v, tuple) else (v,)):
+            mv = match_value(one)
+            if mv is not None:
+                out.append((key.split(".")[0] if key.startswith("emails") else key, mv))
+    return out
+
+
+def _duplicate(ki: KindInput, item: Item, planned: Mapping[int, str]) -> Hold | None:
+    """A second entry of this plan with an identifier another one already takes: both would
+    become one account on the target (409, then adoption of the first one's object)."""
+    for key, mv in identities(ki.kind, ki.match, item.attrs):
+        other = planned.get(hash((key, mv)))
+        if other is not None:
+            me = label(item.source_id, item.attrs, item.name)
+            return Hold(ki.kind, item.source_id, item.name,
+                        f"collision: {key} {mv!r} (compared case-insensitively) is also "
+                        f"planned for source entry {other} in this run; {me} is held, "
+                        f"nothing is written for it", code="collision")
+    return None
+
+
 def _unlinked(
-    ki: KindInput, item: Item, claimed: set[str]
+    ki: KindInput, item: Item, claimed: Mapping[str, str]
 ) -> tuple[Change | None, Hold | None]:
     for key in ki.match:
         mv = match_value(item.attrs.get(key))
@@ -221,7 +273,18 @@ def _unlinked(
                               f"could not look for an existing target object with "
                               f"{key}={item.attrs.get(key)!r}: {ki.lookup_errors[(key, mv)]}; "
                               f"not adopting, not creating")
-        found = [e for e in ki.candidates.get((key, mv), ()) if e.external_id not in claimed]
+        every = ki.candidates.get((key, mv), ())
+        found = [e for e in every if e.external_id not in claimed]
+        if every and not found:
+            owner = every[0].external_id
+            lk = ki.links.get(claimed[owner])  # decoded only here: a collision is rare
+            other = label(lk.source_id, lk.base) if lk is not None else claimed[owner]
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"collision: {key}={item.attrs.get(key)!r} matches target object "
+                              f"{owner}, which is linked to source entry {other}"
+                              f"; {label(item.source_id, item.attrs, item.name)} is held: "
+                              f"not adopted, not created, nothing written for it",
+                              code="collision")
         if len(found) > 1:
             ids = ", ".join(sorted(e.external_id for e in found))
             return None, Hold(ki.kind, item.source_id, item.name,

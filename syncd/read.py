@@ -7,7 +7,7 @@ entries times the mapped attributes, not with what the server sends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from syncd.config import KindFlow
@@ -16,7 +16,8 @@ from syncd.errors import Fatal, Rejected, Retriable
 from syncd.mapping import MappingError
 from syncd.model import Batch, Entry, Kind, Value
 from syncd.plan import Hold
-from syncd.planner import Item, match_value
+from syncd.planner import Item, label, match_value
+from syncd.store import Store
 
 log = logging.getLogger("syncd.read")
 
@@ -158,6 +159,17 @@ def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: 
     if len(unlinked) > FIND_LIMIT:
         return target_index(target, kind, match)
     return found(target, kind, match, unlinked)
+
+
+def claims(store: Store, flow: str, kind: Kind, cands: Mapping[tuple[str, str], list[Entry]]
+           ) -> dict[str, str]:
+    """Candidates some link already owns (target id -> a label of its source entry): never
+    adopted for another entry (ownership is exclusive), whatever links a run loaded."""
+    ids = {e.external_id for es in cands.values() for e in es}
+    if not ids:
+        return {}
+    return {lk.target_id: label(lk.source_id, lk.base)
+            for lk in store.links(flow, kind, ids, by_target=True).values()}
 
 
 def target_index(target: Connector, kind: Kind, match: tuple[str, ...]) -> Candidates:

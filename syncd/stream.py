@@ -33,11 +33,18 @@ from syncd.absence import at_stake, confirm, link_name
 from syncd.apply import Applier, ApplyResult, _Outcome
 from syncd.config import Flow, KindFlow
 from syncd.connector import Connector
-from syncd.model import Entry
 from syncd.pending import hold_retries
 from syncd.plan import Change, Hold
-from syncd.planner import Item, KindInput, match_value, plan_kind
-from syncd.read import FIND_LIMIT, Candidates, PagedRead, SourceRead, found, target_index
+from syncd.planner import Item, KindInput, identities, match_value, plan_kind
+from syncd.read import (
+    FIND_LIMIT,
+    Candidates,
+    PagedRead,
+    SourceRead,
+    claims,
+    found,
+    target_index,
+)
 from syncd.store import Store
 from syncd.store_state import Pending
 
@@ -85,7 +92,8 @@ class _Stream:
         self.store, self.target, self.applier, self.pending = store, target, applier, pending
         self.seen: set[str] = set()
         self.out_of_scope: set[str] = set()
-        self.claimed: set[str] = set()  # target ids adopted earlier in this read
+        self.claimed: dict[str, str] = {}  # target ids adopted earlier in this read
+        self.planned: dict[int, str] = {}  # identifiers taken earlier in this read
         self.index: Candidates | None = None
         self.in_flight: dict[str, Item] = {}
         self.failed: dict[str, Item] = {}
@@ -113,14 +121,19 @@ class _Stream:
         cands = self._candidates(unlinked) if unlinked and self.kf.match else Candidates()
         ki = KindInput(self.kind, page.items, links, self.kf.match, self.kf.deprovision,
                        self.kf.mapping.on_create_only, cands, full=False,
-                       claimed=frozenset(self.claimed | self._claims(cands, unlinked)),
-                       lookup_errors=cands.errors)
+                       claimed={**self.claimed, **self._claims(cands, unlinked)},
+                       planned=self.planned, lookup_errors=cands.errors)
         changes, held, _ = plan_kind(ki)
         self.held += held
         for sid, it in page.items.items():
             if not self.apply_now or len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
-        self.claimed.update(c.target_id for c in changes if c.op == "adopt" and c.target_id)
+        for c in changes:
+            if c.op == "adopt" and c.target_id:
+                self.claimed[c.target_id] = c.source_id
+            if c.op in ("create", "adopt"):
+                for ident in identities(self.kind, self.kf.match, page.items[c.source_id].attrs):
+                    self.planned[hash(ident)] = c.source_id
         if not self.apply_now:
             self.collected += changes
             self.items.update((c.source_id, page.items[c.source_id]) for c in changes)
@@ -157,20 +170,16 @@ class _Stream:
             return self.index
         return found(self.target, self.kind, self.kf.match, unlinked)
 
-    def _claims(self, cands: dict[tuple[str, str], list[Entry]], unlinked: list[Item]
-                ) -> set[str]:
+    def _claims(self, cands: Candidates, unlinked: list[Item]) -> dict[str, str]:
         """Target ids among this page's candidates that some link (outside the page)
         already owns: never adopted twice."""
-        ids: set[str] = set()
+        mine = Candidates()
         for it in unlinked:
             for key in self.kf.match:
                 mv = match_value(it.attrs.get(key))
-                if mv is not None:
-                    ids.update(e.external_id for e in cands.get((key, mv), ()))
-        if not ids:
-            return set()
-        return {lk.target_id for lk in self.store.links(
-            self.flow.name, self.kind, ids, by_target=True).values()}
+                if mv is not None and (key, mv) in cands:
+                    mine[(key, mv)] = cands[(key, mv)]
+        return claims(self.store, self.flow.name, self.kind, mine)
 
 
 def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, target: Connector,

@@ -158,3 +158,65 @@ def test_a_lookup_the_target_rejects_holds_that_entry_only(env: Env) -> None:
     assert sorted(a["userName"] for a in env.dst.objects["user"].values()) == ["u0", "u1", "u2"]
     (held,) = res.plan.held  # type: ignore[union-attr]
     assert held.source_id == "s9" and "invalidFilter" in held.reason
+
+
+# -- 2. adoption never takes an object that is already linked ---------------------------------
+
+@pytest.mark.parametrize("match", ['["userName"]', "[]"])
+def test_a_second_entry_with_a_linked_uid_never_takes_the_account_over(env: Env,
+                                                                       match: str) -> None:
+    env.configure(extra=f"match = {match}")
+    env.src.put("user", {"uid": "user000001", "title": "employee",
+                         "mail": "emp@example.com"}, "emp")
+    assert env.run().result == "ok"
+    before = dict(env.target_user("user000001"))
+    env.src.put("user", {"uid": "user000001", "title": "contractor"}, "contractor")
+    res = env.run(full=True)
+    assert env.target_user("user000001") == before  # nothing written to the employee
+    assert len(env.dst.objects["user"]) == 1
+    reasons = [h.reason for h in res.plan.held] + [  # type: ignore[union-attr]
+        f.message for f in res.failures]
+    assert any("collision" in r and "emp" in r and "contractor" in r for r in reasons), reasons
+    from syncd.store import Store
+
+    store = Store(env.cfg.state_url)
+    try:
+        pending = store.pending("f", "user")
+        assert pending["contractor"].error_class == "Collision"
+        assert set(store.links("f", "user")) == {"emp"}
+    finally:
+        store.close()
+    # deleting the contractor later never disables the employee
+    env.src.remove("user", "contractor")
+    env.run(full=True)
+    assert env.target_user("user000001").get("active", True) is True
+
+
+def test_two_entries_differing_only_in_case_become_one_create_and_a_collision(env: Env
+                                                                             ) -> None:
+    env.src.put("user", {"uid": "Jane.Doe", "title": "t"}, "a")
+    env.src.put("user", {"uid": "jane.doe", "title": "t"}, "b")
+    res = env.run()
+    assert len(env.dst.objects["user"]) == 1
+    (held,) = res.plan.held  # type: ignore[union-attr]
+    assert "collision" in held.reason and held.source_id in ("a", "b")
+    from syncd.store import Store
+
+    store = Store(env.cfg.state_url)
+    try:
+        assert len(store.links("f", "user")) == 1
+    finally:
+        store.close()
+
+
+def test_case_collisions_are_caught_across_the_pages_of_a_streamed_read(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncd import stream
+
+    monkeypatch.setattr(stream, "PAGE", 3)
+    for i in range(10):
+        env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    env.src.put("user", {"uid": "U3", "title": "t"}, "s99")  # on a later page than u3
+    res = env.run()
+    assert len(env.dst.objects["user"]) == 10
+    assert [h.source_id for h in res.plan.held] == ["s99"]  # type: ignore[union-attr]

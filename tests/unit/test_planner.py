@@ -91,8 +91,11 @@ def test_candidate_already_linked_elsewhere_is_not_adopted_twice() -> None:
     plan = users([item("u1", userName="ann"), item("u2", userName="ann")],
                  [link("u1", "t1", userName="ann")],
                  candidates={("userName", "ann"): [cand]})
-    (c,) = plan.changes
-    assert c.op == "create" and c.source_id == "u2"
+    # Neither adopted (ownership is exclusive) nor created (the target would answer 409 and
+    # the entry would take the linked account over): held as a collision naming both.
+    assert plan.changes == ()
+    (h,) = plan.held
+    assert h.source_id == "u2" and "collision" in h.reason and "u1" in h.reason
 
 
 def test_gone_entry_is_disabled_by_default_policy() -> None:
