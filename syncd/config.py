@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncd import registry
+from syncd.checks import ListenAddress
 from syncd.connector import ConnectorConfig
 from syncd.durations import parse_duration
 from syncd.errors import ConfigError
@@ -29,6 +30,12 @@ DEFAULT_STATE_FILE = "syncd-state.db"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cron(v: str) -> str:
+    from syncd.crontab import check_cron
+
+    return check_cron(v)
 
 
 class StateModel(_Strict):
@@ -58,25 +65,18 @@ class ScheduleModel(_Strict):
     """When the daemon runs a flow: every `interval`, or on a 5-field `cron` expression."""
 
     interval: Duration | None = None
-    cron: str | None = None
+    cron: Annotated[str, AfterValidator(_cron)] | None = None
     jitter: Duration | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ScheduleModel:
         if (self.interval is None) == (self.cron is None):
             raise ValueError("give exactly one of interval (e.g. \"5m\") or cron")
-        if self.cron is not None:
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(self.cron)
-            except ValueError as exc:
-                raise ValueError(f"cron {self.cron!r}: {exc}") from None
         return self
 
 
 class MetricsModel(_Strict):
-    listen: str | None = None  # "127.0.0.1:9464"
+    listen: ListenAddress | None = None  # "127.0.0.1:9464"
 
 
 Authority = Literal["source", "target", "newest", "manual"]
@@ -203,6 +203,9 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{file}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start} ({exc.reason}); save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     try:

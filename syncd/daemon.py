@@ -37,12 +37,13 @@ from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import config as config_mod
 from syncd import engine
 from syncd.config import Config, ScheduleModel
+from syncd.crontab import cron_trigger
+from syncd.crontab import crontab_weekdays as crontab_weekdays  # re-exported
 from syncd.durations import parse_duration
 from syncd.engine import FlowResult
 from syncd.errors import ConfigError, StoreLocked
@@ -63,47 +64,6 @@ MAX_WORKERS = 32
 #: How long a job waits for a connector lock before looking at the stop event again.
 LOCK_POLL_S = 0.5
 
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _day(token: str) -> int:
-    t = token.strip().lower()
-    if t.isdigit() and 0 <= int(t) <= 7:
-        return int(t)
-    if t[:3] in _DAYS:
-        return _DAYS.index(t[:3])
-    raise ValueError(f"{token!r} is not a day of the week (0-7 or sun-sat)")
-
-
-def crontab_weekdays(field: str) -> str:
-    """A crontab day-of-week field in APScheduler 3 terms.
-
-    APScheduler 3 numbers weekdays from Monday=0 while crontab uses Sunday=0 (and 7), so
-    ``"1-5"`` would silently mean Tuesday to Saturday. The field is expanded with crontab
-    semantics and handed over as day names, which both agree on.
-    """
-    if field in ("*", "?"):
-        return "*"
-    days: set[int] = set()
-    for part in field.split(","):
-        base, slash, step_text = part.partition("/")
-        step = int(step_text) if slash else 1
-        if step < 1:
-            raise ValueError(f"bad step in day of week {part!r}")
-        if base == "*":
-            lo, hi = 0, 6
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            lo, hi = _day(a), _day(b)
-        else:
-            lo = _day(base)
-            hi = 6 if slash else lo
-        if hi < lo:
-            raise ValueError(f"day of week range {base!r} runs backwards")
-        days.update(d % 7 for d in range(lo, hi + 1, step))
-    return ",".join(_DAYS[d] for d in sorted(days))
-
-
 def trigger_for(schedule: ScheduleModel | None) -> BaseTrigger:
     """The APScheduler trigger for a flow's ``schedule`` (None: every DEFAULT_INTERVAL)."""
     if schedule is None:
@@ -112,12 +72,7 @@ def trigger_for(schedule: ScheduleModel | None) -> BaseTrigger:
     if schedule.interval is not None:
         return IntervalTrigger(seconds=parse_duration(schedule.interval), jitter=jitter)
     assert schedule.cron is not None
-    fields = schedule.cron.split()
-    if len(fields) != 5:
-        raise ValueError(f"cron {schedule.cron!r}: expected 5 fields")
-    minute, hour, day, month, dow = fields
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=crontab_weekdays(dow), jitter=jitter)
+    return cron_trigger(schedule.cron, jitter)
 
 
 def _job_id(flow: str) -> str:

@@ -15,6 +15,7 @@ from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from syncd.checks import CAFile
 from syncd.connector import ConnectorConfig
 from syncd.secrets import Secret
 
@@ -221,7 +222,7 @@ class LdapConfig(ConnectorConfig):
     start_tls: bool = False
     #: Verify the server certificate and its name. Only turn off for a lab, never silently.
     tls_verify: bool = True
-    ca_file: str | None = None
+    ca_file: CAFile | None = None  # must exist and hold a PEM certificate
     users: SearchSpec
     groups: SearchSpec | None = None
     #: The stable id: entryUUID (RFC 4530), objectGUID (AD, binary, rendered as a UUID),

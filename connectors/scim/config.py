@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from syncd.checks import CAFile
 from syncd.connector import ConnectorConfig
 from syncd.secrets import Secret
 
@@ -26,7 +27,7 @@ class ScimConfig(ConnectorConfig):
     token: Secret | None = None
     tls_verify: bool = True
     #: PEM bundle to verify the server with instead of the system store.
-    ca_file: str | None = None
+    ca_file: CAFile | None = None  # must exist and hold a PEM certificate
     #: Seconds for connect/read/write of one HTTP request.
     timeout: float = Field(default=30.0, gt=0)
     #: Size of the engine's apply thread pool for this target; also the HTTP connection pool size.

@@ -424,8 +424,10 @@ def test_anonymous_bind_reads(slapd_server: Slapd) -> None:
 
 
 def test_tls_verifies_by_default(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not read before connecting")
+    import certifi
+
+    ca = tmp_path / "ca.pem"  # checked at config load: it must hold a PEM certificate
+    ca.write_bytes(Path(certifi.where()).read_bytes())
 
     def tls(**settings: Any) -> ldap3.Tls | None:
         cfg = LdapConfig.model_validate({"type": "ldap", "users": {"base": PEOPLE}, **settings})
@@ -441,10 +443,10 @@ def test_tls_verifies_by_default(tmp_path: Path) -> None:
     assert tls(url="ldap://h") is None
 
 
-def test_missing_ca_file_is_fatal(slapd_server: Slapd) -> None:
-    conn = connector(slapd_server, start_tls=True, ca_file="/nonexistent/ca.pem")
-    with pytest.raises(Fatal, match=r"ca_file=/nonexistent/ca\.pem"):
-        conn.open()
+def test_missing_ca_file_is_a_config_error(slapd_server: Slapd) -> None:
+    """Caught at config load (exit 2 naming the key), not at the first connection."""
+    with pytest.raises(ValueError, match=r"ca_file\n.*/nonexistent/ca\.pem: not found"):
+        connector(slapd_server, start_tls=True, ca_file="/nonexistent/ca.pem")
 
 
 @pytest.fixture(scope="module")

@@ -180,3 +180,95 @@ def test_shipped_configs_validate(path: Path, monkeypatch: pytest.MonkeyPatch,
         (tmp_path / name).write_text("x")
     cfg = config.load(path)
     assert cfg.flows
+
+
+# -- safety hardening: offline checks -------------------------------------------------------------
+
+
+def test_config_file_that_is_not_utf8_is_exit_2_naming_the_offset(tmp_path: Path) -> None:
+    p = tmp_path / "syncd.toml"
+    p.write_bytes(b'# caf\xe9 in Latin-1\n' + GOOD.encode())
+    with pytest.raises(ConfigError, match=r"syncd\.toml: not UTF-8: byte 0xe9 at offset 5"):
+        config.load(p)
+    res = CliRunner().invoke(main, ["validate", "--config", str(p)])
+    assert res.exit_code == 2 and "not UTF-8" in res.stderr and "offset 5" in res.stderr
+
+
+@pytest.mark.parametrize("connector", ["corp", "app"])
+def test_ca_file_must_exist_and_hold_a_pem_certificate(tmp_path: Path, connector: str) -> None:
+    import certifi
+
+    anchor = ('bind_password = "env:CORP_LDAP_PASSWORD"' if connector == "corp"
+              else 'token = "env:APP_SCIM_TOKEN"')
+
+    def with_ca(path: str) -> str:
+        return GOOD.replace(anchor, f'{anchor}\nca_file = "{path}"')
+
+    missing = error_of(tmp_path, with_ca(str(tmp_path / "nope.pem")))
+    assert f"connectors.{connector}.ca_file" in missing and "not found" in missing
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a" + bytes(200))
+    binary = error_of(tmp_path, with_ca(str(tmp_path / "ca.der")))
+    assert f"connectors.{connector}.ca_file" in binary and "no PEM certificate" in binary
+    (tmp_path / "fake.pem").write_text("-----BEGIN CERTIFICATE-----\nnope\n"
+                                       "-----END CERTIFICATE-----\n")
+    fake = error_of(tmp_path, with_ca(str(tmp_path / "fake.pem")))
+    assert "no usable PEM certificate" in fake
+    assert error_of(tmp_path, with_ca(str(tmp_path))).count("not a regular file") == 1
+    cfg = config.load(write(tmp_path, with_ca(certifi.where())))
+    assert cfg.connectors[connector].config.ca_file == certifi.where()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("listen", "reason"), [
+    ("127.0.0.1:99999", "not a number from 1 to 65535"),
+    ("127.0.0.1:0", "not a number from 1 to 65535"),
+    ("9464", "use host:port"),
+    ("::1:9464", "IPv6 address goes in brackets"),
+    ("[nope]:9464", "not a bracketed IPv6 address"),
+    ("bad host!:9464", "neither an IP address nor a host name"),
+    ("-x.example.com:9464", "neither an IP address nor a host name"),
+])
+def test_metrics_listen_is_checked_at_load(tmp_path: Path, listen: str, reason: str) -> None:
+    text = GOOD + f'\n[metrics]\nlisten = "{listen}"\n'
+    msg = error_of(tmp_path, text)
+    assert "metrics.listen" in msg and reason in msg
+    res = CliRunner().invoke(main, ["validate", "--config", str(write(tmp_path, text))])
+    assert res.exit_code == 2 and "metrics.listen" in res.stderr
+
+
+def test_good_listen_addresses_load_and_a_bad_port_does_not(tmp_path: Path) -> None:
+    for listen in ("127.0.0.1:9464", "[::1]:9464", "localhost:9464", "metrics.example.com:80"):
+        cfg = config.load(write(tmp_path, GOOD + f'\n[metrics]\nlisten = "{listen}"\n'))
+        assert cfg.metrics.listen == listen
+    assert "metrics.listen" in error_of(tmp_path, GOOD + '\n[metrics]\nlisten = "h:65536"\n')
+
+
+def test_cron_sunday_is_0_and_7_like_crontab(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from syncd.daemon import trigger_for
+
+    for cron in ("0 0 * * 0", "0 0 * * 7", "0 0 * * sun"):
+        text = GOOD + f'\n[flows.corp-to-app.schedule]\ncron = "{cron}"\n'
+        schedule = config.load(write(tmp_path, text)).flows["corp-to-app"].schedule
+        trigger = trigger_for(schedule)
+        start = datetime(2024, 1, 3, 12, tzinfo=UTC)  # a Wednesday
+        fires = []
+        for _ in range(3):
+            nxt = trigger.get_next_fire_time(None, start)
+            assert nxt is not None
+            fires.append(nxt)
+            start = nxt.replace(hour=1)
+        assert [f.weekday() for f in fires] == [6, 6, 6], cron  # Sundays only
+        assert [(f.day, f.hour, f.minute) for f in fires] == [(7, 0, 0), (14, 0, 0),
+                                                              (21, 0, 0)], cron
+
+
+@pytest.mark.parametrize(("cron", "reason"), [
+    ("61 0 * * *", "61"),
+    ("0 0 * * 8", "day of week"),
+    ("0 0 * *", "expected 5 fields"),
+    ("0 0 32 * *", "32"),
+])
+def test_bad_cron_names_the_flows_schedule_cron(tmp_path: Path, cron: str, reason: str) -> None:
+    msg = error_of(tmp_path, GOOD + f'\n[flows.corp-to-app.schedule]\ncron = "{cron}"\n')
+    assert "flows.corp-to-app.schedule.cron" in msg and reason in msg
