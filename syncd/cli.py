@@ -34,7 +34,24 @@ def _load(path: str) -> Any:
         sys.exit(EXIT_CONFIG)
 
 
-@click.group()
+class _Group(click.Group):
+    """Store and config errors raised inside any command end as one line and the documented
+    exit code (1 runtime, 2 config), never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from syncd.errors import ConfigError, StoreError
+
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except ConfigError as exc:
+            click.echo(f"invalid config:\n{exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+
+
+@click.group(cls=_Group)
 @click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
 @click.version_option(package_name="syncd")
 def main(verbose: int) -> None:
@@ -48,8 +65,9 @@ def main(verbose: int) -> None:
 @config_option
 @click.option("--dry-run", is_flag=True, help="Show the plan; write nothing anywhere.")
 @click.option("--flow", "flows", multiple=True, help="Only this flow (repeatable).")
-@click.option("--allow-deletes", is_flag=True,
-              help="Let a plan over the deprovisioning thresholds through, this run only.")
+@click.option("--allow-deletes", "--allow-destructive", "allow_deletes", is_flag=True,
+              help="Let a plan over the safety thresholds (deprovisioning and disables, "
+                   "member removals, mass rewrites) through, this run only.")
 @click.option("--full", is_flag=True,
               help="Ignore stored cursors: read every source completely (a reconcile).")
 @click.option("--only", "only", default=None, metavar="OBJECT",
@@ -102,7 +120,10 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
 @config_option
 def validate(config_path: str) -> None:
     """Check the config file (and mappings) without connecting anywhere."""
+    from syncd.store_open import check_offline
+
     cfg = _load(config_path)
+    check_offline(cfg.state_url)  # StoreError: exit 1 (the config is fine, the store is not)
     click.echo(f"{config_path}: ok — {len(cfg.connectors)} connectors, {len(cfg.flows)} flows")
 
 

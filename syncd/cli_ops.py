@@ -27,7 +27,7 @@ def daemon(ctx: click.Context, config_path: str) -> None:
     """
     from syncd import log
     from syncd.daemon import Daemon
-    from syncd.errors import ConfigError
+    from syncd.errors import ConfigError, StoreError
 
     verbose = int((ctx.parent.params if ctx.parent else {}).get("verbose") or 0)
     log.setup(max(1, verbose))
@@ -37,6 +37,14 @@ def daemon(ctx: click.Context, config_path: str) -> None:
     except (ConfigError, ValueError) as exc:
         logger.error("invalid config, not starting: %s", exc)
         sys.exit(EXIT_CONFIG)
+    try:
+        d.check_store()
+    except ConfigError as exc:
+        logger.error("invalid config, not starting: %s", exc)
+        sys.exit(EXIT_CONFIG)
+    except StoreError as exc:
+        logger.error("not starting: %s", exc)
+        sys.exit(EXIT_FAILED)
     # APScheduler's own warnings (skipped or missed runs) in the same one-line format.
     aps = logging.getLogger("apscheduler")
     aps.handlers[:] = logging.getLogger("syncd").handlers

@@ -24,12 +24,19 @@ from syncd.errors import ConfigError
 from syncd.mapping import Mapping
 from syncd.model import Kind
 from syncd.scope import Scope
+from syncd.secrets import Secret
 
 DEFAULT_STATE_FILE = "syncd-state.db"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _state_url(v: str) -> str:
+    from syncd.store_open import check_state_url
+
+    return check_state_url(v)
 
 
 def _cron(v: str) -> str:
@@ -39,17 +46,38 @@ def _cron(v: str) -> str:
 
 
 class StateModel(_Strict):
-    url: str | None = None
+    url: Annotated[str, AfterValidator(_state_url)] | None = None
+    #: The database password as a secret reference, for a server URL without one.
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _password_use(self) -> StateModel:
+        from syncd.store_open import check_password_use
+
+        check_password_use(self.url, self.password)
+        return self
 
 
 class SafetyModel(_Strict):
-    """Deprovisioning thresholds per kind; Entra Connect defaults to 500, Okta to 20%."""
+    """Thresholds on every destructive effect, per flow. Deprovisioning: Entra Connect
+    defaults to 500, Okta to 20%; a mapped ``active`` going true -> false counts as one."""
 
     max_deprovision: int = Field(default=500, ge=0)
     max_deprovision_percent: float = Field(default=20.0, ge=0, le=100)
     #: The percentage rule only bites above this many deprovisions, so that removing 2 of 5
     #: users in a small directory is not refused.
     percent_floor: int = Field(default=5, ge=0)
+    #: Group member removals in one run, over all groups (a `member_attribute` typo removes
+    #: every membership at once).
+    max_member_removals: int = Field(default=500, ge=0)
+    #: Share of one group's members removed in one run, once more than `member_floor` go.
+    max_member_removal_percent: float = Field(default=50.0, ge=0, le=100)
+    member_floor: int = Field(default=5, ge=0)
+    #: Share of the linked objects of a kind whose same attribute is rewritten (a value
+    #: replaced or cleared, not a first value) in one run, once more than `rewrite_floor`
+    #: change: a bad mapping that rewrites every user's email is refused, not applied.
+    max_rewrite_percent: float = Field(default=50.0, ge=0, le=100)
+    rewrite_floor: int = Field(default=10, ge=0)
 
 
 def _duration(v: str | None) -> str | None:
@@ -289,8 +317,10 @@ def _build(file: Path, model: FileModel) -> Config:
             parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
             fm.schedule, fm.authority, fm.tie_breaker, fm.create, fm.reverse_deprovision)
 
-    return Config(file, model.state.url or default_state_url(), connectors, flows,
-                  model.metrics)
+    from syncd.store_open import StateURL
+
+    state_url = StateURL(model.state.url or default_state_url(), model.state.password)
+    return Config(file, state_url, connectors, flows, model.metrics)
 
 
 def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:

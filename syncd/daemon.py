@@ -46,7 +46,7 @@ from syncd.crontab import cron_trigger
 from syncd.crontab import crontab_weekdays as crontab_weekdays  # re-exported
 from syncd.durations import parse_duration
 from syncd.engine import FlowResult
-from syncd.errors import ConfigError, StoreLocked
+from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.log import context as log_context
 from syncd.metrics import Metrics, parse_listen
 from syncd.render import summary_line
@@ -104,6 +104,14 @@ class Daemon:
         self._status_guard = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def check_store(self) -> None:
+        """Open the state store once before scheduling anything (creating it if new), so a
+        store that cannot work — corrupt, unwritable, disk full, database down — stops the
+        start with one clear `StoreError` instead of an error per flow per tick."""
+        from syncd.store import Store
+
+        Store(self.config.state_url).close()
+
     def run(self) -> int:
         self._schedule(self.config)
         self.metrics.serve(self.config.metrics.listen)
@@ -229,6 +237,10 @@ class Daemon:
         except StoreLocked as exc:
             log.warning("flow %s not run: %s", name, exc, extra={"flow": name})
             self._run_error(name, "state store busy")
+            return []
+        except StoreError as exc:  # corrupt, unwritable, full, or the database is down
+            log.error("flow %s not run: %s", name, exc, extra={"flow": name})
+            self._run_error(name, "state store unavailable")
             return []
         except Exception as exc:
             log.exception("flow %s: run crashed: %s", name, type(exc).__name__,

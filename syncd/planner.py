@@ -216,7 +216,8 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
         if add or remove:
             out.append(Change("set_members", "group", item.source_id, item.name,
                               link.target_id, add=tuple(sorted(add)),
-                              remove=tuple(sorted(remove)), reason="membership changed"))
+                              remove=tuple(sorted(remove)), before={"members": len(have)},
+                              reason="membership changed"))
     return out
 
 

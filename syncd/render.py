@@ -79,7 +79,8 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
         for reason in r.refused:
             out.append(f"  REFUSED by safety check: {reason}")
         if r.refused:
-            out.append("  nothing was applied; rerun with --allow-deletes if this is intended")
+            out.append("  nothing was applied; rerun with --allow-deletes (alias "
+                       "--allow-destructive) if this is intended")
         for f in r.failures:
             out.append(f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
                        f"{f.error_class}: {f.message}")

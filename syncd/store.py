@@ -27,11 +27,20 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import SQLModel
 
-from syncd.errors import ConfigError, StoreLocked
+from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.model import Attrs, Kind, StoredAttrs, canonical_json
+from syncd.store_open import (
+    CONNECT_TIMEOUT_S,
+    check_sqlite_path,
+    create_private,
+    parse_state_url,
+    remove_created,
+    secret_of,
+    translate_errors,
+)
 from syncd.store_state import StateMixin, _aware, _now
 from syncd.tables import ChangeRow, LinkRow, RunRow
 
@@ -55,13 +64,21 @@ class Link:
 now = _now
 
 
-
 class Store(StateMixin):
+    """The state store at `url` (a `StateURL` brings its password along). Opening it checks
+    what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
+    does not answer — and raises `StoreError` naming the store and the reason; a store that
+    this call created and could not initialise is removed again (nothing half-written)."""
+
     def __init__(self, url: str, *, readonly: bool = False) -> None:
-        self.url = url
+        self.url = str(url)  # never holds a separately configured password
         self.readonly = readonly
         self._locks: dict[str, Any] = {}
-        parsed = make_url(url)
+        self._secret = secret_of(url)
+        try:
+            parsed = parse_state_url(self.url)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "state.url") from None
         self.dialect = parsed.get_backend_name()
         self._sqlite_path: Path | None = None
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -69,14 +86,25 @@ class Store(StateMixin):
         self.engine: Engine | None = None
         if readonly and self._sqlite_path is not None and not self._sqlite_path.exists():
             return  # nothing stored yet: a dry run sees an empty store and creates nothing
-        self.engine = self._connect(url)
-        if not readonly:
-            SQLModel.metadata.create_all(self.engine)
+        created = False
+        try:
+            if self._sqlite_path is not None:
+                check_sqlite_path(self._sqlite_path, readonly=readonly)
+                created = not readonly and create_private(self._sqlite_path)
+            self.engine = self._connect(parsed)
+            with self.engine.connect() as conn:  # a store that cannot answer fails here
+                conn.execute(text("SELECT count(*) FROM sqlite_master" if self._sqlite_path
+                                  else "SELECT 1"))
+            if not readonly:
+                SQLModel.metadata.create_all(self.engine)
+        except StoreError:
+            self.close()
+            if created and self._sqlite_path is not None:
+                remove_created(self._sqlite_path)
+            raise
 
-    def _connect(self, url: str) -> Engine:
+    def _connect(self, parsed: URL) -> Engine:
         if self._sqlite_path is not None:
-            if not self.readonly:
-                self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             mode = "ro" if self.readonly else "rwc"
             engine = create_engine(
                 f"sqlite:///file:{self._sqlite_path}?mode={mode}&uri=true",
@@ -92,11 +120,16 @@ class Store(StateMixin):
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
+            translate_errors(engine, str(self._sqlite_path), None)
             return engine
-        try:
-            return create_engine(url, pool_pre_ping=True)
-        except Exception as exc:  # bad URL or missing driver: a config problem
-            raise ConfigError(f"state.url cannot be used: {exc}") from None
+        if self._secret is not None:
+            parsed = parsed.set(password=self._secret.get_secret_value())
+        args: dict[str, Any] = {}
+        if self.dialect == "postgresql" and "connect_timeout" not in parsed.query:
+            args["connect_timeout"] = CONNECT_TIMEOUT_S
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=args)
+        translate_errors(engine, self.url_safe, self._secret)
+        return engine
 
     # -- single instance -------------------------------------------------------------------
     def lock(self, flow: str) -> None:

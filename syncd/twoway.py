@@ -265,7 +265,7 @@ def _members(ti: TwoWayInput, lk: Link, item: Item | None, entry: Entry | None,
         out.append(Change("set_members", "group", lk.source_id, name, lk.target_id,
                           add=tuple(sorted(add_t)), remove=tuple(sorted(rem_t)),
                           source_add=tuple(sorted(add_s)), source_remove=tuple(sorted(rem_s)),
-                          reason="membership changed"))
+                          before={"members": len(base)}, reason="membership changed"))
     return out
 
 

@@ -185,6 +185,17 @@ def test_shipped_configs_validate(path: Path, monkeypatch: pytest.MonkeyPatch,
 # -- safety hardening: offline checks -------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("not a url", "not a database URL"),
+    ("nosuchdb://u@127.0.0.1/x", "unknown database dialect 'nosuchdb'"),
+    ("mssql+pymssql://u@127.0.0.1/x", "the state store runs on sqlite or postgresql"),
+    ("postgresql+asyncpg://u@127.0.0.1/x", "asyncio driver"),
+])
+def test_unusable_state_url_is_a_config_error(tmp_path: Path, url: str, reason: str) -> None:
+    msg = error_of(tmp_path, GOOD.replace('url = "sqlite:///{state}"', f'url = "{url}"'))
+    assert "syncd.toml: state.url" in msg and reason in msg
+
+
 def test_config_file_that_is_not_utf8_is_exit_2_naming_the_offset(tmp_path: Path) -> None:
     p = tmp_path / "syncd.toml"
     p.write_bytes(b'# caf\xe9 in Latin-1\n' + GOOD.encode())
@@ -272,3 +283,43 @@ def test_cron_sunday_is_0_and_7_like_crontab(tmp_path: Path) -> None:
 def test_bad_cron_names_the_flows_schedule_cron(tmp_path: Path, cron: str, reason: str) -> None:
     msg = error_of(tmp_path, GOOD + f'\n[flows.corp-to-app.schedule]\ncron = "{cron}"\n')
     assert "flows.corp-to-app.schedule.cron" in msg and reason in msg
+
+
+def test_state_password_is_a_secret_reference(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASS", "pg-Secret-1")
+    url = "postgresql+psycopg://syncd@127.0.0.1:5432/syncd"
+    text = GOOD.replace('url = "sqlite:///{state}"', f'url = "{url}"\npassword = "env:PGPASS"')
+    cfg = config.load(write(tmp_path, text))
+    assert cfg.state_url == url and "pg-Secret-1" not in repr(cfg)
+    assert cfg.state_url.secret.get_secret_value() == "pg-Secret-1"  # type: ignore[attr-defined]
+    (tmp_path / "pw").write_text("from-file\n")
+    cfg = config.load(write(tmp_path, text.replace("env:PGPASS", f"file:{tmp_path / 'pw'}")))
+    assert cfg.state_url.secret.get_secret_value() == "from-file"  # type: ignore[attr-defined]
+    monkeypatch.delenv("PGPASS")
+    msg = error_of(tmp_path, text)
+    assert "state.password" in msg and "PGPASS" in msg
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("sqlite:///{state}", "SQLite has no password"),
+    ("postgresql+psycopg://syncd:inline@127.0.0.1/syncd", "already holds a password"),
+])
+def test_state_password_misuse_is_a_config_error(tmp_path: Path, url: str, reason: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASS", "pg-Secret-1")
+    text = GOOD.replace('url = "sqlite:///{state}"', f'url = "{url}"\npassword = "env:PGPASS"')
+    msg = error_of(tmp_path, text)
+    assert "state" in msg and reason in msg and "pg-Secret-1" not in msg and "inline" not in msg
+
+
+def test_validate_checks_the_sqlite_store_offline(tmp_path: Path) -> None:
+    (tmp_path / "s.db").write_bytes(b"not a database at all, just text" * 10)
+    res = CliRunner().invoke(main, ["validate", "--config", str(write(tmp_path, GOOD))])
+    assert res.exit_code == 1 and "not an SQLite database" in res.stderr
+    (tmp_path / "s.db").unlink()
+    (tmp_path / "file").write_text("")
+    text = GOOD.replace('url = "sqlite:///{state}"',
+                        f'url = "sqlite:///{tmp_path / "file" / "sub" / "s.db"}"')
+    res = CliRunner().invoke(main, ["validate", "--config", str(write(tmp_path, text))])
+    assert res.exit_code == 1 and "is not a directory" in res.stderr

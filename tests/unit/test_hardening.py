@@ -220,3 +220,82 @@ def test_case_collisions_are_caught_across_the_pages_of_a_streamed_read(
     res = env.run()
     assert len(env.dst.objects["user"]) == 10
     assert [h.source_id for h in res.plan.held] == ["s99"]  # type: ignore[union-attr]
+
+
+# -- 3. every destructive effect goes through the safety check --------------------------------
+
+def _staff(env: Env, n: int = 100, extra: str = "") -> None:
+    env.configure(extra=extra)
+    for i in range(n):
+        env.src.put("user", {"uid": f"u{i:03}", "title": "t", "mail": f"u{i:03}@example.com",
+                             "employeetype": "staff"}, f"s{i:03}")
+
+
+MAP_ACTIVE = ('[flows.f.users.mapping.active]\nfrom = "employeetype"\n'
+              'transform = [{replace = {pattern = "^staff$", with = "true"}}, '
+              '{replace = {pattern = "^(?!true$).*$", with = "false"}}, "bool"]\n')
+
+
+def test_disabling_everyone_through_a_mapped_active_is_refused(env: Env) -> None:
+    _staff(env)
+    (env.tmp / "c.toml").write_text((env.tmp / "c.toml").read_text() + MAP_ACTIVE)
+    from syncd import config
+
+    env.cfg = config.load(env.tmp / "c.toml")
+    assert env.run().result == "ok"
+    for i in range(100):
+        env.src.put("user", {**env.src.objects["user"][f"s{i:03}"], "employeetype": "x"},
+                    f"s{i:03}")
+    res = env.run()
+    assert res.result == "refused"
+    assert any("active turning false" in r for r in res.refused), res.refused
+    assert all(a.get("active") is True for a in env.dst.objects["user"].values())
+    assert env.run(allow_deletes=True).result == "ok"
+    assert all(a.get("active") is False for a in env.dst.objects["user"].values())
+
+
+def test_a_mapping_that_rewrites_every_email_is_refused(env: Env) -> None:
+    _staff(env)
+    (env.tmp / "c.toml").write_text((env.tmp / "c.toml").read_text().replace(
+        'title = "title"', 'title = "title"\n"emails.work" = "mail"'))
+    from syncd import config
+
+    env.cfg = config.load(env.tmp / "c.toml")
+    assert env.run().result == "ok"  # first values are not rewrites
+    (env.tmp / "c.toml").write_text((env.tmp / "c.toml").read_text().replace(
+        '"emails.work" = "mail"', '"emails.work" = "{uid}@wrong.example.com"'))
+    env.cfg = config.load(env.tmp / "c.toml")
+    res = env.run()
+    assert res.result == "refused"
+    assert any("emails.work would be rewritten on 100 of 100" in r for r in res.refused)
+    assert env.target_user("u001")["emails.work"] == "u001@example.com"
+
+
+def test_removing_every_membership_is_refused(env: Env) -> None:
+    _staff(env, 40)
+    for g in range(4):
+        env.src.put("group", {"cn": f"g{g}", "member": tuple(f"s{i:03}" for i in range(
+            g * 10, g * 10 + 10))}, f"g{g}")
+        env.src.set_group_members(f"g{g}", {f"s{i:03}" for i in range(g * 10, g * 10 + 10)})
+    assert env.run().result == "ok"
+    assert all(len(m) == 10 for m in env.dst.members.values())
+    for g in range(4):  # what a member_attribute typo looks like: every group empty
+        env.src.set_group_members(f"g{g}", set())
+    res = env.run(full=True)
+    assert res.result == "refused"
+    assert sum("members" in r and "would be removed" in r for r in res.refused) >= 1
+    assert all(len(m) == 10 for m in env.dst.members.values())
+
+
+def test_member_removal_limits_per_run(env: Env) -> None:
+    _staff(env, 40, extra="[flows.f.safety]\nmax_member_removals = 15\nmember_floor = 100")
+    for g in range(4):
+        env.src.set_group_members(f"g{g}", {f"s{i:03}" for i in range(g * 10, g * 10 + 10)})
+        env.src.put("group", {"cn": f"g{g}"}, f"g{g}")
+        env.src.set_group_members(f"g{g}", {f"s{i:03}" for i in range(g * 10, g * 10 + 10)})
+    assert env.run().result == "ok"
+    for g in range(2):
+        env.src.set_group_members(f"g{g}", set())
+    res = env.run(full=True)
+    assert res.result == "refused"
+    assert any("20 group memberships would be removed" in r for r in res.refused)
