@@ -41,7 +41,7 @@ from syncd.store_open import (
     secret_of,
     translate_errors,
 )
-from syncd.store_state import StateMixin, _aware, _now
+from syncd.store_state import StateMixin, _aware, _now, cap_error
 from syncd.tables import ChangeRow, LinkRow, RunRow
 
 
@@ -300,7 +300,8 @@ class Store(StateMixin):
         t = RunRow.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             conn.execute(update(t).where(t.c.id == run_id).values(
-                finished_at=now(), result=result, summary=json.dumps(summary), error=error))
+                finished_at=now(), result=result, summary=json.dumps(summary),
+                error=cap_error(error)))
 
     def log_changes(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
@@ -309,7 +310,8 @@ class Store(StateMixin):
         ts = now()
         with self.engine.begin() as conn:
             conn.execute(ChangeRow.__table__.insert(),  # type: ignore[attr-defined]
-                         [{**r, "at": ts} for r in rows])
+                         [{**r, "at": ts, "error": cap_error(r.get("error"))}
+                          for r in rows])
 
     def recent_runs(self, flow: str, limit: int = 5) -> list[dict[str, Any]]:
         if self.engine is None:

@@ -19,11 +19,27 @@ from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.model import Kind, Value, attrs_from_json, canonical_json
+from syncd.redact import redact
 from syncd.tables import ConflictRow, CursorRow, PendingRow
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = 60.0  # seconds: 1 min, 2, 4, 8 … capped
 BACKOFF_CAP = 6 * 3600.0
+#: Longest error text the store keeps (pending rows, journal changes, runs): a peer that
+#: answers with a megabyte of HTML must not bloat the store or `syncd status`.
+MAX_ERROR_CHARS = 2000
+
+
+def cap_error(error: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """`error` without secrets (`syncd.redact`: the store is one of its choke points), cut
+    to `limit` characters, saying that it was cut and how long it was."""
+    if error is None:
+        return None
+    error = redact(error, limit=None)
+    if len(error) <= limit:
+        return error
+    mark = f" … [truncated, {len(error)} characters]"
+    return error[:max(0, limit - len(mark))] + mark
 
 
 def _now() -> datetime:
@@ -152,7 +168,7 @@ class StateMixin:
                 "flow": flow, "kind": f["kind"], "source_id": f["source_id"],
                 "name": f.get("name", ""), "op": f["op"], "attempts": attempts,
                 "next_at": ts + timedelta(seconds=backoff(attempts, f.get("retry_after"))),
-                "error_class": f["error_class"], "error": f["error"][:2000],
+                "error_class": f["error_class"], "error": cap_error(f["error"]),
                 "quarantined": attempts >= MAX_ATTEMPTS, "item": item,
                 "item_digest": f.get("item_digest"), "updated_at": ts})
         self._upsert(PendingRow.__table__, ["flow", "kind", "source_id"], rows)  # type: ignore[attr-defined]

@@ -296,3 +296,26 @@ def test_store_files_are_private_whatever_the_umask(tmp_path: Path,
             watcher.close()
     finally:
         os.umask(old)
+
+
+# -- error texts the store keeps ----------------------------------------------------------------
+
+
+def test_error_texts_are_capped_in_the_store(tmp_path: Path) -> None:
+    st = Store(f"sqlite:///{tmp_path / 's.db'}")
+    huge = "<html>" + "x" * 50_000 + "</html>"
+    try:
+        run_id = st.start_run("f")
+        st.log_changes([{"run_id": run_id, "flow": "f", "kind": "user", "op": "create",
+                         "source_id": "s1", "target_id": None, "name": "ann", "detail": "{}",
+                         "result": "failed", "error": huge}])
+        st.record_failures("f", [{"kind": "user", "source_id": "s1", "name": "ann",
+                                  "op": "create", "error_class": "Rejected", "error": huge}])
+        st.finish_run(run_id, "failed", {}, huge)
+        kept = [st.recent_runs("f")[0]["error"], st.history("f", "s1")[0]["error"],
+                st.pending("f")["s1"].error]
+    finally:
+        st.close()
+    for text in kept:
+        assert len(text) <= 2000
+        assert text.startswith("<html>xxx") and "truncated, 50013 characters" in text
