@@ -14,6 +14,7 @@ safety rule counts links with COUNT(*) (`count_links`) instead of loading their 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -141,6 +142,8 @@ class Store(StateMixin):
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow)
             path = self._sqlite_path.with_name(f"{self._sqlite_path.name}.{safe}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            with contextlib.suppress(OSError):  # 0600 whatever the umask (not ours: leave it)
+                os.fchmod(fd, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

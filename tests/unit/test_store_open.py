@@ -277,11 +277,12 @@ def mode(p: Path) -> int:
     return stat.S_IMODE(p.stat().st_mode)
 
 
-def test_store_files_are_private_whatever_the_umask(tmp_path: Path,
-                                                    names: tuple[str, str]) -> None:
+@pytest.mark.parametrize("umask", [0o022, 0o277])
+def test_store_files_are_private_whatever_the_umask(tmp_path: Path, names: tuple[str, str],
+                                                    umask: int) -> None:
     state = tmp_path / "state.db"
     cfg = write_config(tmp_path, f"sqlite:///{state}", names)
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         assert invoke("run", cfg).exit_code == 0
         watcher = Store(f"sqlite:///{state}")  # keeps -wal and -shm around after the run
