@@ -77,6 +77,8 @@ class Applier:
         self.run_id = run_id
         self.progress = progress
         self.links: dict[Kind, dict[str, Link]] = {}
+        #: Users whose removal from a group failed this run (two-stage: members, then users).
+        self.unremoved: set[str] = set()
         cfg: Any = getattr(target, "config", None)
         self.concurrency = max(1, int(getattr(cfg, "concurrency", 4) or 4))
 
@@ -297,12 +299,28 @@ class Applier:
         if current is None:
             raise Rejected("group has no link (its create failed?): membership deferred")
         add, remove = self._resolve(c.add), self._resolve(c.remove)
+        lost = set(c.remove) - set(remove)
         if add or remove:
-            self.target.set_members(current.target_id, list(add.values()),
-                                    list(remove.values()))
-        # Members whose user has no link yet are left out of the base: retried next run.
-        members = ((current.members or frozenset()) - set(c.remove)) | set(add)
+            try:
+                self.target.set_members(current.target_id, list(add.values()),
+                                        list(remove.values()))
+            except Exception:
+                self.unremoved.update(remove)  # their users' links must outlive a delete
+                raise
+        elif not c.source_add and not c.source_remove:
+            # Nothing could be sent: never journaled as applied. The base keeps the members
+            # it had, so the next run plans the same change again.
+            raise Rejected(f"no member of this change resolves to a target object (users "
+                           f"not provisioned: {', '.join(sorted({*c.add, *c.remove})[:5])}); "
+                           f"nothing sent")
+        # Members whose user has no link yet are left out of the base: retried next run. A
+        # removal that could not be resolved stays in the base and is reported.
+        members = ((current.members or frozenset()) - (set(c.remove) - lost)) | set(add)
         link = replace(current, members=frozenset(members), status="active", status_at=None)
+        if lost:
+            return _Outcome(c, link=link, target_id=current.target_id, error=Rejected(
+                f"{len(lost)} member(s) to remove no longer resolve to a target object "
+                f"({', '.join(sorted(lost)[:5])}): not removed; kept in the group's record"))
         if c.source_add or c.source_remove:
             assert self.source is not None
             try:
@@ -352,6 +370,15 @@ class Applier:
     def _delete(self, c: Change) -> _Outcome:
         assert c.target_id
         self.target.delete(c.kind, c.target_id)
+        if c.kind == "user" and c.source_id in self.unremoved:
+            # Its removal from a group failed this run: keep the link (disabled) so the next
+            # run can still name the member it has to remove, instead of forgetting it.
+            current = self.links[c.kind].get(c.source_id)
+            origin = current.origin if current else "created"
+            return _Outcome(c, link=self._link(c, c.target_id, origin=origin,
+                                               status="disabled",
+                                               base=current.base if current else None),
+                            target_id=c.target_id)
         return _Outcome(c, drop=True, target_id=c.target_id)
 
 

@@ -29,7 +29,7 @@ from syncd.mapping import Mapping
 from syncd.model import Kind
 from syncd.pending import hold_retries, record_holds, record_outcomes
 from syncd.plan import Hold, Plan
-from syncd.planner import Item, KindInput, plan_flow
+from syncd.planner import Item, KindInput, follow_members, plan_flow
 from syncd.policy import check
 from syncd.read import Candidates, SourceRead, candidates, claims, read_source
 from syncd.redact import redact
@@ -258,6 +258,8 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     changes = plan.changes
     if streamed is not None and streamed.collected:  # planned while reading, not applied
         changes = Plan.ordered([*streamed.collected, *changes])
+    if any(c.kind == "user" and c.op in ("deprovision", "delete") for c in changes):
+        changes = Plan.ordered(follow_members(changes, store.links(flow.name, "group")))
     plan = Plan(plan.flow, changes, plan.held + tuple(held), plan.notes, plan.linked)
     shown = plan
     if streamed is not None and streamed.counts:  # pages applied while reading: report them

@@ -17,7 +17,7 @@ Decisions, per kind:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.model import Attrs, Entry, Kind, Value, digest
@@ -322,3 +322,36 @@ def _deprovision(ki: KindInput, link: Link) -> Change | None:
     return Change("deprovision", ki.kind, link.source_id, name, link.target_id,
                   attrs={"active": False}, before={"active": link.base.get("active", True)},
                   base={**link.base, "active": False}, reason="gone from source or scope")
+
+
+def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> list[Change]:
+    """Membership follows the users: a user this plan deprovisions or deletes is removed from
+    every group syncd manages in the same run (stage 2, while its link still resolves), not
+    left there until a full reconcile — or for ever, once a delete dropped its link.
+
+    `groups`: group links that may name those users; returns `changes` with the removals
+    merged into the groups' membership changes (or new ones)."""
+    leaving = {c.source_id for c in changes
+               if c.kind == "user" and c.op in ("deprovision", "delete") and c.side == "target"}
+    if not leaving:
+        return list(changes)
+    out = list(changes)
+    by_group = {c.source_id: i for i, c in enumerate(out)
+                if c.kind == "group" and c.op == "set_members"}
+    ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
+    for gid, lk in sorted(groups.items()):
+        drop = (lk.members or frozenset()) & leaving
+        if not drop or gid in ending or lk.status != "active":
+            continue
+        i = by_group.get(gid)
+        if i is None:
+            name = str(lk.base.get("displayName") or gid)
+            out.append(Change("set_members", "group", gid, name, lk.target_id,
+                              remove=tuple(sorted(drop)),
+                              before={"members": len(lk.members or ())},
+                              reason="members deprovisioned in this run are removed"))
+            continue
+        c = out[i]
+        out[i] = replace(c, add=tuple(a for a in c.add if a not in drop),
+                         remove=tuple(sorted(set(c.remove) | drop)))
+    return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import ssl
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,9 +31,10 @@ from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 
 from connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
 from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
+from connectors.ldap.dn import dn_key
 from connectors.ldap.members import DnMap
 from connectors.ldap.paging import PagedSearch
-from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, normalize_dn
+from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string
 from connectors.ldap.wire import (
     SearchDone,
     SearchEntry,
@@ -46,8 +46,8 @@ from syncd.model import Entry, Kind
 log = logging.getLogger("syncd.connectors.ldap")
 
 _INVALID_CREDENTIALS = 49  # RFC 4511 result code (search results: paging.py)
-#: A DN that `normalize_dn` would only lower-case (no spacing, escapes or quotes).
-_PLAIN_DN = re.compile(r'^[^ \\"]*$').match
+#: Unresolved member values named in one warning (the rest are counted).
+_SHOWN = 5
 
 
 class LdapBase(PagedSearch):
@@ -65,7 +65,8 @@ class LdapBase(PagedSearch):
         self._binary = BINARY_ATTRIBUTES | {a.lower() for a in config.binary_attributes}
         self._anchor = config.anchor.lower()
         self._member = config.member_attribute.lower()
-        self._dn_map = DnMap(config.users.base, config.users.scope)
+        unique = self._member == "uniquemember"
+        self._dn_map = DnMap(config.users.base, config.users.scope, unique)
         self._root: dict[str, list[str]] | None = None
 
     def __repr__(self) -> str:
@@ -234,11 +235,12 @@ class LdapBase(PagedSearch):
         if kind == "user":  # the hot loop of a 100k read: make_entry and the DN fast path inlined
             pairs: list[tuple[str, str]] = []
             new, blank, append, add = object.__new__, ENTRY_DEFAULTS, entries.append, pairs.append
+            key = dn_key
             for dn, anchor, raw, attrs, _m, modified in rows:
                 if anchor is None:
                     whole = self._no_anchor(dn)
                     continue
-                add((dn.lower() if _PLAIN_DN(dn) else normalize_dn(dn), anchor))
+                add((key(dn), anchor))
                 entry = new(Entry)
                 d = entry.__dict__
                 d.update(blank)
@@ -256,13 +258,29 @@ class LdapBase(PagedSearch):
                 whole = self._no_anchor(row[0])
             else:
                 groups.append(row)
-        resolved = self._dn_map.resolve(
-            (_texts(row[4] or ()) for row in groups), self._member_search
-        )
+        values = [_texts(row[4] or ()) for row in groups]
+        resolved = self._dn_map.resolve(values, self._member_search)
         for (dn, anchor, raw, attrs, _m, modified), members in zip(groups, resolved, strict=True):
             assert anchor is not None
-            entries.append(make_entry("group", anchor, raw, attrs, dn, modified, members))
+            if members.unresolved:
+                self._unresolved(dn, members.unresolved)
+            entries.append(make_entry("group", anchor, raw, attrs, dn, modified, members.anchors))
         return entries, whole
+
+    def _unresolved(self, group: str, values: Sequence[str]) -> None:
+        """One WARNING per group and read for member values within the users' base and
+        scope that name no user (a typo, a deleted user, a user the users filter leaves
+        out): the group is synced without them. Values outside the users' scope (nested
+        groups, the placeholder member of an empty groupOfNames) are ignored by design."""
+        shown = ", ".join(repr(v) for v in values[:_SHOWN])
+        more = f" and {len(values) - _SHOWN} more" if len(values) > _SHOWN else ""
+        log.warning(
+            "%s",
+            self._msg(
+                f"group {group}: {len(values)} {self.config.member_attribute} value(s) name "
+                f"no user in scope and are left out: {shown}{more}"
+            ),
+        )
 
     def _no_anchor(self, dn: str) -> bool:
         """Log an entry without anchor (skipped); False: the read is incomplete."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
+from connectors.ldap.dn import dn_key
 from syncd.errors import Rejected
 
 #: Attributes whose values are octets, not UTF-8 text: returned base64-encoded.
@@ -45,29 +46,15 @@ BINARY_ATTRIBUTES = frozenset(
     ]
 )
 
-#: A DN needs real parsing only if it has spaces around separators, escapes or quotes.
-_NEEDS_PARSE = re.compile(r'\s[,=+]|[,=+]\s|\\|"|^\s|\s$')
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _HEX = re.compile(r"\\([0-9a-fA-F]{2})|\\(.)", re.S)
 _GENERALIZED = re.compile(r"^(\d{14})(?:[.,](\d+))?(Z|[+-]\d{4})$")
 
 
 def normalize_dn(dn: str) -> str:
-    """Case-insensitive comparison form of a DN (``UID=a, OU=x`` -> ``uid=a,ou=x``).
-
-    The fast path (plain lower-casing) covers what servers return; the parser is only used
-    for DNs with spacing or escapes, so 100k member values stay cheap. Attribute types given
-    as OIDs (``2.5.4.3=x``) are not mapped to names: servers do not return them that way.
-    """
-    if " " not in dn and "\\" not in dn and '"' not in dn:
-        return dn.lower()  # the fast path: no spacing, escapes or quotes to interpret
-    if not _NEEDS_PARSE.search(dn):
-        return dn.lower()
-    try:
-        parts = parse_dn(dn, escape=False, strip=True)
-    except LDAPInvalidDnError:
-        return dn.strip().lower()
-    return "".join(f"{a.strip().lower()}={v.strip().lower()}{sep}" for a, v, sep in parts)
+    """The comparison key of a DN: `dn.dn_key` (RFC 4514 parsed, see there), the one
+    function every DN comparison of the connector goes through."""
+    return dn_key(dn)
 
 
 def unescape_rdn(value: str) -> str:

@@ -35,6 +35,7 @@ from ldap3.utils.dn import escape_rdn
 from connectors.ldap.config import ATTRIBUTE_RE
 from connectors.ldap.decode import Plan, make_entry, row_from_event
 from connectors.ldap.disable import Disabling
+from connectors.ldap.dn import member_key
 from connectors.ldap.session import (
     NO_SUCH_ATTRIBUTE,
     OBJECT_CLASS_VIOLATION,
@@ -168,7 +169,8 @@ class LdapWriter(Disabling):
         values = {
             n.lower(): [v.decode("utf-8", "replace") for v in vs] for n, vs in got[0][1].items()
         }
-        stored = {normalize_dn(v): v for v in values.get(self._member, [])}
+        unique = self._member == "uniquemember"  # values may carry a #'0101'B UID
+        stored = {member_key(v, unique): v for v in values.get(self._member, [])}
         if not _MUST_HAVE_MEMBER & {c.lower() for c in values.get("objectclass", [])}:
             holder = None  # only classes that demand a member get a placeholder
         to_add = {normalize_dn(d): d for d in add if normalize_dn(d) not in stored}

@@ -299,3 +299,64 @@ def test_member_removal_limits_per_run(env: Env) -> None:
     res = env.run(full=True)
     assert res.result == "refused"
     assert any("20 group memberships would be removed" in r for r in res.refused)
+
+
+# -- 11. membership follows the users; nothing journaled as applied that was not sent --------
+
+def _grouped(env: Env, deprovision: str) -> None:
+    env.configure(deprovision=deprovision)
+    for i in range(4):
+        env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    env.src.put("group", {"cn": "staff"}, "g1")
+    env.src.set_group_members("g1", {"s0", "s1", "s2", "s3"})
+    assert env.run().result == "ok"
+
+
+def _target_members(env: Env) -> set[str]:
+    (gid,) = env.dst.objects["group"]
+    names = {oid: a["userName"] for oid, a in env.dst.objects["user"].items()}
+    return {names.get(m, f"<deleted {m}>") for m in env.dst.members[gid]}
+
+
+@pytest.mark.parametrize("deprovision", ["delete", "disable"])
+def test_a_deprovisioned_user_leaves_the_groups_in_the_same_incremental_run(
+        env: Env, deprovision: str) -> None:
+    _grouped(env, deprovision)
+    # deleted at the source; the group is not in the feed (no refint on this directory)
+    with env.src.lock:
+        env.src.objects["user"].pop("s1")
+        env.src.log.append((env.src.seq() + 1, "user", "s1", True))
+    res = env.run()
+    assert res.reads["user"] == "incremental" and res.result == "ok"
+    assert _target_members(env) == {"u0", "u2", "u3"}
+    assert [c.op for c in res.plan.changes] == ["set_members", deprovision.replace(  # type: ignore[union-attr]
+        "disable", "deprovision")]
+    assert [c.op for c in env.run().plan.changes] == []  # type: ignore[union-attr]
+
+
+def test_a_failed_member_removal_keeps_what_is_needed_to_retry_it(env: Env) -> None:
+    from syncd.errors import Retriable
+
+    _grouped(env, "delete")
+    env.src.remove("user", "s2")
+    env.dst.faults["set_members"] = fail_with(lambda: Retriable("503"), times=1)
+    res = env.run()
+    assert res.result == "failed"
+    assert "u2" not in {a["userName"] for a in env.dst.objects["user"].values()}
+    assert len(_target_members(env)) == 4  # the deleted user is still listed there
+    res = env.run(full=True)
+    assert _target_members(env) == {"u0", "u1", "u3"}
+    journal_ok = [c for c in res.plan.changes if c.op == "set_members"]  # type: ignore[union-attr]
+    assert journal_ok and not res.failures
+
+
+def test_a_member_change_that_sends_nothing_is_not_applied(env: Env) -> None:
+    from syncd.errors import Rejected
+
+    env.src.put("user", {"uid": "u0", "title": "t"}, "s0")
+    env.src.put("group", {"cn": "staff"}, "g1")
+    env.src.set_group_members("g1", {"s0"})
+    env.dst.faults["create"] = fail_with(lambda: Rejected("400 bad user"), only="u0")
+    res = env.run()
+    fails = {(f.change.kind, f.change.op) for f in res.failures}
+    assert ("group", "set_members") in fails  # nothing was sent for it: not "applied"
