@@ -104,19 +104,6 @@ def check_password_use(url: str | None, password: SecretStr | None) -> None:
                          "(preferably [state] password = \"env:NAME\" or \"file:/path\")")
 
 
-def where(url: str) -> str:
-    """How errors name a store: its SQLite path, else its URL with the password masked."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return "(unparseable url)"
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        return parsed.database
-    return parsed.render_as_string(hide_password=True)
-
-
 def _ok(path: Path, mode: int) -> bool:
     # effective ids: what the process may do now (a root process that dropped privileges)
     return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)

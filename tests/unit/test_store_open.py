@@ -270,6 +270,16 @@ def test_postgresql_down_is_a_clear_error_without_the_password(
     assert "Hunter2-pw" not in res.output
 
 
+def test_a_password_a_driver_echoes_is_masked_in_store_errors() -> None:
+    from pydantic import SecretStr
+
+    from syncd.store_open import reason
+
+    echoed = Exception('FATAL:  password "Hunter2-pw" rejected for user "syncd"')
+    text = reason(echoed, SecretStr("Hunter2-pw"))
+    assert "Hunter2-pw" not in text and 'password "***"' in text
+
+
 # -- private files ------------------------------------------------------------------------------
 
 
