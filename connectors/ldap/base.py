@@ -34,7 +34,7 @@ from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
 from connectors.ldap.dn import dn_key
 from connectors.ldap.members import DnMap
 from connectors.ldap.paging import PagedSearch
-from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string
+from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, is_password_attribute
 from connectors.ldap.wire import (
     SearchDone,
     SearchEntry,
@@ -201,6 +201,9 @@ class LdapBase(PagedSearch):
         for name in wanted:
             if name != "*" and not ATTRIBUTE_RE.match(name):
                 raise ConfigError(f"{name!r} is not a valid LDAP attribute name")
+        # Passwords and their hashes are never asked for (and dropped by `decode.Plan` when
+        # ``*`` or a careless server sends them): nothing syncd reads may show or store them.
+        wanted = [a for a in wanted if not is_password_attribute(a)]
         # modifyTimestamp (operational: ``*`` omits it) feeds `Entry.modified`, which the
         # two-way ``newest`` rule compares; a source cannot know whether its flow is two-way.
         extra = [self.config.anchor, "modifyTimestamp"]

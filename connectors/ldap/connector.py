@@ -10,6 +10,10 @@ rendered as its canonical UUID string), never the DN, which changes on rename.
 
 Incremental reads (``incremental``: syncrepl, watermark, DirSync) are `incremental.py`'s.
 
+Passwords (`values.PASSWORD_ATTRIBUTES`: userPassword, unicodePwd, ...) are never requested,
+searched by or kept, also not through ``*``: whatever a bind account may read, no syncd
+output (``explain``, links, logs) can carry a password hash.
+
 Groups: member DNs are resolved to user anchors by `members.DnMap` (users seen in this
 session, then bulk lookups). Members that are not users in scope (including nested groups)
 are ignored: nested groups are **not** flattened. memberOf is never requested (unless mapped):
@@ -35,6 +39,7 @@ from connectors.ldap.base import log
 from connectors.ldap.config import ATTRIBUTE_RE
 from connectors.ldap.incremental import FullReadNeeded, IncrementalReads
 from connectors.ldap.sync import BadCursor, parse_cursor
+from connectors.ldap.values import is_password_attribute
 from connectors.ldap.write import LdapWriter
 from syncd.connector import Capabilities
 from syncd.errors import ConfigError, Fatal
@@ -76,17 +81,24 @@ class LdapConnector(IncrementalReads):
 
     # ---- find ------------------------------------------------------------------------------
 
-    def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
+    def find(
+        self, kind: Kind, attribute: str, value: str, attributes: Sequence[str] | None = None
+    ) -> list[Entry]:
         """Entries of `kind` whose LDAP `attribute` equals `value`, within the configured
-        base and filter. The value is always escaped (RFC 4515): ``*)(`` matches literally."""
+        base and filter. The value is always escaped (RFC 4515): ``*)(`` matches literally.
+        `attributes` limits what is fetched, as for `read` (None: all but passwords).
+        Never by a password attribute: a search by hash would be an oracle for it."""
         if not ATTRIBUTE_RE.match(attribute):
             raise ConfigError(f"{attribute!r} is not a valid LDAP attribute name")
+        if is_password_attribute(attribute):
+            raise ConfigError(f"{attribute!r} is a password attribute: never searched by")
         spec = self._spec(kind)
         filter_ = f"(&{spec.filter}({attribute}={escape_filter_chars(value)}))"
         out: list[Entry] = []
-        plan = self._plan(kind, None)
+        keep = None if attributes is None else {a.lower() for a in attributes}
+        plan = self._plan(kind, keep)
         for rows, _last, cut_short in self._paged(
-            spec.base, filter_, spec.scope, self._request(kind, None), plan
+            spec.base, filter_, spec.scope, self._request(kind, attributes), plan
         ):
             if cut_short:
                 raise Fatal(

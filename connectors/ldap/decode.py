@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from connectors.ldap.ber import Malformed, long_length, text
-from connectors.ldap.values import anchor_string, iso_timestamp
+from connectors.ldap.values import anchor_string, is_password_attribute, iso_timestamp
 from syncd.model import Entry, Kind, Value
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ class Plan:
     """What one read does with each attribute name, decided once per name and read.
 
     `keep` None keeps every attribute (``*``); the anchor, the member attribute (groups)
-    and modifyTimestamp are taken whether kept or not."""
+    and modifyTimestamp are taken whether kept or not. Password attributes are never kept
+    or taken: a server that sends them anyway (``*``, a careless ACL) has them dropped here,
+    the one place both decoders decide what an entry carries."""
 
     __slots__ = (
         "_by_name", "_by_raw", "anchor", "binary", "guid", "headers", "keep", "kind", "member",
@@ -71,16 +73,19 @@ class Plan:
         act = self._by_name.get(lname)
         if act is None:
             act = 0
-            if self.keep is None or lname in self.keep:
-                act |= KEPT
-                if lname in self.binary or lname.endswith(";binary"):
-                    act |= BINARY
-            if lname == self.anchor:
-                act |= ANCHOR
-            if lname == self.member:
-                act |= MEMBER
-            if lname == STAMP_NAME:
-                act |= STAMP
+            if is_password_attribute(lname):
+                pass  # never used, whatever was asked for or sent (values.PASSWORD_ATTRIBUTES)
+            else:
+                if self.keep is None or lname in self.keep:
+                    act |= KEPT
+                    if lname in self.binary or lname.endswith(";binary"):
+                        act |= BINARY
+                if lname == self.anchor:
+                    act |= ANCHOR
+                if lname == self.member:
+                    act |= MEMBER
+                if lname == STAMP_NAME:
+                    act |= STAMP
             if len(self._by_name) < 4096:  # a hostile server cannot grow it without bound
                 self._by_name[lname] = act
         return act

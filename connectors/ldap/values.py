@@ -46,6 +46,24 @@ BINARY_ATTRIBUTES = frozenset(
     ]
 )
 
+#: Password and password-hash attributes (lower-case): never requested, kept, shown or
+#: searched by, whatever the bind account may read (OpenLDAP, AD, Samba schema, 389-ds).
+PASSWORD_ATTRIBUTES = frozenset(
+    [
+        "userpassword",
+        "unicodepwd",
+        "dbcspwd",
+        "ntpwdhistory",
+        "lmpwdhistory",
+        "supplementalcredentials",
+        "sambantpassword",
+        "sambalmpassword",
+        "userpkcs12",
+        "msds-managedpassword",
+        "cleartextpassword",
+        "authpassword",
+    ]
+)
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _HEX = re.compile(r"\\([0-9a-fA-F]{2})|\\(.)", re.S)
 _GENERALIZED = re.compile(r"^(\d{14})(?:[.,](\d+))?(Z|[+-]\d{4})$")
@@ -55,6 +73,12 @@ def normalize_dn(dn: str) -> str:
     """The comparison key of a DN: `dn.dn_key` (RFC 4514 parsed, see there), the one
     function every DN comparison of the connector goes through."""
     return dn_key(dn)
+
+
+def is_password_attribute(name: str) -> bool:
+    """Is `name` (any case, options such as ``;binary`` ignored) a password or password
+    hash attribute, which the connector never requests, keeps or searches by?"""
+    return name.split(";", 1)[0].lower() in PASSWORD_ATTRIBUTES
 
 
 def unescape_rdn(value: str) -> str:
