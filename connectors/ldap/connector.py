@@ -10,6 +10,9 @@ rendered as its canonical UUID string), never the DN, which changes on rename.
 
 Incremental reads (``incremental``: syncrepl, watermark, DirSync) are `incremental.py`'s.
 
+Absence is not proof: before the engine deprovisions a linked entry a full listing did not
+return, `confirm_gone` looks its anchor up directly, within the same base, scope and filter.
+
 Passwords (`values.PASSWORD_ATTRIBUTES`: userPassword, unicodePwd, ...) are never requested,
 searched by or kept, also not through ``*``: whatever a bind account may read, no syncd
 output (``explain``, links, logs) can carry a password hash.
@@ -36,13 +39,15 @@ from functools import cached_property
 from ldap3.utils.conv import escape_filter_chars
 
 from connectors.ldap.base import log
-from connectors.ldap.config import ATTRIBUTE_RE
+from connectors.ldap.config import ATTRIBUTE_RE, SearchSpec
 from connectors.ldap.incremental import FullReadNeeded, IncrementalReads
+from connectors.ldap.session import CHUNK
 from connectors.ldap.sync import BadCursor, parse_cursor
-from connectors.ldap.values import is_password_attribute
+from connectors.ldap.values import anchor_filter, anchor_string, is_password_attribute
+from connectors.ldap.wire import SearchDone, SearchEntry, SearchRef
 from connectors.ldap.write import LdapWriter
 from syncd.connector import Capabilities
-from syncd.errors import ConfigError, Fatal
+from syncd.errors import ConfigError, ConnectorError, Fatal
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 
 
@@ -107,6 +112,53 @@ class LdapConnector(IncrementalReads):
                 )
             out.extend(self._entries(kind, rows)[0])
         return out
+
+    # ---- absence is not proof ----------------------------------------------------------------
+
+    def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
+        """Of these anchors, those a direct lookup proves absent from the configured scope
+        (same base, scope and filter as a listing: an entry that left the filter is gone).
+
+        Why: a paged listing is not a snapshot, so an entry it did not return may still be
+        there; the engine deprovisions only what this confirms. One search per `CHUNK`
+        anchors, ``(&(filter)(|(anchor=a)(anchor=b)...))``. Only a complete answer proves
+        anything: a chunk that failed, was cut short (size limit) or referred elsewhere
+        confirms nothing, and after an error no further chunk is tried. Never raises: what
+        cannot be proven gone is left out, so the engine holds it."""
+        gone: set[str] = set()
+        anchors = list(dict.fromkeys(external_ids))
+        try:
+            spec = self._spec(kind)
+            for i in range(0, len(anchors), CHUNK):
+                gone |= self._absent(spec, anchors[i : i + CHUNK])
+        except ConnectorError as exc:
+            log.warning("%s", self._msg(f"confirm_gone {kind}s: {exc}; nothing more confirmed"))
+        return gone
+
+    def _absent(self, spec: SearchSpec, chunk: list[str]) -> set[str]:
+        """The anchors of `chunk` a complete search of the scope did not return."""
+        items = {a: anchor_filter(self.config.anchor, a) for a in chunk}
+        wanted = "".join(f for f in items.values() if f)
+        if not wanted:
+            return set()  # none can be an anchor of this directory: nothing to prove
+        found: set[str] = set()
+        complete = referred = False
+        filter_ = f"(&{spec.filter}(|{wanted}))"
+        for event in self._search(spec.base, filter_, spec.scope, [self.config.anchor]):
+            if isinstance(event, SearchEntry):
+                for name, values in event.attrs.items():
+                    if name.lower() == self._anchor and values:
+                        found.add(anchor_string(self._anchor, values[0]))
+            elif isinstance(event, SearchRef):
+                referred = True  # part of the scope lives elsewhere: proves nothing
+            elif isinstance(event, SearchDone):
+                complete = event.code == 0
+        if not complete or referred:
+            log.warning(
+                "%s", self._msg(f"confirm_gone: lookup of {len(chunk)} anchors incomplete")
+            )
+            return set()
+        return {a for a, f in items.items() if f and a not in found}
 
     # ---- writing (write.py) ----------------------------------------------------------------
 

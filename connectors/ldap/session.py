@@ -16,17 +16,20 @@ import contextlib
 import logging
 import math
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
-from ldap3.utils.conv import escape_filter_chars
 
 from connectors.ldap.config import DisableSpec, LdapConfig
-from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, normalize_dn
+from connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    anchor_filter,
+    anchor_string,
+    normalize_dn,
+)
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Kind
 
@@ -243,13 +246,7 @@ class WriteSession:
     # ---- anchors -> DNs ----------------------------------------------------------------
 
     def _anchor_filter(self, anchor: str) -> str | None:
-        if self._anchor == "objectguid":  # binary on the wire: escape every byte
-            try:
-                raw = uuid.UUID(anchor).bytes_le
-            except ValueError:
-                return None
-            return "(objectGUID=" + "".join(f"\\{b:02x}" for b in raw) + ")"
-        return f"({self.config.anchor}={escape_filter_chars(anchor)})"
+        return anchor_filter(self.config.anchor, anchor)
 
     def _anchor_of(self, attrs: Mapping[str, list[bytes]]) -> str | None:
         for name, values in attrs.items():

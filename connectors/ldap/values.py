@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ldap3.core.exceptions import LDAPInvalidDnError
+from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from connectors.ldap.dn import dn_key
@@ -79,6 +80,18 @@ def is_password_attribute(name: str) -> bool:
     """Is `name` (any case, options such as ``;binary`` ignored) a password or password
     hash attribute, which the connector never requests, keeps or searches by?"""
     return name.split(";", 1)[0].lower() in PASSWORD_ATTRIBUTES
+
+
+def anchor_filter(anchor: str, value: str) -> str | None:
+    """``(anchor=value)`` for one anchor value, escaped: AD's objectGUID is matched on its
+    16 little-endian bytes, each escaped; None for a value that cannot be an objectGUID."""
+    if anchor.lower() == "objectguid":
+        try:
+            raw = uuid.UUID(value).bytes_le
+        except ValueError:
+            return None
+        return "(objectGUID=" + "".join(f"\\{b:02x}" for b in raw) + ")"
+    return f"({anchor}={escape_filter_chars(value)})"
 
 
 def unescape_rdn(value: str) -> str:

@@ -290,3 +290,23 @@ def test_deactivation_shows_up_incrementally(samba_dc: SambaDC, people: dict[str
     got = entries(read(conn, cursor=cursor))
     assert int(got[guid].raw["useraccountcontrol"][0]) & UAC_ACCOUNTDISABLE
     conn.close()
+
+
+# ---- absence is not proof --------------------------------------------------------------------
+
+
+def test_confirm_gone_by_object_guid(samba_dc: SambaDC, people: dict[str, str]) -> None:
+    """objectGUID lookups (each byte escaped): a deleted user (a tombstone, invisible to a
+    plain search) and one moved out of the base are gone; a present one and an anchor that
+    cannot be an objectGUID are not confirmed."""
+    guids = {name: samba_dc.guid(dn) for name, dn in people.items()}
+    samba_dc.delete(people["bob"])
+    users = f"CN=Users,{samba_dc.base}"
+    samba_dc.admin.modify_dn(people["élodie"], "CN=élodie", new_superior=users)
+    never = "01020304-0506-0708-090a-0b0c0d0e0f10"
+    conn = opened(samba_dc)
+    asked = [guids["alice"], guids["bob"], guids["élodie"], never, "not-a-guid"]
+    assert conn.confirm_gone("user", asked) == {guids["bob"], guids["élodie"], never}
+    conn.close()
+    samba_dc.stop()
+    assert conn.confirm_gone("user", asked) == set()  # unreachable: nothing, no exception
