@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import ssl
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, NoReturn
@@ -34,6 +33,7 @@ from connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
 from connectors.ldap.dn import dn_key
 from connectors.ldap.members import DnMap
 from connectors.ldap.paging import PagedSearch
+from connectors.ldap.tls import build_tls, certificate_problem, tls_warnings
 from connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, is_password_attribute
 from connectors.ldap.wire import (
     SearchDone,
@@ -79,18 +79,14 @@ class LdapBase(PagedSearch):
         return Capabilities(read=True, write=False, patch=False)
 
     def build_tls(self) -> ldap3.Tls | None:
-        """TLS settings, verifying by default: ldap3's own default ``Tls()`` validates
-        nothing, so we always pass ``CERT_REQUIRED`` (ldap3 then checks the host name too)
-        unless the admin explicitly set ``tls_verify = false``."""
-        if self.config.scheme != "ldaps" and not self.config.start_tls:
-            return None
-        return ldap3.Tls(
-            validate=ssl.CERT_REQUIRED if self.config.tls_verify else ssl.CERT_NONE,
-            ca_certs_file=self.config.ca_file,
-        )
+        """TLS settings, verifying unless ``tls_verify = false`` (`tls.build_tls`)."""
+        return build_tls(self.config)
 
     def open(self) -> None:
-        """Connect, optionally StartTLS, bind. Any failure is Fatal: nothing can be read."""
+        """Connect, optionally StartTLS, bind. Any failure is Fatal: nothing can be read.
+        Unsafe TLS settings are logged at every open (`tls.tls_warnings`): never silent."""
+        for warning in tls_warnings(self.config):
+            log.warning("%s", self._msg(warning))
         self.close()
         self._local.conn = self._connect()
 
@@ -123,9 +119,12 @@ class LdapBase(PagedSearch):
             if cfg.start_tls:
                 conn.start_tls()
             bound = conn.bind()
-        except LDAPStartTLSError as exc:
-            self._fatal(f"StartTLS failed: {exc}", conn)
         except LDAPException as exc:
+            problem = certificate_problem(exc, cfg)
+            if problem is not None:
+                self._fatal(problem, conn)
+            if isinstance(exc, LDAPStartTLSError):
+                self._fatal(f"StartTLS failed: {exc}", conn)
             self._fatal(f"cannot connect: {exc}", conn)
         if not bound:
             code = conn.result.get("result")

@@ -24,6 +24,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
 
 from connectors.ldap.config import DisableSpec, LdapConfig
+from connectors.ldap.tls import certificate_problem
 from connectors.ldap.values import (
     BINARY_ATTRIBUTES,
     anchor_filter,
@@ -156,7 +157,8 @@ class WriteSession:
                 conn.start_tls()
             bound = conn.bind()
         except LDAPException as exc:
-            raise Fatal(self._msg(f"cannot connect: {exc}"), connector=self.name) from None
+            what = certificate_problem(exc, cfg) or f"cannot connect: {exc}"
+            raise Fatal(self._msg(what), connector=self.name) from None
         if not bound:
             who = cfg.bind_dn or "anonymous"
             desc = f"{conn.result.get('description', '')} {conn.result.get('message', '')}"
