@@ -32,6 +32,10 @@ holds the connector's other requests until then. When retries run out, or the se
 for 3 minutes or more (the RetryHandler does not wait that long), the change fails as
 `Retriable` carrying the server's Retry-After and is deferred to the next run.
 
+Absence is not proof: before the engine deprovisions a linked object a full round did not
+return, `confirm_gone` asks Graph for it directly (`gone.py`). ``passwordProfile`` is never
+selected nor kept (`delta.SECRET_PROPERTIES`).
+
 Errors: 401/403 -> `Fatal` (never with a header or token in the message); 429/5xx and broken
 connections -> `Retriable`; 404 on update -> `Rejected`, on delete -> success (gone is what
 we wanted); a duplicate userPrincipalName (Graph answers 400) -> `Conflict`, so the engine
@@ -50,7 +54,7 @@ from collections.abc import Awaitable, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from connectors.graph import delta
+from connectors.graph import delta, gone
 from connectors.graph.config import GraphConfig
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import Conflict, ConnectorError, Fatal, Rejected, Retriable
@@ -248,6 +252,20 @@ class GraphConnector:
                 out.append(Entry("group", str(obj["id"]), raw=delta.raw_values(obj),
                                  attrs=delta.target_attrs("group", obj), name=delta.label(obj)))
         return out
+
+    def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
+        """Of these ids, those a direct lookup proves gone (`gone.py`: only a 404
+        ``Request_ResourceNotFound`` does). Never raises: what cannot be proven is left out,
+        so the engine holds it instead of deprovisioning it."""
+        ids = list(dict.fromkeys(str(i) for i in external_ids if i))
+        if not ids:
+            return set()
+        try:
+            return self._call(gone.absent(self._client, self._send_info, kind, ids,
+                                          self.config.concurrency), f"confirm_gone {kind}s")
+        except ConnectorError as exc:
+            log.warning("%s: confirm_gone %ss: %s; nothing confirmed", self.name, kind, exc)
+            return set()
 
     # --- contract: writes -----------------------------------------------------------------
 

@@ -49,6 +49,9 @@ GROUP_PROPERTIES = ("displayName", "description", "mailNickname")
 GROUP_READ_ONLY = ("id", "mail", "mailEnabled", "securityEnabled", "createdDateTime",
                    "groupTypes")
 BOOLEAN = frozenset({"accountEnabled", "mailEnabled", "securityEnabled"})
+#: Never selected nor kept (lower-case), whatever a mapping names or Graph sends: syncd
+#: never reads passwords (`create_payload` only ever writes a random initial one).
+SECRET_PROPERTIES = frozenset({"passwordprofile"})
 #: syncd's engine manages enablement as the canonical ``active``; Graph calls it accountEnabled.
 ACTIVE = "active"
 #: Properties Graph filters only as an "advanced query" (ConsistencyLevel: eventual + $count).
@@ -86,6 +89,7 @@ def select_for(kind: Kind, attributes: Sequence[str] | None) -> tuple[str, ...]:
     """``$select`` for a read: the requested attributes (all known when None), plus ``id``,
     plus ``members`` for groups (the engine needs memberships)."""
     names = _PROPS[kind] if attributes is None else [graph_name(kind, a) for a in attributes]
+    names = [n for n in names if n.lower() not in SECRET_PROPERTIES]
     out = ["id", *names] + (["members"] if kind == "group" else [])
     return tuple(dict.fromkeys(out))
 
@@ -136,7 +140,8 @@ def raw_values(obj: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     for key, value in obj.items():
         name = lower.get(key)
         if name is None:
-            name = lower[key] = "" if "@" in key else key.lower()
+            lname = key.lower()
+            name = lower[key] = "" if "@" in key or lname in SECRET_PROPERTIES else lname
         if not name:
             continue
         cls = type(value)
