@@ -2,7 +2,9 @@
 
 Locates an object by name or anchor (the link table first, then the source through the
 mapping's first match key, written back to its source attribute), then shows every stage a
-cycle would take it through — raw values, mapped values per rule, scope, the target object,
+cycle would take it through — the raw values the mapping and scope use (only those: never
+password hashes or whatever else the bind account may read), mapped values per rule,
+scope, the target object,
 the link and its base, the plan for it and why — plus its recent history from the journal.
 `run_one` applies that one-object plan right away (Entra's "provision on demand", in seconds),
 through the same planner, safety check and apply as a full cycle; cursors do not move.
@@ -10,7 +12,9 @@ through the same planner, safety check and apply as a full cycle; cursors do not
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +57,26 @@ def _find_link(store: Store, flow: Flow, kind: Kind, who: str) -> Link | None:
     return None
 
 
+def used_attributes(kf: KindFlow) -> list[str]:
+    """The source attributes the flow's mapping and scope read: all a cycle fetches, and
+    all explain fetches and shows (never "everything the entry has": a bind account that
+    may read password hashes must not put them on a terminal or into a ticket)."""
+    return sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
+
+
+def _find(source: Connector, kind: Kind, attr: str, value: str,
+          attributes: list[str]) -> list[Entry]:
+    """`source.find`, limited to `attributes` where the connector's find takes them (an
+    optional parameter: the protocol's find has none)."""
+    try:
+        takes = "attributes" in inspect.signature(source.find).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes:
+        return list(source.find(kind, attr, value, attributes=attributes))  # type: ignore[call-arg]
+    return source.find(kind, attr, value)
+
+
 def _find_source(source: Connector, kf: KindFlow, who: str, link: Link | None
                  ) -> Entry | None:
     reverse = kf.mapping.reverse()
@@ -62,7 +86,7 @@ def _find_source(source: Connector, kf: KindFlow, who: str, link: Link | None
         values += [str(link.base[m]) for m in kf.match if link.base.get(m)]
     for attr in keys:
         for value in values:
-            for e in source.find(kf.kind, attr, value):
+            for e in _find(source, kf.kind, attr, value, used_attributes(kf)):
                 if link is None or e.external_id == link.source_id:
                     return e
     return None
@@ -139,7 +163,7 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
         return {
             "flow": flow.name, "kind": loc.kind, "source_id": sid,
             "source": None if loc.source is None else {
-                "name": loc.source.name, "raw": {k: list(v) for k, v in loc.source.raw.items()}},
+                "name": loc.source.name, "raw": _shown(loc.kf, loc.source.raw)},
             "in_scope": loc.in_scope,
             "mapping": {p: {"rule": e.rule, "result": _j(e.result), "managed": e.managed,
                             "error": e.error}
@@ -187,6 +211,13 @@ def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
         store.unlock(flow.name)
         conns.close()
         store.close()
+
+
+def _shown(kf: KindFlow, raw: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """The raw values explain shows: only what the mapping and scope use (whatever a
+    connector returned beyond that stays out of the output)."""
+    used = set(used_attributes(kf))
+    return {k: list(v) for k, v in raw.items() if k.lower() in used}
 
 
 def _j(v: Value) -> Any:

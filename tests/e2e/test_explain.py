@@ -74,3 +74,23 @@ def test_status_reports_runs_links_and_retries(sync_scim2: Sync) -> None:
     assert doc["cursor_age_s"] is not None
     code, text = cli(s, "status")
     assert "pending retries: 0; quarantined: 0" in text
+
+
+def test_explain_never_shows_password_hashes(sync_scim2: Sync) -> None:
+    """The e2e bind account (the rootdn) may read userPassword: explain must still never
+    print it, and shows only the attributes the mapping and scope use."""
+    s = sync_scim2
+    hashed = "{SSHA}ZXhwbGFpbi1tdXN0LW5ldmVyLXByaW50LXRoaXM="
+    s.ldap.modify(f"dn: {user_dn(1)}\nchangetype: modify\nreplace: userPassword\n"
+                  f"userPassword: {hashed}\n")
+    assert s.run().code == 0
+    code, out = cli(s, "explain", "-o", "json", user_uid(1))
+    assert code == 0, out
+    doc = json.loads(out)
+    mapped = {"uid", "cn", "givenname", "sn", "mail", "title", "employeenumber", "entryuuid"}
+    assert set(doc["source"]["raw"]) <= mapped and "uid" in doc["source"]["raw"]
+    code, text = cli(s, "explain", user_uid(1))
+    assert code == 0, text
+    for shown in (out, text):
+        assert hashed not in shown and "ZXhwbGFpbi1tdXN0" not in shown
+        assert "userpassword" not in shown.lower()
