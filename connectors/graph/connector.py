@@ -36,10 +36,12 @@ Absence is not proof: before the engine deprovisions a linked object a full roun
 return, `confirm_gone` asks Graph for it directly (`gone.py`). ``passwordProfile`` is never
 selected nor kept (`delta.SECRET_PROPERTIES`).
 
-Errors: 401/403 -> `Fatal` (never with a header or token in the message); 429/5xx and broken
-connections -> `Retriable`; 404 on update -> `Rejected`, on delete -> success (gone is what
-we wanted); a duplicate userPrincipalName (Graph answers 400) -> `Conflict`, so the engine
-adopts the existing user; other 4xx -> `Rejected` with the OData code and message.
+Errors: 401/403 -> `Fatal` (never with a header or token in the message); 429/5xx and
+timeouts -> `Retriable`; no answer at all (refused, reset, connect timeout) -> `Unreachable`
+(a few in a row and the engine takes the target for down); 404 on update -> `Rejected`, on
+delete -> success (gone is what we wanted); a duplicate userPrincipalName (Graph answers
+400) -> `Conflict`, so the engine adopts the existing user; other 4xx -> `Rejected` with the
+OData code and message.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from connectors.graph import delta, gone
 from connectors.graph.config import GraphConfig
 from syncd.connector import Capabilities, ConnectorConfig
-from syncd.errors import Conflict, ConnectorError, Fatal, Rejected, Retriable
+from syncd.errors import Conflict, ConnectorError, Fatal, Rejected, Retriable, Unreachable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 
 if TYPE_CHECKING:
@@ -504,9 +506,14 @@ class GraphConnector:
         status = getattr(exc, "response_status_code", None)
         if status is None:
             if isinstance(exc, httpx.TransportError):
-                err_cls = Fatal if self._opening else Retriable
-                return err_cls(f"{what}: {type(exc).__name__} talking to "
-                               f"{self.config.endpoint}", connector=self.name)
+                text = f"{what}: {type(exc).__name__} talking to {self.config.endpoint}"
+                if self._opening:
+                    return Fatal(text, connector=self.name)
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                        exc, httpx.ConnectTimeout):
+                    return Retriable(text, connector=self.name)  # slow, not gone
+                # refused, reset, connect timeout: no answer at all (a few: Graph is down)
+                return Unreachable(text, connector=self.name)
             if type(exc).__module__.startswith("azure."):  # only the credential uses azure-core
                 first = (str(exc).strip().splitlines() or [""])[0]
                 return Fatal(f"{what}: could not get a token for {self.config.scope} from "

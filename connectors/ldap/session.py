@@ -6,8 +6,10 @@ too); `write.py` keeps what each write *does*. Connections: one per apply thread
 connection carries one conversation at a time), never the read path's.
 
 Errors: a result about this one object (schema, syntax, naming, access rights) is `Rejected`
-naming the DN and the server's message; busy/unavailable/timeLimit and a lost connection are
-`Retriable`; authentication trouble and an unreachable server are `Fatal`.
+naming the DN and the server's message; busy/unavailable/timeLimit and a timeout are
+`Retriable`; a connection reset or closed mid-operation is `Unreachable` (no answer at all:
+a few in a row and the engine takes the target for down); authentication trouble, a failed
+certificate check and a server that refuses connections are `Fatal`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from connectors.ldap.values import (
     anchor_string,
     normalize_dn,
 )
-from syncd.errors import Conflict, Fatal, Rejected, Retriable
+from syncd.errors import Conflict, Fatal, Rejected, Retriable, Unreachable
 from syncd.model import Kind
 
 log = logging.getLogger("syncd.connectors.ldap")
@@ -195,7 +197,11 @@ class WriteSession:
             call(conn)
         except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
             self._drop()
-            raise Retriable(self._msg(f"{what} {dn}: {exc}"), connector=self.name) from None
+            text = self._msg(f"{what} {dn}: {exc}")
+            if isinstance(exc, LDAPResponseTimeoutError) or "timed out" in str(exc):
+                raise Retriable(text, connector=self.name) from None  # slow, not gone
+            # reset or closed under us: no answer at all (a few in a row: the target is down)
+            raise Unreachable(text, connector=self.name) from None
         except LDAPException as exc:
             raise self._reject(f"{what} {dn}: {exc}") from None
         last: dict[str, Any] = conn.result or {}

@@ -2,7 +2,7 @@
 
 Absence is not proof: only Graph's own "does not exist" (404 ``Request_ResourceNotFound``)
 confirms an object gone; any other answer, or none, confirms nothing and raises nothing.
-``passwordProfile`` is never selected nor kept.
+``passwordProfile`` is never selected nor kept. A Graph that does not answer is `Unreachable`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from connectors.graph import delta
 from connectors.graph.config import GraphConfig
 from connectors.graph.connector import GraphConnector
+from syncd.errors import Unreachable
 from tests.peers.run_graph_fake import GraphFakeServer
 
 TOKEN = "graph-gone-token-0815"
@@ -86,6 +87,17 @@ def test_unreachable_graph_confirms_nothing_and_raises_nothing() -> None:
     closed = GraphConnector("entra", GraphConfig.model_validate(
         {"auth": "token", "token": TOKEN, "endpoint": "http://127.0.0.1:9/v1.0"}))
     assert closed.confirm_gone("user", ["x"]) == set()  # never opened: nothing, no error
+
+
+def test_a_graph_that_does_not_answer_is_unreachable() -> None:
+    """Refused connections are `Unreachable` (the engine takes the target for down after a
+    few), not a plain `Retriable` repeated for every change."""
+    with GraphFakeServer(token=TOKEN) as own:
+        conn = opened(own)
+        own.stop()
+        with pytest.raises(Unreachable, match="ConnectError"):
+            conn.update("user", str(uuid.uuid4()), {"jobTitle": "x"})
+        conn.close()
 
 
 def test_password_profile_is_never_selected_nor_kept(fake: GraphFakeServer) -> None:

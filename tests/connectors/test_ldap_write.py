@@ -16,7 +16,7 @@ from connectors.ldap.config import LdapConfig
 from connectors.ldap.connector import LdapConnector
 from connectors.ldap.values import iso_timestamp
 from connectors.ldap.write import LdapWriter
-from syncd.errors import Conflict, Fatal, Rejected, Retriable
+from syncd.errors import Conflict, Fatal, Rejected, Retriable, Unreachable
 from syncd.model import Attrs, Entry, Kind
 from syncd.testing import ConnectorContract
 from tests.peers.directory import BASE, GROUPS, PEOPLE, group_dn, user_attrs, user_dn
@@ -428,6 +428,24 @@ def test_lost_connection_is_retriable_then_down_is_fatal(corp: LdapConnector, sl
         corp.update("user", anchor, {"title": "After"})
     with pytest.raises(Fatal, match="cannot connect"):
         corp.update("user", anchor, {"title": "After"})
+
+
+def test_reset_connection_is_unreachable_and_a_slow_server_only_retriable(slapd: Slapd) -> None:
+    """No answer at all (the server died under an open connection) is `Unreachable`, so the
+    engine can take the target for down; an answer that is only late is not."""
+    anchor = uuid_of(slapd, user_dn(11))
+    slow = make(slapd, timeout=1)
+    slow.update("user", anchor, {"title": "Before"})  # the write connection is open
+    with slapd.paused(), pytest.raises(Retriable) as late:
+        slow.update("user", anchor, {"title": "Late"})
+    assert not isinstance(late.value, Unreachable)
+    corp = make(slapd)
+    corp.update("user", anchor, {"title": "Before"})
+    slapd.kill()
+    with pytest.raises(Unreachable, match=r"update|search"):
+        corp.update("user", anchor, {"title": "After"})
+    slow.close()
+    corp.close()
 
 
 def test_bad_credentials_are_fatal_without_the_password(slapd: Slapd) -> None:
