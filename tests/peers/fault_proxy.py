@@ -12,7 +12,13 @@ requests pass; a request a rule skips may still be taken by a later rule). Actio
  - ``reset``: close the connection with a TCP RST, not forwarded (nothing was applied);
  - ``drop_response``: forward, then reset instead of answering (applied, answer lost);
  - ``delay``: hold the request `delay` seconds (beyond the client's timeout), then forward
-   it (`forward=True`, the server applies it late) or reset.
+   it (`forward=True`, the server applies it late) or reset;
+ - ``rewrite``: forward, then answer the server's status and headers with the body passed
+   through `rewrite` (a malformed answer from a real server);
+ - ``serve``: answer `status` with the chunks `payload()` yields, not forwarded, without a
+   Content-Length (read until close) unless `length` is set; the event's `sent` counts the
+   body bytes that went out before the client hung up (a client that stops reading an
+   oversized body shows as ``sent`` far below the body's size).
 
 Every request is recorded as an `Event` with monotonic timestamps, so tests assert what
 happened (e.g. "no retry came earlier than Retry-After allowed") from the proxy's clock
@@ -31,6 +37,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -39,7 +46,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-Action = Literal["status", "reset", "drop_response", "delay"]
+Action = Literal["status", "reset", "drop_response", "delay", "rewrite", "serve"]
 #: Never hold a request longer than this, whatever a plan says.
 MAX_DELAY = 30.0
 _HOP = frozenset({
@@ -62,6 +69,9 @@ class Fault:
     delay: float = 0.0
     forward: bool = False
     skip: int = 0
+    rewrite: Callable[[bytes], bytes] | None = None
+    payload: Callable[[], Iterable[bytes]] | None = None
+    length: int | None = None  # a Content-Length to announce for `serve`
     hits: int = field(default=0, init=False)
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
@@ -89,6 +99,7 @@ class Event:
     action: str
     status: int | None
     retry_after: float | None
+    sent: int | None = None  # body bytes written (``serve``)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -107,6 +118,7 @@ class FaultProxy:
         self._faults: list[Fault] = []
         self._events: list[Event] = []
         self._lock = threading.Lock()
+        self._recorded = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -188,9 +200,20 @@ class FaultProxy:
                     # skipped by this rule: a later rule may still take it
         return None
 
+    def wait_for(self, action: str, count: int, timeout: float = 10.0) -> list[Event]:
+        """Block until `count` events of `action` are recorded (a ``serve`` is recorded only
+        once the client hung up), then return them; fewer when `timeout` passes first."""
+        def found() -> list[Event]:
+            return [e for e in self._events if e.action == action]
+
+        with self._recorded:
+            self._recorded.wait_for(lambda: len(found()) >= count, timeout=timeout)
+            return found()
+
     def _record(self, event: Event) -> None:
-        with self._lock:
+        with self._recorded:
             self._events.append(event)
+            self._recorded.notify_all()
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
@@ -218,9 +241,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             replied = [at]
 
             def record(action: str, status: int | None = None,
-                       retry_after: float | None = None) -> None:
+                       retry_after: float | None = None, sent: int | None = None) -> None:
                 proxy._record(Event(at, replied[0], time.monotonic(), self.command, path,
-                                    target.query, digest, action, status, retry_after))
+                                    target.query, digest, action, status, retry_after, sent))
 
             if fault is None:
                 status = self._forward(body)
@@ -233,6 +256,12 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             elif fault.action == "reset":
                 self._reset()
                 record("reset")
+            elif fault.action == "rewrite":
+                status = self._forward(body, rewrite=fault.rewrite)
+                record("rewrite", status)
+            elif fault.action == "serve":
+                replied[0] = time.monotonic()
+                record("serve", fault.status, sent=self._serve(fault))
             elif fault.action == "drop_response":
                 self._forward(body, send=False)
                 self._reset()
@@ -248,21 +277,45 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._reset()
 
-        def _forward(self, body: bytes, *, send: bool = True) -> int:
+        def _forward(self, body: bytes, *, send: bool = True,
+                     rewrite: Callable[[bytes], bytes] | None = None) -> int:
             assert proxy._upstream is not None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
             resp = proxy._upstream.request(self.command, self.path, content=body,
                                            headers=headers)
             if send:
+                content = rewrite(resp.content) if rewrite is not None else resp.content
                 self.send_response_only(resp.status_code)
                 for k, v in resp.headers.items():
                     if k.lower() not in _HOP:
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(resp.content)
+                self.wfile.write(content)
                 self.wfile.flush()
             return resp.status_code
+
+        def _serve(self, fault: Fault) -> int:
+            """Answer `fault.payload()`'s chunks; returns the body bytes written."""
+            self.send_response_only(fault.status)
+            self.send_header("Content-Type", "application/scim+json")
+            if fault.length is not None:
+                self.send_header("Content-Length", str(fault.length))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            sent = 0
+            try:
+                for chunk in fault.payload() if fault.payload is not None else ():
+                    if proxy._stopping.is_set():
+                        break
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                self.wfile.flush()
+            except OSError:  # the client stopped reading and closed: what a bound looks like
+                pass
+            self.close_connection = True
+            return sent
 
         def _answer(self, status: int, retry_after: str | None) -> None:
             payload = json.dumps({

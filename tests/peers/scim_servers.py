@@ -138,6 +138,12 @@ class _Peer:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL by PID, at once (a crash, not a shutdown); `stop()` still cleans up."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def reset(self) -> None:
         raise NotImplementedError
 
