@@ -11,6 +11,7 @@ one canonical attribute per type, which SCIM expresses only through value filter
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -257,8 +258,13 @@ def typed_values(items: list[dict[str, Any]], types: tuple[str, ...]) -> dict[st
 
 
 def escape(value: str) -> str:
-    """A SCIM filter string literal (RFC 7644 §3.4.2.2 uses JSON strings)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A SCIM filter comparison value: a JSON string literal (RFC 7644 §3.4.2.2).
+
+    Quote and backslash alone are not enough: a raw TAB, CR, LF or NUL inside the literal is
+    invalid JSON, and scim2-server answers 400 invalidFilter, which failed the lookup of that
+    entry. `json.dumps` escapes every control character; non-ASCII text stays as it is.
+    """
+    return json.dumps(value, ensure_ascii=False)
 
 
 def filter_for(kind: Kind, path: str, value: str) -> tuple[str, bool]:
