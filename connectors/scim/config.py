@@ -43,6 +43,9 @@ class ScimConfig(ConnectorConfig):
     #: Seconds an incremental (meta.lastModified) read overlaps the previous one, for clock
     #: differences inside the server; objects changed in that window are read twice.
     incremental_overlap: float = Field(default=2.0, ge=0, le=3600)
+    #: Largest response body read, in bytes (decoded); beyond it the request fails and the
+    #: rest is not read, so one huge answer cannot exhaust memory.
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
 
     @field_validator("url")
     @classmethod

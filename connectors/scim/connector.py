@@ -6,8 +6,11 @@ does not publish is refused before any request goes out. Creates, listings and /
 as plain JSON through `connectors.scim.http` (validating every *response* with pydantic cost
 more than the request); PATCH/PUT/DELETE go through scim2-client.
 
-Module map: `http` (client, retries, Retry-After, counters), `bulk` (/Bulk bodies, splitting),
-`reads` (raw attributes, lastModified cursors), `status` (errors), `paths` (attribute table).
+Module map: `http` (retries, Retry-After, dead target, body bound, counters), `transport`
+(client, TLS, unsafe-transport warnings), `discovery` (capabilities), `bulk` (/Bulk bodies,
+splitting), `reads` (raw attributes, lastModified cursors), `listing` (ListResponse shape,
+completeness of a paged walk), `confirm` (`confirm_gone`), `status` (errors), `paths`
+(attribute table).
 
 Concurrency: the engine's apply pool calls one connector from `concurrency` threads. After
 `open()` the scim2-client object is only read, `httpx.Client` is thread-safe with a pool of
@@ -31,33 +34,31 @@ Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 
  - ``filter=meta.lastModified ge ".."`` works on scim2-server, 400 invalidFilter on django.
  - Filters: both unescape ``\\"`` and ``\\\\``; django has no complex ``emails[type eq ..]``
    filter, so typed values are found with ``emails.value eq`` and checked on the results.
+   Comparison values are JSON strings (RFC 7644 §3.4.2.2, `paths.escape`): scim2-server
+   answers 400 invalidFilter for a raw TAB/CR/LF/NUL and decodes every JSON escape; django
+   decodes only ``\\"`` and ``\\\\``, so there a value with a control character is not found
+   (its create then meets 409 and is refused, never duplicated).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
-from scim2_models import (
-    Context,
-    ListResponse,
-    PatchOp,
-    ResourceType,
-    Schema,
-    ScimProvider,
-    ServiceProviderConfig,
-)
+from scim2_models import Context, PatchOp
 
-from connectors.scim import bulk, paths, reads
+from connectors.scim import bulk, confirm, paths, reads
 from connectors.scim.config import ScimConfig
+from connectors.scim.discovery import discover
 from connectors.scim.http import HttpxScimClient, ScimHttp, Stats, parse_retry_after
+from connectors.scim.listing import Malformed, page_of, resource_id
 from connectors.scim.status import checked_json, detail_of, error_for, scim_errors
+from connectors.scim.transport import build_client, warn_unsafe
 from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Batch, Entry, Kind, Value
@@ -69,6 +70,8 @@ _ENDPOINT = paths.ENDPOINT
 _PROBE_ID = "00000000-5379-6e63-6450-726f62650000"
 #: Distinct body shapes remembered as valid; a mapping produces a handful.
 _MAX_SHAPES = 1024
+#: Resources one `find` asks for: more than one is ambiguous anyway (the engine holds).
+_FIND_COUNT = 50
 
 
 class ScimConnector:
@@ -122,21 +125,11 @@ class ScimConnector:
 
     def open(self) -> None:
         cfg = self.config
-        verify: ssl.SSLContext | bool = cfg.tls_verify
-        if cfg.tls_verify and cfg.ca_file:
-            verify = ssl.create_default_context(cafile=cfg.ca_file)
-        headers = {"Accept": "application/scim+json"}
-        if cfg.token is not None:
-            headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
-        n = cfg.concurrency
-        client = httpx.Client(
-            base_url=cfg.url + "/", headers=headers, timeout=cfg.timeout, verify=verify,
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            transport=self._transport,
-        )  # fmt: skip
+        warn_unsafe(self.name, cfg)
         self._http = ScimHttp(
-            client, connector=self.name, url=cfg.url, max_retries=cfg.max_retries,
-            sleep=lambda s: self.sleep(s), stats=self._stats, clock=lambda: self.clock(),
+            build_client(cfg, self._transport), connector=self.name, url=cfg.url,
+            max_retries=cfg.max_retries, sleep=lambda s: self.sleep(s), stats=self._stats,
+            clock=lambda: self.clock(), max_response_bytes=cfg.max_response_bytes,
         )  # fmt: skip
         self._scim = HttpxScimClient(self._http)
         self._http.opening = True
@@ -203,12 +196,25 @@ class ScimConnector:
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
         expr, recheck = self._path_call(kind, lambda: paths.filter_for(kind, attribute, value))
-        what = f"find {kind} {attribute}={value!r}"
-        doc = self._get(self._endpoints[kind], what, params={"filter": expr, "count": "50"})
-        found = [self._entry(kind, r) for r in doc.get("Resources") or []]
+        what = f"find {kind} {attribute}={value[:100]!r}"
+        endpoint = self._endpoints[kind]
+        doc = self._get(endpoint, what, params={"filter": expr, "count": str(_FIND_COUNT)})
+        try:
+            page = page_of(doc, _FIND_COUNT)
+        except Malformed as exc:  # not "no match": that once created every group twice
+            raise Rejected(f"{what}: malformed listing from GET {endpoint}: {exc}",
+                           connector=self.name) from None
+        found = [self._entry(kind, r) for r in page.resources]
         if recheck:
             found = [e for e in found if e.attrs.get(attribute) == value]
         return found
+
+    def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
+        """Of these ids, those a direct GET answers 404 for (rules in `confirm`)."""
+        return confirm.confirm_gone(
+            self._http_or_fatal, self._endpoints[kind], external_ids,
+            concurrency=self.config.concurrency, connector=self.name,
+        )  # fmt: skip
 
     # --- contract: writes -----------------------------------------------------------------
 
@@ -353,10 +359,15 @@ class ScimConnector:
         attrs = paths.from_resource(kind, data)
         members = None
         if kind == "group":
+            listed = data.get("members")
             members = frozenset(
-                str(m["value"]) for m in data.get("members") or [] if m.get("value")
+                str(m["value"])
+                for m in (listed if isinstance(listed, list) else [])
+                if isinstance(m, dict) and m.get("value")
             )
-        rid = str(data["id"])
+        rid = resource_id(data) if isinstance(data, dict) else None
+        if rid is None:
+            raise Rejected(f"the server answered a {kind} without an id", connector=self.name)
         return Entry(
             kind=kind, external_id=rid, raw=reads.raw_attributes(attrs, rid), attrs=attrs,
             members=members, modified=reads.modified(data),
@@ -377,7 +388,9 @@ class ScimConnector:
         model = self._model(kind)
         with scim_errors(f"update {kind} {external_id}", self.name):
             current = self._client.query(model, external_id, check_response_payload=False)
-            assert isinstance(current, dict)
+            if not isinstance(current, dict):
+                raise Rejected(f"update {kind} {external_id}: GET answered no JSON object",
+                               connector=self.name)
             body = paths.apply_changes(kind, current, changes, self._typed)
             resource = model.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
             resource.id = external_id
@@ -392,38 +405,9 @@ class ScimConnector:
                 self._caps = dataclasses.replace(self._caps, delete_is_soft=True)
 
     def _discover(self) -> None:
-        scim = self._client
-        with scim_errors("discovery", self.name):
-            rts = scim.query(ResourceType, raise_scim_errors=True)
-            schemas = scim.query(Schema, raise_scim_errors=True)
-            spc = scim.query(ServiceProviderConfig, raise_scim_errors=True)
-        assert isinstance(rts, ListResponse) and isinstance(schemas, ListResponse)
-        assert isinstance(spc, ServiceProviderConfig)
-        try:
-            scim.provider = ScimProvider.from_discovery(
-                schemas.resources or [], rts.resources or [], config=spc
-            )
-        except Exception as exc:  # a server describing itself incoherently
-            raise Fatal(f"SCIM discovery is incoherent: {exc}", connector=self.name) from None
+        found = discover(self._client, self.config, self.name)
         self._valid_shapes.clear()  # the schema may differ now
-        self._unsupported, self._typed = paths.server_support(
-            rts.resources or [], schemas.resources or []
-        )
-        for kind, name in _ENDPOINT.items():
-            rt = next((r for r in rts.resources or [] if name in (r.name, r.id)), None)
-            if rt is not None and rt.endpoint:
-                self._endpoints[kind] = "/" + str(rt.endpoint).lstrip("/")
-        bulk_cfg = spc.bulk
-        bulk_ok = bool(bulk_cfg and bulk_cfg.supported) and self.config.bulk == "auto"
-        max_results = spc.filter.max_results if spc.filter and spc.filter.max_results else None
-        if max_results:
-            self._page_size = min(self.config.page_size, max_results)
-        self._caps = Capabilities(
-            read=True,
-            write=True,
-            patch=bool(spc.patch and spc.patch.supported),
-            bulk=bulk_ok,
-            bulk_max_operations=(bulk_cfg.max_operations or 0) if bulk_ok and bulk_cfg else 0,
-            bulk_max_payload=(bulk_cfg.max_payload_size or 0) if bulk_ok and bulk_cfg else 0,
-            unsupported_attributes={str(k): v for k, v in self._unsupported.items()},
-        )
+        self._unsupported, self._typed = found.unsupported, found.typed
+        self._endpoints, self._page_size, self._caps = (
+            found.endpoints, found.page_size, found.caps,
+        )  # fmt: skip

@@ -12,18 +12,29 @@ a listing is paged, and an object on an already read page may change while later
 read, behind a newer object that is then seen. So the cursor is the *older* of the newest
 timestamp seen and the server's clock when the listing began (the first page's ``Date``
 header, 1 s resolution, rounded down) minus `skew` seconds; changes in between are read twice.
+
+A listing is checked page by page (`connectors.scim.listing`): a page that is not a valid
+ListResponse ends the read with `Fatal` (naming connector, endpoint and what was wrong), and
+a walk that cannot vouch for having seen everything ends with ``complete=False`` on its last
+batch and a warning, so nothing is deprovisioned because of it. A read never raises
+`Rejected` (that means "skip one object"; a broken listing is no object).
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.scim.http import ScimHttp
+from connectors.scim.listing import Malformed, Walk, page_of
 from connectors.scim.status import checked_json
+from syncd.errors import Fatal, Rejected
 from syncd.model import Batch, Entry, Kind, Value
+
+log = logging.getLogger("syncd.connectors.scim")
 
 CURSOR_PREFIX = "lastmodified:"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -128,12 +139,17 @@ _PROBE_SINCE = datetime(2999, 1, 1, tzinfo=UTC)
 
 
 def supports_incremental(http: ScimHttp, endpoint: str, connector: str) -> bool:
-    """Does the server filter this endpoint on meta.lastModified? (400 = no)."""
+    """Does the server filter this endpoint on meta.lastModified? (400 = no; any other answer
+    that is no valid listing: no as well, full reads are always correct)."""
     params = {"filter": since_filter(_PROBE_SINCE), "count": "1"}
-    resp = http.request("GET", endpoint, params=params)
-    if resp.status_code == 400:
+    try:
+        resp = http.request("GET", endpoint, params=params)
+        if resp.status_code == 400:
+            return False
+        page_of(checked_json(resp, f"probe filters of {endpoint}", connector), 1)
+    except (Rejected, Malformed) as exc:
+        log.info("%s: no incremental reads of %s: %s", connector, endpoint, exc)
         return False
-    checked_json(resp, f"probe filters of {endpoint}", connector)
     return True
 
 
@@ -155,23 +171,40 @@ def listing(
     start = 1
     newest: datetime | None = None
     began: datetime | None = None
+    walk = Walk()
     while True:
         params: dict[str, Any] = {"startIndex": start, "count": page_size}
         if since is not None:
             params["filter"] = since_filter(since)
-        resp = http.request("GET", endpoint, params=params)
-        if since is not None and start == 1 and resp.status_code == 400:
-            raise FilterRefused
-        doc = checked_json(resp, f"list {kind}s", connector)
+        where = f"GET {endpoint}?startIndex={start}"
+        try:
+            resp = http.request("GET", endpoint, params=params)
+            if since is not None and start == 1 and resp.status_code == 400:
+                raise FilterRefused
+            page = page_of(checked_json(resp, f"list {kind}s", connector), page_size)
+        except Malformed as exc:
+            raise Fatal(f"{connector}: malformed listing from {where}: {exc}",
+                        connector=connector) from None
+        except Rejected as exc:  # a 4xx, a body too large or not JSON: no page to read
+            raise Fatal(f"{connector}: listing {where} failed: {exc}",
+                        connector=connector) from None
         began = began or server_date(resp.headers.get("Date"))
-        entries = tuple(entry(r) for r in doc.get("Resources") or [])
+        fresh = walk.take(page)
+        entries = tuple(entry(r) for r in fresh)
         for e in entries:
             t = parse_time(e.modified)
             if t is not None and (newest is None or t > newest):
                 newest = t
-        start += len(entries)
-        last = not entries or start > int(doc.get("totalResults") or 0)
+        start += len(page.resources)
+        last = not page.resources or start > page.total
+        if last:
+            walk.finish()
+            if not walk.complete:
+                log.warning("%s: listing of %s is incomplete (a paged listing is no snapshot): "
+                            "%s; nothing is deprovisioned because of it",
+                            connector, endpoint, "; ".join(walk.reasons))
         cursor = next_cursor(newest, began, since, overlap) if last and incremental else None
-        yield Batch(kind=kind, entries=entries, cursor=cursor, full=since is None)
+        yield Batch(kind=kind, entries=entries, cursor=cursor, full=since is None,
+                    complete=walk.complete)
         if last:
             return
