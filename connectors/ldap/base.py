@@ -272,15 +272,16 @@ class LdapBase(PagedSearch):
     def _unresolved(self, group: str, values: Sequence[str]) -> None:
         """One WARNING per group and read for member values within the users' base and
         scope that name no user (a typo, a deleted user, a user the users filter leaves
-        out): the group is synced without them. Values outside the users' scope (nested
-        groups, the placeholder member of an empty groupOfNames) are ignored by design."""
+        out) or that are no DN at all: the group is synced without them. Values outside
+        the users' scope (nested groups, the placeholder member of an empty groupOfNames)
+        are ignored by design."""
         shown = ", ".join(repr(v) for v in values[:_SHOWN])
         more = f" and {len(values) - _SHOWN} more" if len(values) > _SHOWN else ""
         log.warning(
             "%s",
             self._msg(
                 f"group {group}: {len(values)} {self.config.member_attribute} value(s) name "
-                f"no user in scope and are left out: {shown}{more}"
+                f"no user in scope (or are no DN) and are left out: {shown}{more}"
             ),
         )
 

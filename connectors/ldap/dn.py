@@ -198,6 +198,14 @@ def parsed_key(dn: str) -> str:
     )
 
 
+def is_dn(value: str) -> bool:
+    """Does `value` parse as a DN (a uniqueMember's ``#'...'B`` UID allowed)?"""
+    try:
+        return bool(parse_dn(_UID_SUFFIX.sub("", value)))
+    except ValueError:
+        return False
+
+
 def member_key(value: str, unique: bool) -> str:
     """The key of a group member value; with `unique` (``uniqueMember``, RFC 4517
     NameAndOptionalUID) without its optional ``#'0101'B`` UID."""

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from connectors.ldap.dn import member_key, rdn_filter
+from connectors.ldap.dn import is_dn, member_key, rdn_filter
 from connectors.ldap.values import normalize_dn, one_level_below
 
 #: DNs per bulk search: keeps filters well under server limits (slapd: 256 kB requests).
@@ -36,7 +36,8 @@ Searcher = Callable[[str], Iterable[tuple[str, str]]]
 @dataclass(frozen=True)
 class Resolved:
     """One group's members: the user anchors, and the member values (as the server sent
-    them) that name no user although they lie within the users base and scope."""
+    them) that name no user although they lie within the users base and scope, or that
+    are no DN at all."""
 
     anchors: frozenset[str]
     unresolved: tuple[str, ...]
@@ -110,7 +111,7 @@ class DnMap:
             anchors = [get(ndn) for ndn, _v in keyed]
             missing = tuple(
                 v for (ndn, v), a in zip(keyed, anchors, strict=True)
-                if a is None and self.in_scope(ndn)
+                if a is None and (self.in_scope(ndn) or not is_dn(v))
             )  # fmt: skip
             out.append(Resolved(frozenset(a for a in anchors if a is not None), missing))
         return out

@@ -17,6 +17,7 @@ import pytest
 
 from connectors.ldap.config import LdapConfig
 from connectors.ldap.connector import LdapConnector
+from connectors.ldap.members import DnMap
 from tests.peers.directory import BASE, GROUPS, PEOPLE, user_dn
 from tests.peers.ldap_fixtures import ldap_settings
 from tests.peers.slapd import Slapd
@@ -103,3 +104,20 @@ def test_a_value_naming_no_user_is_warned_once_per_group_and_read(
     for text in warned:
         assert ODD_GROUP in text and repr(GHOST) in text
         assert "admin" not in text  # outside the users' base: not a user by design
+
+
+def test_values_that_are_no_dn_are_reported_and_outside_values_are_not() -> None:
+    """A server that does not check DN syntax (or a uniqueMember with a UID) can hand out
+    anything; what is no DN is reported, what lies outside the users' base is not."""
+    seen: list[str] = []
+
+    def search(filter_: str) -> list[tuple[str, str]]:
+        seen.append(filter_)
+        return [(f"cn=J\\c3\\b6rg,{PEOPLE}", "u-1")]
+
+    dn_map = DnMap(PEOPLE, "sub", unique=True)
+    (got,) = dn_map.resolve([["no dn at all", f"CN=JÖRG,{PEOPLE}#'01'B", f"cn=g,{GROUPS}",
+                              f"uid=ghost,{PEOPLE}"]], search)  # fmt: skip
+    assert got.anchors == {"u-1"}
+    assert got.unresolved == ("no dn at all", f"uid=ghost,{PEOPLE}")
+    assert seen == ["(|(cn=JÖRG)(uid=ghost))"]  # one bulk lookup, values as written
