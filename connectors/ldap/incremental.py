@@ -27,12 +27,6 @@ cookie from a base-scope sync search, the watermark time, a DirSync cookie), so 
 during the listing is seen again by the next incremental read: at-least-once, never lost.
 ``auto`` picks syncrepl when the root DSE lists the sync control (falling back to watermark if
 the search base turns out not to have syncprov), dirsync on AD, else watermark.
-
-A full read (no cursor, or a fallback) takes the new cursor *before* listing (a syncrepl
-cookie from a base-scope sync search, the watermark time, a DirSync cookie), so a change made
-during the listing is seen again by the next incremental read: at-least-once, never lost.
-``auto`` picks syncrepl when the root DSE lists the sync control (falling back to watermark if
-the search base turns out not to have syncprov), dirsync on AD, else watermark.
 """
 
 from __future__ import annotations
