@@ -60,7 +60,7 @@ from connectors.scim.listing import Malformed, page_of, resource_id
 from connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from connectors.scim.transport import build_client, warn_unsafe
 from syncd.connector import Capabilities, ConnectorConfig
-from syncd.errors import ConnectorError, Fatal, Rejected
+from syncd.errors import ConnectorError, Fatal, Rejected, Retriable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 
 __all__ = ["ScimConnector", "parse_retry_after"]
@@ -355,8 +355,17 @@ class ScimConnector:
         return dumped
 
     def _entry(self, kind: Kind, resource: Any) -> Entry:
+        """An entry from a server's resource; `Rejected` (never a KeyError/AttributeError)
+        when the resource has no id or an attribute of another JSON type than SCIM's."""
         data = resource if isinstance(resource, dict) else resource.model_dump()
-        attrs = paths.from_resource(kind, data)
+        rid = resource_id(data) if isinstance(data, dict) else None
+        if rid is None:
+            raise Rejected(f"the server answered a {kind} without an id", connector=self.name)
+        try:
+            attrs = paths.from_resource(kind, data)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise Rejected(f"{kind} {rid[:80]}: unreadable resource ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})", connector=self.name) from None
         members = None
         if kind == "group":
             listed = data.get("members")
@@ -365,9 +374,6 @@ class ScimConnector:
                 for m in (listed if isinstance(listed, list) else [])
                 if isinstance(m, dict) and m.get("value")
             )
-        rid = resource_id(data) if isinstance(data, dict) else None
-        if rid is None:
-            raise Rejected(f"the server answered a {kind} without an id", connector=self.name)
         return Entry(
             kind=kind, external_id=rid, raw=reads.raw_attributes(attrs, rid), attrs=attrs,
             members=members, modified=reads.modified(data),
@@ -398,7 +404,10 @@ class ScimConnector:
 
     def _probe_soft_delete(self, external_id: str) -> None:
         """One GET after the first user delete: still there means DELETE only deactivates."""
-        r = self._http_or_fatal.request("GET", f"{self._endpoints['user']}/{external_id}")
+        try:
+            r = self._http_or_fatal.request("GET", f"{self._endpoints['user']}/{external_id}")
+        except Retriable:  # the delete itself succeeded: probe again after the next one
+            return
         with self._lock:
             self._soft_checked = True
             if r.status_code == 200 and not self._caps.delete_is_soft:

@@ -13,9 +13,11 @@ each have an ``id``, and no more of them than the ``count`` asked for. Anything 
 Completeness (`Walk`): ``startIndex`` paging is not a snapshot. An object deleted while the
 pages are read shifts every later one a position down, so one of them crosses a page
 boundary unseen (DESIGN principle 10: absence is not proof). A walk is *incomplete* when
-``totalResults`` changed between pages, when an id came twice, or when it ended with another
-number of distinct ids than announced. Deletes and additions that cancel out between two
-pages stay invisible to any client; that is why deprovisioning also needs `confirm_gone`.
+``totalResults`` changed between pages, when an id came twice, when it ended with another
+number of distinct ids than announced, or when a listed object could not be read (it is
+skipped: one bad object must not stop the flow). Deletes and additions that cancel out
+between two pages stay invisible to any client; that is why deprovisioning also needs
+`confirm_gone`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ class Walk:
             self.seen.add(rid)
             fresh.append(r)
         return fresh
+
+    def unreadable(self, why: str) -> None:
+        """A listed object could not be read (and is not returned): the walk is incomplete."""
+        self._note(f"unreadable resource: {why[:200]}")
 
     def finish(self) -> None:
         """Called after the last page: the distinct ids must match the announced total."""

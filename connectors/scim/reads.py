@@ -189,8 +189,12 @@ def listing(
             raise Fatal(f"{connector}: listing {where} failed: {exc}",
                         connector=connector) from None
         began = began or server_date(resp.headers.get("Date"))
-        fresh = walk.take(page)
-        entries = tuple(entry(r) for r in fresh)
+        entries = []
+        for r in walk.take(page):
+            try:
+                entries.append(entry(r))
+            except Rejected as exc:  # one unreadable object: skip it, but vouch for nothing
+                walk.unreadable(str(exc))
         for e in entries:
             t = parse_time(e.modified)
             if t is not None and (newest is None or t > newest):
@@ -204,7 +208,7 @@ def listing(
                             "%s; nothing is deprovisioned because of it",
                             connector, endpoint, "; ".join(walk.reasons))
         cursor = next_cursor(newest, began, since, overlap) if last and incremental else None
-        yield Batch(kind=kind, entries=entries, cursor=cursor, full=since is None,
+        yield Batch(kind=kind, entries=tuple(entries), cursor=cursor, full=since is None,
                     complete=walk.complete)
         if last:
             return
