@@ -249,7 +249,8 @@ def test_a_lookup_answered_without_resources_is_no_match_never(
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["id", "userName", "Resources", "totalResults", "x"]), inner,
+        st.sampled_from(["id", "userName", "Resources", "totalResults", "name", "emails",
+                         "meta", "value"]), inner,
         max_size=4),
     max_leaves=12,
 )
@@ -315,3 +316,32 @@ def test_a_malformed_listing_is_a_clear_error(
         list(conn.read("user"))
     msg = str(info.value)
     assert "scim-test" in msg and "GET /Users" in msg and why in msg, msg
+
+
+def test_one_unreadable_resource_is_skipped_and_the_read_incomplete(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resource whose attributes have the wrong JSON types (``name`` a string) is one bad
+    object: it is skipped, the others are read, and the read vouches for nothing."""
+    rec = Recording()
+    conn = connect(scim2_server, transport=rec)
+    made = [conn.create("user", {"userName": f"r{i}"}).external_id for i in range(3)]
+
+    def odd_first(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "GET" or "startIndex" not in str(request.url):
+            return None
+        real = rec.inner.handle_request(request)
+        real.read()
+        doc = json.loads(real.content)
+        doc["Resources"][0] = {**doc["Resources"][0], "name": "Ana", "emails": 5}
+        spoiled.append(doc["Resources"][0]["id"])
+        return httpx.Response(200, json=doc)
+
+    spoiled: list[str] = []
+    rec.faults.append(odd_first)
+    with caplog.at_level(logging.WARNING, logger="syncd.connectors.scim"):
+        batches = list(conn.read("user"))
+    assert len(spoiled) == 1 and set(ids(batches)) == set(made) - set(spoiled)
+    assert not batches[-1].complete
+    assert "unreadable resource" in caplog.text
+
