@@ -204,6 +204,10 @@ class ScimConnector:
         except Malformed as exc:  # not "no match": that once created every group twice
             raise Rejected(f"{what}: malformed listing from GET {endpoint}: {exc}",
                            connector=self.name) from None
+        if page.total > len(page.resources):  # one returned of two is no "exactly one"
+            raise Rejected(f"{what}: the server announced {page.total} matches and returned "
+                           f"{len(page.resources)}: not a lookup to adopt or create on",
+                           connector=self.name)
         found = [self._entry(kind, r) for r in page.resources]
         if recheck:
             found = [e for e in found if e.attrs.get(attribute) == value]

@@ -246,6 +246,20 @@ def test_a_lookup_answered_without_resources_is_no_match_never(
         assert [e.name for e in conn.find("group", "displayName", "staff")] == ["staff"]
 
 
+def test_a_lookup_that_returned_fewer_matches_than_it_announced_is_not_trusted(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """One resource of an announced three would read as "exactly one match": adopted,
+    although two more objects claim the same identity."""
+    rec = Recording()
+    conn = connect(scim2_server, transport=rec)
+    one_of_three = {"schemas": [LIST], "totalResults": 3,
+                    "Resources": [{"id": "a", "displayName": "staff"}]}
+    rec.faults.append(once("GET", "/Groups", lambda r: httpx.Response(200, json=one_of_three)))
+    with pytest.raises(Rejected, match="announced 3 matches and returned 1"):
+        conn.find("group", "displayName", "staff")
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
