@@ -117,7 +117,8 @@ class Outcome:
 
 def outcomes(doc: Mapping[str, Any]) -> Iterator[Outcome]:
     """Operations of a BulkResponse; statuses may be strings (RFC 7644 examples) or ints."""
-    for op in doc.get("Operations") or []:
+    operations = doc.get("Operations")
+    for op in operations if isinstance(operations, list) else []:
         if not isinstance(op, Mapping):
             continue
         raw_status = op.get("status")
@@ -209,7 +210,9 @@ class BulkCreate:
         try:
             resp = self.http.request("POST", "Bulk", content=body([op for _, op in chunk]),
                                      headers=JSON_HEADERS)  # fmt: skip
-        except Retriable as exc:  # busy beyond the retries, or the response was lost
+        except Fatal:
+            raise
+        except ConnectorError as exc:  # busy beyond the retries, answer lost or too large
             return {i: exc for i, _ in chunk}
         if resp.status_code == 413:  # the server counts differently: smaller requests
             if len(chunk) == 1:

@@ -253,6 +253,26 @@ def test_an_oversized_answer_is_not_read(
         assert conn.find("user", "userName", "x") == []  # the next answer is read normally
 
 
+def test_a_bad_bulk_answer_fails_its_creates_only(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """An oversized or malformed /Bulk answer fails the creates it carried, one result per
+    slot; nothing escapes `create_many` (the next run adopts whatever was applied)."""
+    items: list[dict[str, Any]] = [{"userName": f"bulk{i}"} for i in range(3)]
+    with FaultProxy(scim2_server.url) as proxy:
+        conn = connect(scim2_server, url=proxy.url, max_response_bytes=MiB)
+        assert conn.capabilities.bulk
+        proxy.add(Fault("serve", status=200, method="POST", path=r"/Bulk$",
+                        payload=huge_listing(8 * MiB)))
+        results = conn.create_many("user", items)
+        assert all(isinstance(r, Rejected) for r in results) and len(results) == 3
+        assert all("max_response_bytes" in str(r) for r in results)
+        proxy.add(Fault("rewrite", method="POST", path=r"/Bulk$",
+                        rewrite=lambda body: b'{"Operations": 5}'))
+        results = conn.create_many("user", items)
+        assert [type(r) for r in results] == [Retriable] * 3
+
+
 # --- 7. TLS and transport warnings -----------------------------------------------------------
 
 
