@@ -192,6 +192,12 @@ def test_no_answer_is_unreachable_and_any_answer_resets_the_count(
     conn = connect(scim2_server, transport=rec, max_retries=0)
     fake_time(conn)
     refused = lambda r: httpx.ConnectError("refused", request=r)  # noqa: E731
+    slow = lambda r: httpx.ReadTimeout("slow", request=r)  # noqa: E731
+    for _ in range(DOWN_AFTER + 1):  # a slow server answered late: alive, not down
+        rec.faults.append(once("GET", "/Users", slow))
+        with pytest.raises(Retriable) as late:
+            conn.find("user", "userName", "x")
+        assert not isinstance(late.value, Unreachable | Fatal)
     for _ in range(DOWN_AFTER - 1):
         rec.faults.append(once("GET", "/Users", refused))
         with pytest.raises(Unreachable):
