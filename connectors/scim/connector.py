@@ -55,7 +55,7 @@ from scim2_models import Context, PatchOp
 from connectors.scim import bulk, confirm, paths, reads
 from connectors.scim.config import ScimConfig
 from connectors.scim.discovery import discover
-from connectors.scim.http import HttpxScimClient, ScimHttp, Stats, parse_retry_after
+from connectors.scim.http import DOWN_AFTER, HttpxScimClient, ScimHttp, Stats, parse_retry_after
 from connectors.scim.listing import Malformed, page_of, resource_id
 from connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from connectors.scim.transport import build_client, warn_unsafe
@@ -130,6 +130,7 @@ class ScimConnector:
             build_client(cfg, self._transport), connector=self.name, url=cfg.url,
             max_retries=cfg.max_retries, sleep=lambda s: self.sleep(s), stats=self._stats,
             clock=lambda: self.clock(), max_response_bytes=cfg.max_response_bytes,
+            timeouts_down_after=max(2 * cfg.concurrency, 2 * DOWN_AFTER),
         )  # fmt: skip
         self._scim = HttpxScimClient(self._http)
         self._http.opening = True

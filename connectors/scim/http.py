@@ -19,9 +19,11 @@ all (refused, reset, connect timeout, DNS) raises `Unreachable`; after `DOWN_AFT
 failures in a row, counted over all threads with no HTTP answer in between, the target is
 taken for down and every further request fails at once with `Fatal`, unsent and without
 backoff, until the connector is opened again. Any HTTP answer, even a 500, resets the count:
-the server is alive. A *read* timeout does not count: the server accepted the request and may
-only be slow (one heavy request must not stop a flow). Measured before this rule: a server
-stopped after 100 of 400 creates kept syncd retrying for 14 minutes.
+the server is alive. A *read* timeout counts separately and takes more of them in a row
+(`timeouts_down_after`, twice the pool size): one slow request must not stop a flow while
+other threads get answers, but a hung server that accepts connections and never answers is
+down after about two rounds of timeouts. Measured before these rules: a server stopped after
+100 of 400 creates kept syncd retrying for 14 minutes.
 
 Every response body is read as a stream and abandoned past `max_response_bytes` (`TooLarge`,
 a `Rejected`): a 32 MB answer to one lookup once drove syncd to 15 GB. A certificate the
@@ -142,6 +144,7 @@ class ScimHttp:
         clock: Callable[[], float] = time.monotonic,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         down_after: int = DOWN_AFTER,
+        timeouts_down_after: int = 2 * DOWN_AFTER,
     ) -> None:
         self.client = client
         self.connector = connector
@@ -152,12 +155,14 @@ class ScimHttp:
         self.clock = clock
         self.max_response_bytes = max_response_bytes
         self.down_after = down_after
+        self.timeouts_down_after = timeouts_down_after
         #: True during `open()`: an unreachable server is then Fatal at once.
         self.opening = False
         self._gate_lock = threading.Lock()
         self._not_before = 0.0  # clock() before which no request is sent
         self._health_lock = threading.Lock()
         self._unanswered = 0  # requests in a row, over all threads, that got no answer
+        self._timed_out = 0  # requests in a row, over all threads, that timed out reading
         self._down: str | None = None  # the Fatal message once the target is taken for down
 
     def _gate(self) -> None:
@@ -186,16 +191,22 @@ class ScimHttp:
 
     def _answered(self) -> None:
         with self._health_lock:
-            self._unanswered = 0
+            self._unanswered = self._timed_out = 0
 
-    def _unanswered_failure(self, exc: httpx.TransportError) -> None:
-        """Count a request the peer did not answer; declare the target down at the limit."""
+    def _unanswered_failure(self, exc: httpx.TransportError, *, timeout: bool = False) -> None:
+        """Count a request the peer did not answer (or not in time); declare the target down
+        at the limit (module docstring)."""
         with self._health_lock:
-            self._unanswered += 1
-            if self._down is None and self._unanswered >= self.down_after:
+            if timeout:
+                self._timed_out += 1
+                n, limit, what = self._timed_out, self.timeouts_down_after, "timeouts"
+            else:
+                self._unanswered += 1
+                n, limit, what = self._unanswered, self.down_after, "connection failures"
+            if self._down is None and n >= limit:
                 self._down = (
-                    f"SCIM server {self.url}: target down: {self._unanswered} consecutive "
-                    f"connection failures: {type(exc).__name__}: {str(exc)[:200]}"
+                    f"SCIM server {self.url}: target down: {n} consecutive {what}: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}"
                 )
             reason = self._down
         if reason is not None:
@@ -250,7 +261,9 @@ class ScimHttp:
             self.stats.add("timeouts")
             return False
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            self.stats.add("timeouts")  # answered slowly, not dead: not counted as down
+            self.stats.add("timeouts")  # maybe only slow: counted apart, with a higher limit
+            if not self.opening:
+                self._unanswered_failure(exc, timeout=True)
             if method == "POST":  # may have been applied: never resend (module docstring)
                 raise Retriable(
                     f"{method} {url}: {name} (not resent: the server may have applied it)",

@@ -219,6 +219,29 @@ def test_no_answer_is_unreachable_and_any_answer_resets_the_count(
     assert len(rec.requests) == sent, "refused without sending"
 
 
+def test_a_hung_server_is_down_after_two_rounds_of_timeouts(
+    scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """A server that accepts connections and never answers: every request times out. Read
+    timeouts with no answer in between take the target down after 2 x concurrency of them
+    (at least 6), so a hung target costs about two timeouts per thread, not the whole run."""
+    rec = Recording()
+    conn = connect(scim2_server, transport=rec, max_retries=0, concurrency=2)
+    fake_time(conn)
+    slow = lambda r: httpx.ReadTimeout("slow", request=r)  # noqa: E731
+    for _ in range(5):
+        rec.faults.append(once("GET", "/Users", slow))
+        with pytest.raises(Retriable):
+            conn.find("user", "userName", "x")
+    rec.faults.append(once("GET", "/Users", slow))
+    with pytest.raises(Fatal, match="target down: 6 consecutive timeouts"):
+        conn.find("user", "userName", "x")
+    sent = len(rec.requests)
+    with pytest.raises(Fatal, match="target down"):
+        conn.update("user", "any", {"displayName": "x"})
+    assert len(rec.requests) == sent
+
+
 # --- 5. every response is bounded ------------------------------------------------------------
 
 
