@@ -35,6 +35,12 @@ class TargetRead:
     complete: bool = True
     cursor: str | None = None
     error: str | None = None
+    #: Linked objects the full listing missed and the target did not confirm gone.
+    missed: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        return self.complete and self.error is None and not self.missed
 
 
 def read_target(target: Connector, kind: Kind, cursor: str | None) -> TargetRead:
@@ -91,6 +97,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             unseen = at_stake(links, missed, kf.deprovision, flow.delete_after)
             ok, missing = confirm(source, kf.kind, unseen, link_name(links))
             held += missing
+            rd.missed = len(missing)
             rd.gone |= (missed - unseen) | ok
         target_gone: set[str] = set(td.gone)
         if td.full and td.complete:  # absence is not proof on the target side either
@@ -99,6 +106,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             ok, missing = confirm(target, kf.kind, missed, _by_target_name(by_target),
                                   side="target")
             held += [replace(h, source_id=by_target[h.source_id].source_id) for h in missing]
+            td.missed = len(missing)
             target_gone |= ok
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
         gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}

@@ -232,6 +232,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
                               flow.delete_after)
             ok, missing = confirm(source, kf.kind, unseen, link_name(links))
             unconfirmed = unseen - ok
+            rd.missed = len(unconfirmed)
             held += missing
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
         cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
@@ -265,8 +266,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     if streamed is not None and streamed.counts:  # pages applied while reading: report them
         shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))
                  if streamed.listed is not None else replace(plan, streamed=streamed.counts))
-    saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
-             for k, rd in cursors.items()]
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.trusted) for k, rd in cursors.items()]
     _check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
                         items_by_kind, shown=shown, applier=applier)
 
@@ -324,9 +324,8 @@ def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowRe
         res.reads[kind] = "full" if rd.full else "incremental"
         if kind == "user":
             res.names.update({sid: it.name for sid, it in rd.items.items()})
-    saves = [(flow.source, k, rd.cursor, rd.full, rd.complete and rd.error is None)
-             for k, rd in tw.source_reads.items()]
-    saves += [(flow.target, k, td.cursor, td.full, td.complete and td.error is None)
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.trusted) for k, rd in tw.source_reads.items()]
+    saves += [(flow.target, k, td.cursor, td.full, td.trusted)
               for k, td in tw.target_reads.items()]
     if not res.dry_run:
         for kind, records in tw.conflicts.items():

@@ -38,6 +38,15 @@ class SourceRead:
     cursor: str | None = None
     error: str | None = None
     error_class: type[Exception] | None = None
+    #: Linked entries a complete full listing did not return and the source did not confirm
+    #: gone: the listing missed objects, so its cursor is not kept (the next cycle reads in
+    #: full again instead of trusting a feed that starts after what was missed).
+    missed: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        """Complete, without error, and nothing missed: its cursor may be stored."""
+        return self.complete and self.error is None and not self.missed
 
 
 def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRead:

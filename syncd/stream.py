@@ -221,6 +221,7 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
         unseen = at_stake(missed, missed, kf.deprovision, flow.delete_after)
         ok, missing = confirm(source, kind, unseen, link_name(missed))
         st.held += missing
+        out.missed = len(missing)
         gone -= unseen - ok
     disabled = {s: lk for s, lk in store.disabled_links(flow.name, kind).items()
                 if s in gone}

@@ -39,6 +39,7 @@ class Directory:
     modified: dict[str, str] = field(default_factory=dict)
     #: Objects a full listing skips although they exist (a listing that shifted while paged).
     hidden: set[str] = field(default_factory=set)
+    hidden_detected: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -148,6 +149,11 @@ class MemoryConnector:
                         cursor=f"seq:{end}", full=False, deleted=gone)
             return
         ids = sorted(o for o in self.dir.objects[kind] if o not in self.dir.hidden)
+        # A listing that missed objects and knows it (as the SCIM connector does when
+        # totalResults moved while paging) says so; `hidden_detected = False` models one
+        # that cannot tell.
+        complete = not (self.dir.hidden_detected and self.dir.hidden & set(
+            self.dir.objects[kind]))
         size = self.config.page_size
         pages = [ids[i:i + size] for i in range(0, len(ids), size)] or [[]]
         for n, page in enumerate(pages):
@@ -155,7 +161,8 @@ class MemoryConnector:
                 self._call("read_page", kind)
             last = n == len(pages) - 1
             yield Batch(kind, tuple(self._entry(kind, o) for o in page),
-                        cursor=f"seq:{end}" if last and self.config.incremental else None)
+                        cursor=f"seq:{end}" if last and self.config.incremental else None,
+                        complete=complete or not last)
 
     def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
         self._call("confirm_gone", kind, str(len(external_ids)))
