@@ -242,6 +242,11 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
         if kf.kind == "group":
             universe = (streamed.universe if streamed is not None
                         else _universe(flow, store, user_read, rd, links))
+            users = cursors.get("user")
+            if universe is not None and users is not None and not users.trusted:
+                # A user read that failed or missed objects proves nobody left: members
+                # are only restricted to what is known (read or linked), never emptied.
+                universe |= store.link_ids(flow.name, "user")
         inputs.append(KindInput(
             kf.kind, rd.items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
             cands, rd.complete, universe, full=rd.full, gone_ids=frozenset(rd.gone),
@@ -266,7 +271,11 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     if streamed is not None and streamed.counts:  # pages applied while reading: report them
         shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))
                  if streamed.listed is not None else replace(plan, streamed=streamed.counts))
-    saves = [(flow.source, k, rd.cursor, rd.full, rd.trusted) for k, rd in cursors.items()]
+    # Groups are planned against the users read: an untrusted user read (failed, missed
+    # objects) keeps the groups' cursor too, so their membership is planned again.
+    users_ok = "user" not in cursors or cursors["user"].trusted
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.trusted and (k == "user" or users_ok))
+             for k, rd in cursors.items()]
     _check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
                         items_by_kind, shown=shown, applier=applier)
 

@@ -398,3 +398,21 @@ def test_a_listing_that_knows_it_missed_objects_keeps_no_cursor(env: Env) -> Non
     env.src.hidden = set()
     assert env.run().result == "ok"
     assert env.target_user("late")["title"] == "t"
+
+
+def test_groups_planned_against_an_incomplete_user_read_are_planned_again(env: Env) -> None:
+    """Oracle: a user missed by a listing (that said so) was left out of its group, and the
+    group's cursor moved on: the membership never came. Now the group's cursor waits too and
+    no member is removed because its user was not listed."""
+    env.src.put("user", {"uid": "a", "title": "t"}, "sa")
+    env.src.put("group", {"cn": "g"}, "g1")
+    env.src.set_group_members("g1", set())
+    assert env.run().result == "ok"
+    env.src.put("user", {"uid": "b", "title": "t"}, "sb")
+    env.src.set_group_members("g1", {"sa", "sb"})
+    env.src.hidden, env.src.hidden_detected = {"sb"}, True
+    assert env.run(full=True).result == "ok"
+    env.src.hidden = set()
+    assert env.run().result == "ok"
+    (gid,) = env.dst.objects["group"]
+    assert {env.dst.objects["user"][m]["userName"] for m in env.dst.members[gid]} == {"a", "b"}
