@@ -82,6 +82,9 @@ class MemoryConfig(ConnectorConfig):
     incremental: bool = True
     #: advertise a bulk endpoint (create_many) with this many operations per request
     bulk: int = 0
+    #: Incremental reads also return what changed in this many log entries before the
+    #: cursor: a watermark feed that re-reads its overlap window (SCIM meta.lastModified).
+    overlap: int = 0
 
 
 class MemoryConnector:
@@ -138,7 +141,7 @@ class MemoryConnector:
         self._call("read", kind)
         end = self.dir.seq()
         if cursor is not None and self.config.incremental and cursor.startswith("seq:"):
-            since = int(cursor[4:])
+            since = max(0, int(cursor[4:]) - self.config.overlap)
             changed: dict[str, bool] = {}
             for seq, k, oid, deleted in self.dir.log:
                 if seq > since and k == kind:
