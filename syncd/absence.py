@@ -37,21 +37,7 @@ def confirm(conn: Connector, kind: Kind, unseen: Iterable[str],
     ids = sorted(set(unseen))
     if not ids:
         return set(), []
-    lookup = getattr(conn, "confirm_gone", None)
-    confirmed: set[str] = set()
-    why = "a direct lookup still finds it, or could not tell"
-    if lookup is None:
-        why = f"{conn.name} cannot look entries up by anchor"
-    else:
-        for i in range(0, len(ids), CHUNK):
-            chunk = ids[i:i + CHUNK]
-            try:
-                confirmed |= set(lookup(kind, chunk)) & set(chunk)
-            except ConnectorError as exc:
-                why = f"the direct lookup failed ({exc})"
-                log.warning("%s: confirming %d missing %ss failed: %s", conn.name,
-                            len(ids) - i, kind, exc)
-                break
+    confirmed, why = gone(conn, kind, ids)
     held = [Hold(kind, sid, name(sid),
                  f"missing from the full listing of {conn.name} ({side}) but not confirmed "
                  f"gone ({why}): not deprovisioned")
@@ -61,6 +47,26 @@ def confirm(conn: Connector, kind: Kind, unseen: Iterable[str],
                     "confirmed gone: the listing was incomplete; they are held, not "
                     "deprovisioned", conn.name, len(held), kind)
     return confirmed, held
+
+
+def gone(conn: Connector, kind: Kind, ids: Iterable[str]) -> tuple[set[str], str]:
+    """The anchors `conn` proves absent by a direct lookup, and why the others are not."""
+    ids = sorted(set(ids))
+    lookup = getattr(conn, "confirm_gone", None)
+    confirmed: set[str] = set()
+    why = "a direct lookup still finds it, or could not tell"
+    if lookup is None:
+        return confirmed, f"{conn.name} cannot look entries up by anchor"
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        try:
+            confirmed |= set(lookup(kind, chunk)) & set(chunk)
+        except ConnectorError as exc:
+            why = f"the direct lookup failed ({exc})"
+            log.warning("%s: confirming %d %ss gone failed: %s", conn.name, len(ids) - i,
+                        kind, exc)
+            break
+    return confirmed, why
 
 
 def at_stake(links: Mapping[str, Link], unseen: Iterable[str], deprovision: str,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from syncd.absence import at_stake, confirm, link_name
+from syncd.absence import at_stake, confirm, gone, link_name
 from syncd.config import Flow, KindFlow
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
@@ -89,7 +89,8 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         if rd.full:
             out.seen[kf.kind] = rd.seen
         rules = _rules(flow, kf, target, store)
-        links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions})
+        links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
+                       | {sid for sid, _ in rules.open_conflicts})
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
         if rd.full and rd.complete:  # held back (mapping error) is not gone
             read = set(rd.items) | {h.source_id for h in rd.held}
@@ -108,6 +109,15 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             held += [replace(h, source_id=by_target[h.source_id].source_id) for h in missing]
             td.missed = len(missing)
             target_gone |= ok
+        elif td.complete:
+            # An incremental target feed may not report deletes (SCIM watermarks): the pairs
+            # the source changed are looked up before anything is written to them, so a
+            # target object deleted meanwhile gets `reverse_deprovision`, not a 404.
+            unread = {lk.target_id for sid, lk in links.items()
+                      if sid in rd.items and lk.status == "active"
+                      and lk.target_id not in td.entries and lk.target_id not in target_gone}
+            if unread:
+                target_gone |= gone(target, kf.kind, unread)[0]
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
         gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
         cands = _candidates(target, kf, unlinked, td)
@@ -183,13 +193,15 @@ def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
     paths = tuple(p for p in kf.mapping.paths
                   if p not in kf.mapping.on_create_only and p not in unsupported)
     reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}
+    stored = [c for c in store.conflicts(flow.name) if c["kind"] == kf.kind]
     resolutions = {(c["source_id"], c["path"]): c["resolution"]
-                   for c in store.conflicts(flow.name)
-                   if c["kind"] == kf.kind and c["resolution"] is not None}
+                   for c in stored if c["resolution"] is not None}
+    held = {(c["source_id"], c["path"]): (c["source_value"], c["target_value"])
+            for c in stored if c["resolution"] is None}
     # The implicit active=true of users (push semantics) is not merged in two-way flows:
     # not every side has it (LDAP), and disabling on either side is a deprovisioning matter.
     return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,
-                 flow.create, flow.reverse_deprovision, resolutions)
+                 flow.create, flow.reverse_deprovision, resolutions, held)
 
 
 def _user_by_target(flow: Flow, store: Store, td: TargetRead) -> dict[str, str]:

@@ -85,6 +85,8 @@ class MemoryConfig(ConnectorConfig):
     #: Incremental reads also return what changed in this many log entries before the
     #: cursor: a watermark feed that re-reads its overlap window (SCIM meta.lastModified).
     overlap: int = 0
+    #: False: incremental reads never report deletes (a watermark feed such as SCIM's).
+    report_deletes: bool = True
 
 
 class MemoryConnector:
@@ -147,7 +149,7 @@ class MemoryConnector:
                 if seq > since and k == kind:
                     changed[oid] = deleted
             live = [o for o, d in changed.items() if not d and o in self.dir.objects[kind]]
-            gone = tuple(o for o, d in changed.items() if d)
+            gone = tuple(o for o, d in changed.items() if d and self.config.report_deletes)
             yield Batch(kind, tuple(self._entry(kind, o) for o in live),
                         cursor=f"seq:{end}", full=False, deleted=gone)
             return

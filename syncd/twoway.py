@@ -53,6 +53,10 @@ class Rules:
     reverse_deprovision: str = "recreate"
     #: (source_id, path) -> value an operator chose for a manual conflict
     resolutions: Mapping[tuple[str, str], Value] = field(default_factory=dict)
+    #: (source_id, path) -> (source value, target value) of conflicts held and not settled:
+    #: a cycle that reads only one side must keep holding them, not take the other side's
+    #: unread value for the base (that lost the other side's edit).
+    open_conflicts: Mapping[tuple[str, str], tuple[Value, Value]] = field(default_factory=dict)
 
 
 #: Attributes that servers compare and often store case-insensitively (SCIM caseExact=false).
@@ -104,11 +108,24 @@ class Merge:
 
 
 def merge_attrs(rules: Rules, s: Attrs, t: Attrs, b: Attrs, s_mod: str | None,
-                t_mod: str | None, sid: str) -> Merge:
+                t_mod: str | None, sid: str, *, s_read: bool = True, t_read: bool = True
+                ) -> Merge:
+    """`s_read`/`t_read`: whether each side was read this cycle. A side not read is taken to
+    equal the base — except for a conflict still held, whose unread side keeps the value it
+    had when the conflict was found."""
     m = Merge(base=dict(b))
     for p in rules.paths:
         sv, tv, bv = s.get(p), t.get(p), b.get(p)
         writable = p in rules.reverse
+        held = rules.open_conflicts.get((sid, p))
+        if held is not None and not (s_read and t_read) and (sid, p) not in rules.resolutions:
+            sv = sv if s_read else held[0]
+            tv = tv if t_read else held[1]
+            if _loosely_same(sv, tv, p):
+                m.base[p] = sv  # the read side now agrees with the other: settled
+            else:
+                m.conflicts.append((p, sv, tv, bv))
+            continue
         if (sid, p) in rules.resolutions:
             v = rules.resolutions[(sid, p)]
             if not same(v, sv) and writable:
@@ -195,6 +212,7 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
     touched |= {by_target[t].source_id for t in ti.target_gone if t in by_target}
     touched |= set(ti.source_gone)
     touched |= {sid for sid, _ in ti.rules.resolutions}  # an operator settled a conflict
+    touched |= {sid for sid, _ in ti.rules.open_conflicts}  # held: stays listed
     for sid in sorted(touched):
         lk = ti.links.get(sid)
         if lk is None:
@@ -213,7 +231,8 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
         s = item.attrs if item else lk.base
         t = {p: entry.attrs.get(p) for p in ti.rules.paths} if entry else lk.base
         m = merge_attrs(ti.rules, s, t, lk.base, item.modified if item else None,
-                        entry.modified if entry else None, sid)
+                        entry.modified if entry else None, sid, s_read=item is not None,
+                        t_read=entry is not None)
         for p, sv, tv, bv in m.conflicts:
             conflicts.append(ConflictRecord(ti.kind, sid, name, p, sv, tv, bv))
             held.append(Hold(ti.kind, sid, name, f"conflict on {p}: source {sv!r}, target "

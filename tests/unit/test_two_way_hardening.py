@@ -1,0 +1,73 @@
+"""Two-way flows lose nothing: defects found by the oracle and the issue, as regular tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd import config
+from syncd.store import Store
+from syncd.testing import DIRECTORIES
+from tests.unit.test_two_way import TwoWay, settle
+
+
+@pytest.fixture
+def tw(tmp_path: Path) -> Iterator[TwoWay]:
+    t = TwoWay(tmp_path)
+    for i in range(3):
+        t.src.put("user", {"uid": f"u{i}", "title": "t", "nick": f"n{i}", "cn": f"C {i}"},
+                  f"s{i}")
+    yield t
+    for name in t.names:
+        DIRECTORIES.pop(name, None)
+
+
+def _overlap(tw: TwoWay, users_extra: str = "", extra: str = "") -> None:
+    """The target's feed re-reads an overlap window, as a SCIM meta.lastModified watermark."""
+    tw.configure(users_extra=users_extra, extra=extra)
+    path = tw.tmp / "c.toml"
+    path.write_text(path.read_text().replace(
+        f'directory = "{tw.names[1]}"', f'directory = "{tw.names[1]}"\noverlap = 50'))
+    tw.cfg = config.load(path)
+
+
+def test_a_held_conflict_survives_a_cycle_that_reads_only_one_side(tw: TwoWay) -> None:
+    _overlap(tw, users_extra='authority = { title = "manual" }')
+    settle(tw)
+    tw.edit_source("s1", title="S")
+    tw.edit_target("u1", title="T")
+    tw.run()
+    for _ in range(2):  # the target re-reads its overlap window; the source has moved on
+        res = tw.run()
+        assert tw.src.objects["user"]["s1"]["title"] == "S", "the source edit was lost"
+        assert tw.dst.objects["user"][tw.tid("u1")]["title"] == "T"
+        assert any("conflict on title" in h.reason for h in res.plan.held)  # type: ignore[union-attr]
+        st = Store(tw.cfg.state_url)
+        try:
+            assert [(c["source_value"], c["target_value"]) for c in st.conflicts("f")] == [
+                ("S", "T")]
+        finally:
+            st.close()
+
+
+@pytest.mark.parametrize("policy", ["delete", "disable", "recreate"])
+def test_a_target_delete_seen_incrementally_through_a_source_edit(tw: TwoWay,
+                                                                  policy: str) -> None:
+    tw.configure(extra=f'reverse_deprovision = "{policy}"')
+    path = tw.tmp / "c.toml"
+    path.write_text(path.read_text().replace(
+        f'directory = "{tw.names[1]}"', f'directory = "{tw.names[1]}"\nreport_deletes = false'))
+    tw.cfg = config.load(path)
+    settle(tw)
+    tw.dst.remove("user", tw.tid("u1"))  # deleted in the app; its feed reports no deletes
+    tw.edit_source("s1", title="edited")
+    res = tw.run()  # asserts result ok: not "Rejected … gone (404)"
+    if policy == "recreate":
+        assert tw.dst.objects["user"][tw.tid("u1")]["title"] == "edited"
+    elif policy == "delete":
+        assert "s1" not in tw.src.objects["user"]
+    else:
+        assert [(c.op, c.side) for c in res.plan.changes] == [  # type: ignore[union-attr]
+            ("deprovision", "source")]
