@@ -31,6 +31,7 @@ from syncd.plan import Change, Plan
 from syncd.planner import diff, label, match_value
 from syncd.redact import redact
 from syncd.store import Link, Store
+from syncd.writeback import WriteBack, _Outcome
 
 if TYPE_CHECKING:
     from syncd.session import Session
@@ -56,16 +57,7 @@ class ApplyResult:
     stopped: bool = False
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    change: Change
-    link: Link | None = None
-    drop: bool = False
-    target_id: str | None = None
-    error: BaseException | None = None
-
-
-class Applier:
+class Applier(WriteBack):
     def __init__(self, flow: Flow, target: Connector, store: Store, run_id: str,
                  progress: Callable[[str], None] | None = None,
                  stop: threading.Event | None = None, source: Connector | None = None) -> None:
@@ -346,26 +338,6 @@ class Applier:
         origin = current.origin if current else "created"
         return _Outcome(c, link=self._link(c, c.target_id, origin=origin, status="disabled"),
                         target_id=c.target_id)
-
-    # -- two-way: the source side ------------------------------------------------------------
-    def _source_create(self, c: Change) -> _Outcome:
-        assert self.source is not None and c.target_id
-        entry = self.source.create(c.kind, dict(c.source_attrs))
-        b = StoredAttrs.of(c.base)
-        members: frozenset[str] | None = frozenset() if c.kind == "group" else None
-        link = Link(self.flow.name, c.kind, entry.external_id, c.target_id, b, digest(b),
-                    members, "active", "created")
-        return _Outcome(c, link=link, target_id=c.target_id)
-
-    def _source_deprovision(self, c: Change) -> _Outcome:
-        assert self.source is not None
-        self.source.deactivate(c.kind, c.source_id)
-        return _Outcome(c, drop=True, target_id=c.target_id)
-
-    def _source_delete(self, c: Change) -> _Outcome:
-        assert self.source is not None
-        self.source.delete(c.kind, c.source_id)
-        return _Outcome(c, drop=True, target_id=c.target_id)
 
     def _delete(self, c: Change) -> _Outcome:
         assert c.target_id

@@ -304,5 +304,7 @@ def plan_target_only(ti: TwoWayInput) -> tuple[list[Change], list[str]]:
         values = {p: v for p, v in canon.items() if v is not None}
         out.append(Change("create", ti.kind, "", e.name or e.external_id, e.external_id,
                           side="source", source_attrs=native(ti.rules, values),
+                          before={p: e.attrs.get(p) for p in ti.rules.paths
+                                  if p not in ti.rules.reverse},
                           base=canon, reason="created on the target side"))
     return out, []

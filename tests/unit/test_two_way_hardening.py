@@ -71,3 +71,19 @@ def test_a_target_delete_seen_incrementally_through_a_source_edit(tw: TwoWay,
     else:
         assert [(c.op, c.side) for c in res.plan.changes] == [  # type: ignore[union-attr]
             ("deprovision", "source")]
+
+
+def test_an_app_side_create_converges_in_one_cycle(tw: TwoWay) -> None:
+    tw.configure(extra='create = "both"')
+    path = tw.tmp / "c.toml"  # a one-way path computed from the source (like entryUUID)
+    path.write_text(path.read_text().replace(
+        'nickName = "nick"', 'nickName = "nick"\nexternalId = {from = "uid", '
+                             'transform = ["upper"]}'))
+    tw.cfg = config.load(path)
+    settle(tw)
+    tw.dst.put("user", {"userName": "app.person", "title": "x", "nickName": "ap",
+                        "displayName": "App Person"})
+    res = tw.run()
+    assert [(c.op, c.side) for c in res.plan.changes] == [  # type: ignore[union-attr]
+        ("create", "source")]
+    assert tw.planned(tw.run()) == [], "a second cycle still had work: not converged in one"

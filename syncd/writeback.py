@@ -1,0 +1,81 @@
+"""Two-way flows: the source side of apply (creates, deprovisioning and deletes written back).
+
+A mixin of `syncd.apply.Applier`, kept apart so the push path reads on its own. Everything
+here writes to the flow's *source* connector, for changes planned with ``side = "source"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from syncd.mapping import MappingError
+from syncd.model import Entry, StoredAttrs, Value, digest
+from syncd.planner import same
+from syncd.store import Link
+
+if TYPE_CHECKING:
+    from syncd.config import Flow
+    from syncd.connector import Connector
+    from syncd.plan import Change
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    change: Change
+    link: Link | None = None
+    drop: bool = False
+    target_id: str | None = None
+    error: BaseException | None = None
+
+
+class WriteBack:
+    flow: Flow
+    target: Connector
+    source: Connector | None
+
+    def _source_create(self, c: Change) -> _Outcome:
+        assert self.source is not None and c.target_id
+        entry = self.source.create(c.kind, dict(c.source_attrs))
+        members: frozenset[str] | None = frozenset() if c.kind == "group" else None
+        base = dict(c.base)
+        error: Exception | None = None
+        one_way = self._one_way(c, entry)
+        if one_way:
+            # What only the new source entry can give (its anchor as externalId, templates)
+            # goes to the target now, not one cycle later: an app-side create converges in
+            # one cycle. If that fails the link is still recorded; the next cycle retries.
+            try:
+                self.target.update(c.kind, c.target_id, one_way)
+                base.update(one_way)
+            except Exception as exc:
+                error = exc
+        b = StoredAttrs.of(base)
+        link = Link(self.flow.name, c.kind, entry.external_id, c.target_id, b, digest(b),
+                    members, "active", "created")
+        return _Outcome(c, link=link, target_id=c.target_id, error=error)
+
+    def _one_way(self, c: Change, entry: Entry) -> dict[str, Value]:
+        """The mapped values of a source entry syncd just created that cannot have come
+        from the target (one-way paths), where they differ from the target's."""
+        kf = self.flow.kind(c.kind)
+        if kf is None or not entry.raw:
+            return {}
+        try:
+            mapped = kf.mapping.map(entry.raw)
+        except MappingError:
+            return {}
+        skip = set(kf.mapping.reverse()) | kf.mapping.on_create_only | set(
+            self.target.capabilities.unsupported(c.kind))
+        return {p: v for p, v in mapped.items()
+                if p not in skip and not same(v, c.before.get(p))}
+
+    def _source_deprovision(self, c: Change) -> _Outcome:
+        assert self.source is not None
+        self.source.deactivate(c.kind, c.source_id)
+        return _Outcome(c, drop=True, target_id=c.target_id)
+
+    def _source_delete(self, c: Change) -> _Outcome:
+        assert self.source is not None
+        self.source.delete(c.kind, c.source_id)
+        return _Outcome(c, drop=True, target_id=c.target_id)
