@@ -156,6 +156,9 @@ class Candidates(dict[tuple[str, str], list[Entry]]):
     def __init__(self) -> None:
         super().__init__()
         self.errors: dict[tuple[str, str], str] = {}
+        #: False when a listing of the target said it missed objects: absence from this
+        #: index then proves nothing, and creating on it would duplicate.
+        self.complete = True
 
 
 def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: list[Item]
@@ -166,7 +169,9 @@ def candidates(target: Connector, kind: Kind, match: tuple[str, ...], unlinked: 
     an existing object is exactly how duplicates happen.
     """
     if len(unlinked) > FIND_LIMIT:
-        return target_index(target, kind, match)
+        index = target_index(target, kind, match)
+        if index.complete:
+            return index
     return found(target, kind, match, unlinked)
 
 
@@ -182,9 +187,12 @@ def claims(store: Store, flow: str, kind: Kind, cands: Mapping[tuple[str, str], 
 
 
 def target_index(target: Connector, kind: Kind, match: tuple[str, ...]) -> Candidates:
-    """The whole target listed once and indexed by match key (many unlinked entries)."""
+    """The whole target listed once and indexed by match key (many unlinked entries). An
+    incomplete listing is marked so: the caller looks entries up one by one instead."""
     index = Candidates()
     for batch in target.read(kind, None, None):
+        if not batch.complete:
+            index.complete = False
         for e in batch.entries:
             for key in match:
                 mv = match_value(e.attrs.get(key))

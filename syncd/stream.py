@@ -166,7 +166,10 @@ class _Stream:
         a few: one `find` each, as an incremental cycle would."""
         if self.index is None and len(unlinked) > FIND_LIMIT:
             self.index = target_index(self.target, self.kind, self.kf.match)
-        if self.index is not None:
+            if not self.index.complete:
+                log.warning("%s: the target's listing of %ss was incomplete: looking each "
+                            "unlinked entry up instead", self.target.name, self.kind)
+        if self.index is not None and self.index.complete:
             return self.index
         return found(self.target, self.kind, self.kf.match, unlinked)
 

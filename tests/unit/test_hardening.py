@@ -416,3 +416,16 @@ def test_groups_planned_against_an_incomplete_user_read_are_planned_again(env: E
     assert env.run().result == "ok"
     (gid,) = env.dst.objects["group"]
     assert {env.dst.objects["user"][m]["userName"] for m in env.dst.members[gid]} == {"a", "b"}
+
+
+def test_an_incomplete_target_listing_is_not_taken_for_no_match(env: Env) -> None:
+    """Matching many unlinked entries lists the target once; a listing that says it missed
+    objects must not make syncd create duplicates of what it missed."""
+    for i in range(80):  # > FIND_LIMIT: the target is listed, not asked entry by entry
+        env.src.put("user", {"uid": f"u{i:02}", "title": "t"}, f"s{i:02}")
+        env.dst.put("user", {"userName": f"u{i:02}", "title": "t"}, f"t{i:02}")
+    env.dst.hidden, env.dst.hidden_detected = {"t05", "t40"}, True
+    res = env.run()
+    assert res.result == "ok"
+    assert len(env.dst.objects["user"]) == 80
+    assert {c.op for c in res.plan.changes} == {"adopt"}  # type: ignore[union-attr]
