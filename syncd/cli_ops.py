@@ -197,6 +197,14 @@ def explain(config_path: str, flow_name: str | None, output: str, who: str) -> N
                       if c.get("attrs") else ""))
     for h in doc["held"]:
         click.echo(f"    hold: {h['reason']}")
+    p = doc.get("pending")
+    if p:
+        state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"
+        click.echo(f"pending: {p['op']} failed {p['attempts']}x, {state}: "
+                   f"{p['error_class']}: {p['error']}")
+    for o in doc.get("same_name_held", ()):
+        click.echo(f"another source entry {o['source_id']} with this name is held: "
+                   f"{o['error_class']}: {o['error']}")
     if doc["history"]:
         click.echo("history:")
     for h in doc["history"]:

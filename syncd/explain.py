@@ -27,6 +27,7 @@ from syncd.mapping import MappingError
 from syncd.model import Entry, Kind, Value
 from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, plan_flow
+from syncd.read import claims
 from syncd.store import Link, Store
 
 
@@ -121,7 +122,7 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
     return None
 
 
-def plan_one(flow: Flow, loc: Located, now: datetime) -> Plan:
+def plan_one(flow: Flow, loc: Located, now: datetime, store: Store | None = None) -> Plan:
     kf = loc.kf
     sid = (loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
            )
@@ -136,9 +137,11 @@ def plan_one(flow: Flow, loc: Located, now: datetime) -> Plan:
                     e for e in loc.target if str(e.attrs.get(key, "")).casefold()
                     == str(v).casefold()]
     gone = frozenset({sid}) if not items and links else frozenset()
+    # Candidates another entry owns are collisions, exactly as in a run (ownership).
+    claimed = claims(store, flow.name, kf.kind, cands) if store is not None and cands else {}
     ki = KindInput(kf.kind, items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
                    cands, True, None, full=False, gone_ids=gone, delete_after=flow.delete_after,
-                   now=now)
+                   now=now, claimed=claimed)
     plan = plan_flow(flow.name, [ki])
     held = plan.held
     if loc.mapping_error:
@@ -158,8 +161,15 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} (match keys "
                              f"{', '.join(flow.kinds[0].match)}) nor among linked objects")
-        plan = plan_one(flow, loc, datetime.now(UTC))
+        plan = plan_one(flow, loc, datetime.now(UTC), store)
         sid = loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
+        waiting = store.pending(flow.name, loc.kind)
+        pending = waiting.get(sid)
+        # Other source entries held under the same name (a collision is two entries with
+        # one identity): shown with this one, since a name cannot tell them apart.
+        others = [{"source_id": o, "op": p.op, "error_class": p.error_class, "error": p.error,
+                   "quarantined": p.quarantined}
+                  for o, p in sorted(waiting.items()) if o != sid and who in (o, p.name)]
         return {
             "flow": flow.name, "kind": loc.kind, "source_id": sid,
             "source": None if loc.source is None else {
@@ -177,6 +187,11 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
                 "status_at": str(loc.link.status_at) if loc.link.status_at else None},
             "plan": [c.to_dict() for c in plan.changes],
             "held": [vars(h) for h in plan.held],
+            "pending": None if pending is None else {
+                "op": pending.op, "error_class": pending.error_class, "error": pending.error,
+                "attempts": pending.attempts, "quarantined": pending.quarantined,
+                "next_at": str(pending.next_at)},
+            "same_name_held": others,
             "history": store.history(flow.name, sid),
         }
     finally:
@@ -197,7 +212,7 @@ def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
         loc = locate(flow, store, source, target, who)
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} nor among linked objects")
-        plan = plan_one(flow, loc, datetime.now(UTC))
+        plan = plan_one(flow, loc, datetime.now(UTC), store)
         res.run_id = None if dry_run else store.start_run(flow.name)
         items = {loc.kind: {loc.item.source_id: loc.item}} if loc.item else {}
         _check_apply_commit(flow, store, source, target, res, Options(allow_deletes), plan,

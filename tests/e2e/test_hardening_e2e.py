@@ -14,12 +14,16 @@ from tests.peers.directory import PEOPLE, group_cn, group_member_indexes, user_d
 from tests.peers.ldap_fixtures import SEED, SMALL_MEMBERS, SMALL_USERS
 
 
-def _status(sync: Sync) -> str:
+def _cli(sync: Sync, command: str, *args: str) -> str:
     from click.testing import CliRunner
 
     from syncd.cli import main
 
-    return CliRunner().invoke(main, ["status", "--config", str(sync.config)]).output
+    return CliRunner().invoke(main, [command, "--config", str(sync.config), *args]).output
+
+
+def _status(sync: Sync) -> str:
+    return _cli(sync, "status")
 
 
 def test_a_second_entry_with_an_existing_uid_is_held_not_adopted(sync_scim2: Sync) -> None:
@@ -37,6 +41,8 @@ def test_a_second_entry_with_an_existing_uid_is_held_not_adopted(sync_scim2: Syn
     (held,) = [h for h in res.doc["flows"][0]["held"]]  # type: ignore[index]
     assert "collision" in held["reason"] and user_uid(1) in held["reason"]
     assert "collision" in _status(sync).lower()
+    explained = _cli(sync, "explain", "--flow", "corp-to-app", user_uid(1))
+    assert "collision" in explained.lower(), explained
     # the contractor leaves: the employee's account is never disabled on its behalf
     sync.ldap.delete(f"cn=Contractor One,{PEOPLE}")
     assert sync.run("--full").code == 0
