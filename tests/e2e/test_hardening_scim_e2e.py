@@ -116,3 +116,38 @@ def test_a_target_that_dies_mid_run_ends_it_fast_and_the_rerun_converges(
     assert sync.run().code == 0
     names = [u["userName"] for u in sync.list("Users")]
     assert len(names) == SMALL_USERS == len(set(names))
+
+
+@pytest.mark.parametrize("status", [400, 502])
+def test_a_token_the_server_echoes_is_never_logged_stored_or_shown(
+        sync_scim2: Sync, proxy: FaultProxy, status: int) -> None:
+    sync = sync_scim2
+    token = sync.scim.token or ""
+    assert len(token) >= 8
+    sync.write(app_extra='bulk = "never"\nmax_retries = 0')
+    sync.config.write_text(sync.config.read_text().replace(
+        f'url = "{sync.scim.url}"', f'url = "{proxy.url}"'))
+    echo = (f"<html><body><h1>Bad request</h1><pre>POST /v2/Users HTTP/1.1\r\n"
+            f"Authorization: Bearer {token}\r\nX-Debug: token={token}\r\n</pre></body></html>")
+    proxy.add(Fault("serve", method="POST", path=r"/Users$", status=status, times=3,
+                    payload=lambda: [echo.encode()]))
+    res = sync.run()
+    assert res.code == 1, res.out
+    assert token not in res.out
+    status_out = _cli(sync, "status")
+    assert token not in status_out
+    if status == 400:  # the server's words are kept for the admin: masked
+        assert "redacted" in status_out + res.out
+    explained = _cli(sync, "explain", "--flow", "corp-to-app", user_uid(0))
+    assert token not in explained
+    for f in sync.state.parent.glob(sync.state.name + "*"):
+        assert token.encode() not in f.read_bytes(), f
+
+
+def _cli(sync: Sync, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from syncd.cli import main
+
+    command, *rest = args
+    return CliRunner().invoke(main, [command, "--config", str(sync.config), *rest]).output
