@@ -30,6 +30,19 @@ if [ ! -x /usr/sbin/samba ] || [ ! -x /usr/bin/samba-tool ] || ! command -v soca
     fi
 fi
 
+# 389 Directory Server (the second RFC 4533 directory of tests/peers/ds389.py; ns-slapd drops
+# to the dirsrv user, so its tests need root), so only root installs it.
+if [ ! -x /usr/sbin/ns-slapd ] || [ ! -x /usr/sbin/dscreate ]; then
+    cmd="apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 389-ds-base"
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing 389 Directory Server (389-ds-base) from Debian" >&2
+        bash -c "$cmd" >/dev/null
+    else
+        echo "bootstrap: 389-ds-base missing (the 389-ds tests will fail); as root run:" >&2
+        echo "  $cmd" >&2
+    fi
+fi
+
 # systemd-analyze (Debian's systemd package) verifies the unit files in the test suite.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

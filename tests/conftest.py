@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.peers.ldap_fixtures",
     "tests.peers.scim_fixtures",
     "tests.peers.ad_fixtures",
+    "tests.peers.ds389_fixtures",
 ]
