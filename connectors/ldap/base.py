@@ -217,7 +217,8 @@ class LdapBase(PagedSearch):
     def _root_dse(self) -> dict[str, list[str]]:
         """The root DSE's supported controls and capabilities (lower-cased names)."""
         if self._root is None:
-            attrs = ["supportedControl", "supportedCapabilities", "namingContexts", "currentTime"]
+            attrs = ["supportedControl", "supportedCapabilities", "namingContexts", "currentTime",
+                     "vendorName"]
             root: dict[str, list[str]] = {}
             for event in self._search("", "(objectClass=*)", "base", attrs):
                 if isinstance(event, SearchEntry):

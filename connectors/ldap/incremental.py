@@ -9,6 +9,9 @@ Incremental reads (``incremental``, see `sync.py` for the cursor format):
 - **syncrepl** (OpenLDAP syncprov, RFC 4533 refreshOnly): changed entries (states add and
   modify) come back whole and are upserted; deletes arrive as entryUUIDs (delete states and
   syncIdSets) in `Batch.deleted` -- only when the anchor is entryUUID, the only id they carry.
+  389 Directory Server speaks its own RFC 4533 (cookies bound to the search, refreshDeletes
+  FALSE after a changes-only refresh, nsUniqueId-named deletes): `ds389.py` says how, and
+  `_syncrepl` takes that path when the root DSE's vendorName says 389.
   The changes of one read are held until the server ends the refresh (O(changes)), because
   only then is it known that it answered in delete mode; a *present* mode answer (the session
   log does not reach back to the cookie), e-syncRefreshRequired, an unknown cookie or a
@@ -26,7 +29,9 @@ A full read (no cursor, or a fallback) takes the new cursor *before* listing (a 
 cookie from a base-scope sync search, the watermark time, a DirSync cookie), so a change made
 during the listing is seen again by the next incremental read: at-least-once, never lost.
 ``auto`` picks syncrepl when the root DSE lists the sync control (falling back to watermark if
-the search base turns out not to have syncprov), dirsync on AD, else watermark.
+the search base turns out not to have syncprov; on 389-ds also where its feed cannot serve,
+decided once, with a note: `ds389.Ds389Feed._ds389_feed_problem`), dirsync on AD, else
+watermark.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
-from connectors.ldap.base import LdapBase, log
+from connectors.ldap.base import log
 from connectors.ldap.ber import Malformed
 from connectors.ldap.config import LdapConfig, SearchSpec
 from connectors.ldap.decode import Plan, row_from_event
+from connectors.ldap.ds389 import CHUNK, Ds389Feed, note_once, nsid_filter
 from connectors.ldap.sync import (
     AD_CAPABILITY,
     DIRSYNC,
@@ -52,8 +58,10 @@ from connectors.ldap.sync import (
     BadCursor,
     dirsync_request,
     dirsync_response,
+    ds389_change_number,
     fingerprint,
     make_cursor,
+    nsuniqueid,
     sync_done,
     sync_info,
     sync_request,
@@ -64,7 +72,7 @@ from connectors.ldap.wire import SearchDone, SearchEntry, SearchIntermediate, Se
 from syncd.errors import Fatal
 from syncd.model import Batch, Entry, Kind
 
-_UNAVAILABLE_CRITICAL_EXTENSION, _UNWILLING = 12, 53
+_UNAVAILABLE_CRITICAL_EXTENSION, _UNWILLING, _INSUFFICIENT_ACCESS = 12, 53, 50
 _GENERALIZED = re.compile(r"^\d{14}Z$")
 _MATCH_NOTHING = "(&(objectClass=*)(!(objectClass=*)))"
 
@@ -77,7 +85,7 @@ class _NoSyncprov(Exception):
     """The server refused the sync control for this base."""
 
 
-class IncrementalReads(LdapBase):
+class IncrementalReads(Ds389Feed):
     """Listings and the three incremental mechanisms (see the module docstring)."""
 
     def __init__(self, name: str, config: LdapConfig) -> None:
@@ -98,6 +106,12 @@ class IncrementalReads(LdapBase):
             controls = set(root.get("supportedcontrol", ()))
             if SYNC_REQUEST in controls:
                 self._auto = "syncrepl"
+                problem = self._ds389_feed_problem() if self._is_389() else None
+                if problem is not None:
+                    self._auto = "watermark"
+                    note_once(self.name, self.config.url, self._msg(
+                        f"{problem}: incremental reads via watermark (modifyTimestamp); "
+                        "deletes are found by the periodic full reconcile"))  # fmt: skip
             elif AD_CAPABILITY in root.get("supportedcapabilities", ()) and DIRSYNC in controls:
                 self._auto = "dirsync" if self._anchor == "objectguid" else "watermark"
             else:
@@ -168,13 +182,18 @@ class IncrementalReads(LdapBase):
     # ---- syncrepl --------------------------------------------------------------------------
 
     def _sync_cookie(self, spec: SearchSpec) -> bytes:
-        """A cookie for the current state: a sync search of the base entry alone."""
+        """A cookie for the current state: a sync search of the base entry alone. On 389-ds
+        with the listing's own filter: its cookies are bound to bind DN, base and filter (not
+        scope), and one from another search is an "Invalid session cookie"."""
+        ds389 = self._is_389()
+        filter_ = spec.filter if ds389 else "(objectClass=*)"
         done: SearchDone | None = None
-        for event in self._search(spec.base, "(objectClass=*)", "base", [], [sync_request(None)]):
+        for event in self._search(spec.base, filter_, "base", [], [sync_request(None)]):
             if isinstance(event, SearchDone):
                 done = event
         assert done is not None
-        if done.code in (_UNAVAILABLE_CRITICAL_EXTENSION, _UNWILLING):
+        refused = (_UNAVAILABLE_CRITICAL_EXTENSION, _UNWILLING)
+        if done.code in refused or (ds389 and done.code == _INSUFFICIENT_ACCESS):
             raise _NoSyncprov(f"{spec.base} does not offer content sync ({done.message})")
         self._check(done, spec.base, 0)
         try:
@@ -195,11 +214,16 @@ class IncrementalReads(LdapBase):
         cookie: bytes,
     ) -> Iterator[Batch]:
         items: list[SearchEntry] = []
+        changed: list[str] = []  # the items' syncUUIDs
         deleted: list[str] = []
         referrals = False
         done: SearchDone | None = None
         present = "the server answered in present mode (its session log ends after the cursor)"
         control = [sync_request(cookie)]
+        ds389 = self._is_389()
+        number = ds389_change_number(cookie) if ds389 else None
+        if number is not None and self._changelog_trimmed(number):
+            raise FullReadNeeded("the 389-ds retro changelog no longer reaches back to the cursor")
         try:
             for event in self._search(spec.base, spec.filter, spec.scope, request, control):
                 if isinstance(event, SearchEntry):
@@ -210,6 +234,7 @@ class IncrementalReads(LdapBase):
                         deleted.append(uuid)
                     else:
                         items.append(event)
+                        changed.append(uuid)
                 elif isinstance(event, SearchIntermediate) and event.name == SYNC_INFO:
                     info = sync_info(event.value)
                     if info.kind == "refreshPresent" or (
@@ -234,16 +259,63 @@ class IncrementalReads(LdapBase):
             raise Fatal(self._msg(f"undecodable sync reply: {exc}"), connector=self.name) from None
         if end.cookie == b"":
             raise FullReadNeeded("the server did not recognise the cookie")
-        if not end.refresh_deletes:
-            raise FullReadNeeded(present)
-        if self._anchor != "entryuuid":
-            deleted = []  # syncrepl names deleted entries by entryUUID only
+        new_cookie = end.cookie or cookie
+        if number is not None:  # 389-ds: FALSE ends every refresh, changes-only ones too
+            entries, whole, deleted = self._ds389_changes(
+                kind, spec, request, plan, changed, deleted, number, new_cookie)
+        else:
+            if not end.refresh_deletes:
+                raise FullReadNeeded(present)
+            if self._anchor != "entryuuid":
+                deleted = []  # syncrepl names deleted entries by entryUUID only
+            entries, whole = self._entries(kind, [row_from_event(item, plan) for item in items])
         if kind == "user":
             for uuid in deleted:
                 self._dn_map.remove(uuid)
-        entries, whole = self._entries(kind, [row_from_event(item, plan) for item in items])
-        cursor = make_cursor("syncrepl", fp, end.cookie or cookie)
+        cursor = make_cursor("syncrepl", fp, new_cookie)
         yield from self._pages(kind, entries, cursor, whole and not cut and not referrals, deleted)
+
+    def _ds389_changes(
+        self,
+        kind: Kind,
+        spec: SearchSpec,
+        request: list[str],
+        plan: Plan,
+        changed: list[str],
+        deleted: list[str],
+        number: int,
+        new_cookie: bytes,
+    ) -> tuple[list[Entry], bool, list[str]]:
+        """389-ds's changed entries re-read with the requested attributes (it sends them
+        without operational ones, anchor included), and its deletes -- plus entries changed
+        out of the filter, which it does not report -- as the link's anchors."""
+        gone = [nsuniqueid(u) for u in dict.fromkeys(deleted)]
+        nsids = [nsuniqueid(u) for u in dict.fromkeys(changed)]
+        entries: list[Entry] = []
+        whole = True
+        for i in range(0, len(nsids), CHUNK):
+            filter_ = f"(&{spec.filter}{nsid_filter(nsids[i : i + CHUNK])})"
+            for batch in self._listing(kind, spec, filter_, request, plan, False, None):
+                entries.extend(batch.entries)
+                whole = whole and batch.complete
+        last = ds389_change_number(new_cookie)
+        if last is None or last <= number:
+            if gone:
+                raise FullReadNeeded("389-ds sent deletes but its cookie did not advance")
+            return entries, whole, []
+        log_ = self._changelog(spec, number + 1, last, gone)
+        if log_.complete:  # changed, but not sent: it no longer matches the filter
+            gone += sorted(log_.changed_in_scope - set(nsids) - set(gone))
+        if self._anchor == "nsuniqueid":
+            return entries, whole, gone
+        anchors = [log_.entry_uuids.get(n) for n in gone]
+        if None in anchors:
+            missing = sum(a is None for a in anchors)
+            raise FullReadNeeded(
+                f"the 389-ds retro changelog does not name the entryUUID of {missing} deleted "
+                "entries (nsslapd-attribute: entryuuid:targetEntryUUID)"
+            )
+        return entries, whole, [a for a in anchors if a is not None]
 
     # ---- watermark -------------------------------------------------------------------------
 

@@ -107,6 +107,24 @@ def sync_state(value: bytes | None) -> tuple[int, str]:
     return decode_int(parts[0][1]), entry_uuid(parts[1][1])
 
 
+def ds389_change_number(cookie: bytes) -> int | None:
+    """The retro changelog number a 389-ds cookie stands for (``server#client#N``), None
+    for any other cookie (OpenLDAP's ``rid=...,csn=...``, or a 389-ds one in OpenLDAP mode)."""
+    head, sep, tail = cookie.rpartition(b"#")
+    if not sep or b"#" not in head or not tail.isdigit():
+        return None
+    return int(tail)
+
+
+def nsuniqueid(sync_uuid: str) -> str:
+    """389-ds's nsUniqueId (``xxxxxxxx-xxxxxxxx-xxxxxxxx-xxxxxxxx``) of a syncUUID it sent:
+    the server's syncUUID is the nsUniqueId's 16 bytes, which `entry_uuid` renders 8-4-4-4-12."""
+    h = sync_uuid.replace("-", "").lower()
+    if len(h) != 32:
+        raise Malformed(f"syncUUID {sync_uuid!r} is not 16 bytes")
+    return "-".join(h[i : i + 8] for i in range(0, 32, 8))
+
+
 @dataclass
 class SyncDone:
     cookie: bytes | None
