@@ -87,3 +87,18 @@ def test_an_app_side_create_converges_in_one_cycle(tw: TwoWay) -> None:
     assert [(c.op, c.side) for c in res.plan.changes] == [  # type: ignore[union-attr]
         ("create", "source")]
     assert tw.planned(tw.run()) == [], "a second cycle still had work: not converged in one"
+
+
+def test_two_way_a_user_deleted_at_the_source_leaves_the_target_groups(tw: TwoWay) -> None:
+    tw.configure(extra='deprovision = "delete"')
+    tw.src.put("group", {"cn": "staff"}, "g1")
+    tw.src.set_group_members("g1", {"s0", "s1", "s2"})
+    settle(tw)
+    with tw.src.lock:  # deleted; the group itself is not in the feed
+        tw.src.objects["user"].pop("s1")
+        tw.src.log.append((tw.src.seq() + 1, "user", "s1", True))
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    assert {tw.dst.objects["user"][m]["userName"] for m in tw.dst.members[gid]
+            if m in tw.dst.objects["user"]} == {"u0", "u2"}
+    assert len(tw.dst.members[gid]) == 2
