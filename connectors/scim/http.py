@@ -8,7 +8,10 @@ fault ends in a duplicate. They are:
  - other 5xx and broken connections: resent only when the request is idempotent (not POST)
    or never left this host (connect errors). A POST that timed out or lost its connection
    may have been applied: it is *not* resent, the change fails as `Retriable`, and the next
-   run finds the object by the flow's match keys and adopts it.
+   run finds the object by the flow's match keys and adopts it. A request sent with
+   ``resend=False`` (member PATCHes: idempotent in effect, not in time) follows the POST
+   rule, and its error carries ``maybe_applied = True``: the caller reads the target's
+   state before it sends anything again (`connectors.scim.members`).
  - 401/403 are `Fatal` (a wrong token does not get better by retrying).
 
 A Retry-After is honoured by every thread, not only the one that got it: the server said the
@@ -64,6 +67,17 @@ STAT_KEYS = (
     "requests", "retries", "http_429", "http_503", "http_5xx", "timeouts", "transport_errors",
     "bulk_requests", "bulk_operations",
 )  # fmt: skip
+
+
+def maybe_applied(exc: BaseException) -> bool:
+    """Did this request leave and get no (complete or successful) answer, so that the server
+    may have applied it, now or later? Only requests sent with ``resend=False`` say so."""
+    return bool(getattr(exc, "maybe_applied", False))
+
+
+def _mark(exc: Retriable) -> Retriable:
+    setattr(exc, "maybe_applied", True)  # noqa: B010 - an attribute the error tree does not declare
+    return exc
 
 
 class TooLarge(Rejected):
@@ -245,9 +259,12 @@ class ScimHttp:
             connector=self.connector,
         )
 
-    def _transport_failure(self, method: str, url: str, exc: httpx.TransportError) -> bool:
+    def _transport_failure(
+        self, method: str, url: str, exc: httpx.TransportError, resend: bool = True
+    ) -> bool:
         """Classify a request that got no (complete) answer. Raises when it must not be
         resent; returns True when the peer did not answer at all (`Unreachable`)."""
+        once = method == "POST" or not resend
         name = type(exc).__name__
         reason = cert_failure(exc)
         if reason is not None:
@@ -264,29 +281,34 @@ class ScimHttp:
             self.stats.add("timeouts")  # maybe only slow: counted apart, with a higher limit
             if not self.opening:
                 self._unanswered_failure(exc, timeout=True)
-            if method == "POST":  # may have been applied: never resend (module docstring)
-                raise Retriable(
+            if once:  # may have been applied: never resend (module docstring)
+                raise _mark(Retriable(
                     f"{method} {url}: {name} (not resent: the server may have applied it)",
                     connector=self.connector,
-                )
+                ))
             return False
         self.stats.add("transport_errors")
         if self.opening:
             raise Fatal(f"SCIM server {self.url} unreachable: {name}", connector=self.connector)
         self._unanswered_failure(exc)
-        if method == "POST" and not isinstance(exc, _NOT_SENT):
-            raise Unreachable(
+        if once and not isinstance(exc, _NOT_SENT):
+            raise _mark(Unreachable(
                 f"{method} {url}: {name} (not resent: the server may have applied it)",
                 connector=self.connector,
-            )
+            ))
         return True
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, resend: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         """One request with bounded retries (rules in the module docstring).
 
         Exhausted retries raise `Retriable` carrying the server's last Retry-After, or
-        `Unreachable` when the last attempt got no answer at all.
+        `Unreachable` when the last attempt got no answer at all. With ``resend=False`` a
+        request that may have been applied (timeout, connection lost after sending, 5xx
+        other than 503) is never sent again: the error says ``maybe_applied``.
         """
+        may_have_applied = False
         retry_after: float | None = None
         reason = ""
         unreachable = False
@@ -302,7 +324,7 @@ class ScimHttp:
             try:
                 resp = self._send(method, url, **kwargs)
             except httpx.TransportError as exc:
-                unreachable = self._transport_failure(method, url, exc)
+                unreachable = self._transport_failure(method, url, exc, resend)
                 retry_after, reason = None, type(exc).__name__
                 continue
             unreachable = False
@@ -315,7 +337,8 @@ class ScimHttp:
                 if retry_after is not None:
                     self._hold(retry_after)
                 reason = f"HTTP {status}"
-                if status not in BUSY and method == "POST":
+                if status not in BUSY and (method == "POST" or not resend):
+                    may_have_applied = not resend
                     break
                 continue
             return resp
@@ -323,9 +346,10 @@ class ScimHttp:
             raise Fatal(f"SCIM server {self.url} unavailable: {reason}", connector=self.connector)
         if unreachable:
             raise Unreachable(f"{method} {url}: {reason}", connector=self.connector)
-        raise Retriable(
+        err = Retriable(
             f"{method} {url}: {reason}", connector=self.connector, retry_after=retry_after
         )
+        raise _mark(err) if may_have_applied else err
 
 
 class HttpxScimClient(BaseSyncSCIMClient):
@@ -339,6 +363,11 @@ class HttpxScimClient(BaseSyncSCIMClient):
         super().__init__(check_response_content_type=False)
         self.client = http.client
         self._http = http
+
+    @property
+    def http(self) -> ScimHttp:
+        """The retrying HTTP layer every request of this client goes through."""
+        return self._http
 
     def _stays_under_base_url(self, endpoint: str) -> bool:
         base = self.client.base_url
