@@ -9,13 +9,14 @@ used and how large a page may be (``filter.maxResults``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from scim2_models import ListResponse, ResourceType, Schema, ScimProvider, ServiceProviderConfig
 
 from connectors.scim import paths
 from connectors.scim.config import ScimConfig
 from connectors.scim.http import HttpxScimClient
-from connectors.scim.status import scim_errors
+from connectors.scim.status import checked_json, scim_errors
 from syncd.connector import Capabilities
 from syncd.errors import Fatal
 from syncd.model import Kind
@@ -28,6 +29,38 @@ class Discovered:
     typed: frozenset[str]
     endpoints: dict[Kind, str]
     page_size: int
+    limits: PatchLimits
+
+
+@dataclass(frozen=True)
+class PatchLimits:
+    """What the server declares that bounds a member PATCH (`connectors.scim.members`).
+
+    ``max_bytes``: ``patch.maxPayloadSize`` (not in RFC 7643; some servers add it) or else
+    ``bulk.maxPayloadSize``: a server that refuses a /Bulk body over N bytes is not trusted
+    with a larger PATCH. ``max_operations``: ``patch.maxOperations`` (also non-standard).
+    ``etag``: ``etag.supported`` — a members replace is only ever sent with If-Match."""
+
+    max_bytes: int | None = None
+    max_operations: int | None = None
+    etag: bool = False
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def patch_limits(doc: dict[str, Any]) -> PatchLimits:
+    """The member-PATCH limits a raw /ServiceProviderConfig document declares."""
+    patch = doc.get("patch") if isinstance(doc.get("patch"), dict) else {}
+    bulk = doc.get("bulk") if isinstance(doc.get("bulk"), dict) else {}
+    etag = doc.get("etag") if isinstance(doc.get("etag"), dict) else {}
+    assert isinstance(patch, dict) and isinstance(bulk, dict) and isinstance(etag, dict)
+    return PatchLimits(
+        max_bytes=_positive(patch.get("maxPayloadSize")) or _positive(bulk.get("maxPayloadSize")),
+        max_operations=_positive(patch.get("maxOperations")),
+        etag=etag.get("supported") is True,
+    )
 
 
 def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
@@ -35,7 +68,14 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
     with scim_errors("discovery", name):
         rts = scim.query(ResourceType, raise_scim_errors=True)
         schemas = scim.query(Schema, raise_scim_errors=True)
-        spc = scim.query(ServiceProviderConfig, raise_scim_errors=True)
+        # Raw, so that limits outside RFC 7643 (``patch.maxOperations``) are seen, and
+        # validated without them (the model forbids unknown keys there).
+        raw = checked_json(scim.http.request("GET", "/ServiceProviderConfig"),
+                           "discovery", name)  # fmt: skip
+        limits = patch_limits(raw)
+        if isinstance(raw.get("patch"), dict):
+            raw = {**raw, "patch": {k: v for k, v in raw["patch"].items() if k == "supported"}}
+        spc = ServiceProviderConfig.model_validate(raw)
     if not (isinstance(rts, ListResponse) and isinstance(schemas, ListResponse)
             and isinstance(spc, ServiceProviderConfig)):  # fmt: skip
         raise Fatal("SCIM discovery answered something else than asked for", connector=name)
@@ -64,4 +104,4 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
         bulk_max_payload=(bulk_cfg.max_payload_size or 0) if bulk_ok and bulk_cfg else 0,
         unsupported_attributes={str(k): v for k, v in unsupported.items()},
     )
-    return Discovered(caps, unsupported, typed, endpoints, page_size)
+    return Discovered(caps, unsupported, typed, endpoints, page_size, limits)
