@@ -32,7 +32,9 @@ class ScimConfig(ConnectorConfig):
     timeout: float = Field(default=30.0, gt=0)
     #: Size of the engine's apply thread pool for this target; also the HTTP connection pool size.
     concurrency: int = Field(default=8, ge=1, le=256)
-    #: Members per PATCH request in `set_members` (large groups are split).
+    #: Member values in the first PATCH of a membership change (removals: a twentieth of
+    #: it); later PATCHes grow or shrink with the server's answers and its declared limits
+    #: (`connectors.scim.members`). Not a cap: a change of any size is sent in one call.
     members_per_patch: int = Field(default=200, ge=1)
     #: Retries of one request on 429/503/5xx/timeouts before raising `Retriable`.
     max_retries: int = Field(default=5, ge=0, le=20)

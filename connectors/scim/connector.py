@@ -4,13 +4,14 @@ Payloads are built from canonical attributes by `connectors.scim.paths` and vali
 scim2-models classes scim2-client builds from the server's own /Schemas, so a path the server
 does not publish is refused before any request goes out. Creates, listings and /Bulk go out
 as plain JSON through `connectors.scim.http` (validating every *response* with pydantic cost
-more than the request); PATCH/PUT/DELETE go through scim2-client.
+more than the request); member PATCHes too (`members`: adaptive chunks, no blind resend);
+other PATCH/PUT/DELETE go through scim2-client.
 
 Module map: `http` (retries, Retry-After, dead target, body bound, counters), `transport`
 (client, TLS, unsafe-transport warnings), `discovery` (capabilities), `bulk` (/Bulk bodies,
 splitting), `reads` (raw attributes, lastModified cursors), `listing` (ListResponse shape,
-completeness of a paged walk), `confirm` (`confirm_gone`), `status` (errors), `paths`
-(attribute table).
+completeness of a paged walk), `confirm` (`confirm_gone`), `members` (`set_members`),
+`status` (errors), `paths` (attribute table).
 
 Concurrency: the engine's apply pool calls one connector from `concurrency` threads. After
 `open()` the scim2-client object is only read, `httpx.Client` is thread-safe with a pool of
@@ -54,9 +55,10 @@ from scim2_models import Context, PatchOp
 
 from connectors.scim import bulk, confirm, paths, reads
 from connectors.scim.config import ScimConfig
-from connectors.scim.discovery import discover
+from connectors.scim.discovery import PatchLimits, discover
 from connectors.scim.http import DOWN_AFTER, HttpxScimClient, ScimHttp, Stats, parse_retry_after
 from connectors.scim.listing import Malformed, page_of, resource_id
+from connectors.scim.members import MemberChange
 from connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from connectors.scim.transport import build_client, warn_unsafe
 from syncd.connector import Capabilities, ConnectorConfig
@@ -94,6 +96,7 @@ class ScimConnector:
         self._unsupported: dict[Kind, frozenset[str]] = {"user": frozenset(), "group": frozenset()}
         self._endpoints: dict[Kind, str] = {"user": "/Users", "group": "/Groups"}
         self._page_size = config.page_size
+        self._limits = PatchLimits()
         self._soft_checked = False
         self._incremental: dict[Kind, bool] = {}
         self._lock = threading.Lock()
@@ -269,17 +272,17 @@ class ScimConnector:
         self._patch(kind, external_id, ops, f"update {kind} {external_id}")
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
-        """PATCH in chunks of `members_per_patch` values: adds first, then removes."""
-        n = self.config.members_per_patch
-        ops: list[dict[str, Any]] = []
-        for i in range(0, len(add), n):
-            chunk = [{"value": m} for m in add[i : i + n]]
-            ops.append({"op": "add", "path": "members", "value": chunk})
-        # One op per removed member: `members[value eq ..]` is the form both servers accept.
-        removes = [{"op": "remove", "path": f"members[value eq {paths.escape(m)}]"} for m in remove]
-        batches = [[op] for op in ops] + [removes[i : i + n] for i in range(0, len(removes), n)]
-        for batch in batches:
-            self._patch("group", external_id, batch, f"set members of group {external_id}")
+        """All of it in one call: PATCHes whose size adapts to the server's answers, never a
+        blind resend of one that may have been applied (`connectors.scim.members`). An error
+        raised after part of it was applied carries ``members_done = (added, removed)``."""
+        if not add and not remove:
+            return
+        MemberChange(
+            http=self._http_or_fatal, endpoint=self._endpoints["group"], group=external_id,
+            add=list(add), remove=list(remove), initial=self.config.members_per_patch,
+            timeout=self.config.timeout, limits=self._limits, connector=self.name,
+            sleep=lambda s: self.sleep(s), clock=lambda: self.clock(),
+        ).run()  # fmt: skip
 
     def deactivate(self, kind: Kind, external_id: str) -> None:
         if kind != "user":
@@ -422,6 +425,6 @@ class ScimConnector:
         found = discover(self._client, self.config, self.name)
         self._valid_shapes.clear()  # the schema may differ now
         self._unsupported, self._typed = found.unsupported, found.typed
-        self._endpoints, self._page_size, self._caps = (
-            found.endpoints, found.page_size, found.caps,
+        self._endpoints, self._page_size, self._caps, self._limits = (
+            found.endpoints, found.page_size, found.caps, found.limits,
         )  # fmt: skip
