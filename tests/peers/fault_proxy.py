@@ -12,7 +12,10 @@ requests pass; a request a rule skips may still be taken by a later rule). Actio
  - ``reset``: close the connection with a TCP RST, not forwarded (nothing was applied);
  - ``drop_response``: forward, then reset instead of answering (applied, answer lost);
  - ``delay``: hold the request `delay` seconds (beyond the client's timeout), then forward
-   it (`forward=True`, the server applies it late) or reset;
+   it (`forward=True`, the server applies it late; recorded again as ``late`` once the
+   server answered it) or reset;
+ - ``hold``: hold the request until an event of action `until` is recorded (e.g. ``late``:
+   a server that applied a late request before this one reaches it), then forward it;
  - ``rewrite``: forward, then answer the server's status and headers with the body passed
    through `rewrite` (a malformed answer from a real server);
  - ``serve``: answer `status` with the chunks `payload()` yields, not forwarded, without a
@@ -46,7 +49,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-Action = Literal["status", "reset", "drop_response", "delay", "rewrite", "serve"]
+Action = Literal["status", "reset", "drop_response", "delay", "rewrite", "serve", "hold"]
 #: Never hold a request longer than this, whatever a plan says.
 MAX_DELAY = 30.0
 _HOP = frozenset({
@@ -72,6 +75,7 @@ class Fault:
     rewrite: Callable[[bytes], bytes] | None = None
     payload: Callable[[], Iterable[bytes]] | None = None
     length: int | None = None  # a Content-Length to announce for `serve`
+    until: str = "late"  # the event action a `hold` waits for
     hits: int = field(default=0, init=False)
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
@@ -262,6 +266,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             elif fault.action == "serve":
                 replied[0] = time.monotonic()
                 record("serve", fault.status, sent=self._serve(fault))
+            elif fault.action == "hold":
+                proxy.wait_for(fault.until, 1, timeout=MAX_DELAY)
+                status = self._forward(body)
+                record("hold", status)
             elif fault.action == "drop_response":
                 self._forward(body, send=False)
                 self._reset()
@@ -270,10 +278,12 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 record("delay")
                 proxy._stopping.wait(min(fault.delay, MAX_DELAY))
                 if fault.forward:
+                    late = None
                     try:
-                        self._forward(body)
+                        late = self._forward(body)
                     except OSError:  # the client gave up long ago
                         self.close_connection = True
+                    record("late", late)
                 else:
                     self._reset()
 
