@@ -32,13 +32,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from syncd.connector import ConnectorConfig
+from syncd.net import is_loopback as loopback_host
 from syncd.secrets import Secret
-
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "").lower() in LOOPBACK
+    return loopback_host(urlsplit(url).hostname or "")
 
 
 def _https_url(value: str, what: str) -> str:

@@ -16,7 +16,6 @@ and the writer's (`session.py`), and that are testable without a server:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import ssl
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPCertificateError
 
 from connectors.ldap.config import LdapConfig
+from syncd.net import is_loopback
 
 _VERIFY_REASON = re.compile(r"certificate verify failed:?\s*([^(]*)")
 
@@ -37,17 +37,6 @@ def build_tls(config: LdapConfig) -> ldap3.Tls | None:
         validate=ssl.CERT_REQUIRED if config.tls_verify else ssl.CERT_NONE,
         ca_certs_file=config.ca_file,
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Does `host` (a name or an address) stay on this machine?"""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_warnings(config: LdapConfig) -> list[str]:

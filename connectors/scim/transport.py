@@ -7,7 +7,6 @@ stay visible in every run's log, not only in the first one after a restart.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 from urllib.parse import urlsplit
@@ -15,22 +14,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from connectors.scim.config import ScimConfig
+from syncd.net import is_loopback
 
 log = logging.getLogger("syncd.connectors.scim")
 #: Seconds to establish a connection at most: a black-holed target must be found dead in
 #: seconds (three of these in a row take it down), whatever the per-request `timeout`.
 CONNECT_TIMEOUT_CAP = 10.0
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and ``localhost`` names: traffic that never leaves this machine."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def warn_unsafe(name: str, cfg: ScimConfig) -> None:
