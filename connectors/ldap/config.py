@@ -232,9 +232,10 @@ class LdapConfig(ConnectorConfig):
     #: Extra attributes to treat as binary (base64) besides the well-known ones.
     binary_attributes: tuple[str, ...] = ()
     page_size: int = Field(default=500, ge=1, le=100_000)
-    #: Incremental reads: ``auto`` picks syncrepl (RFC 4533, OpenLDAP syncprov), dirsync
-    #: (Active Directory) or watermark (``modifyTimestamp>=``, no deletes) from the root
-    #: DSE; ``none`` always reads fully and returns no cursor.
+    #: Incremental reads: ``auto`` picks syncrepl (RFC 4533: OpenLDAP syncprov, 389-ds
+    #: content sync where its feed can serve, see `connectors.ldap.ds389`), dirsync (Active
+    #: Directory) or watermark (``modifyTimestamp>=``, no deletes) from the root DSE;
+    #: ``none`` always reads fully and returns no cursor.
     incremental: Literal["auto", "syncrepl", "watermark", "dirsync", "none"] = "auto"
     #: Watermark reads start this many seconds before the previous read began, to cover
     #: clock skew between us and the server and second-granular timestamps (duplicates are

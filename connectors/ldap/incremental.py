@@ -308,6 +308,8 @@ class IncrementalReads(Ds389Feed):
             gone += sorted(log_.changed_in_scope - set(nsids) - set(gone))
         if self._anchor == "nsuniqueid":
             return entries, whole, gone
+        if self._anchor != "entryuuid":  # (forced syncrepl) the periodic full read finds them
+            return entries, whole, []
         anchors = [log_.entry_uuids.get(n) for n in gone]
         if None in anchors:
             missing = sum(a is None for a in anchors)

@@ -110,6 +110,8 @@ def sync_state(value: bytes | None) -> tuple[int, str]:
 def ds389_change_number(cookie: bytes) -> int | None:
     """The retro changelog number a 389-ds cookie stands for (``server#client#N``), None
     for any other cookie (OpenLDAP's ``rid=...,csn=...``, or a 389-ds one in OpenLDAP mode)."""
+    if cookie.startswith(b"rid="):  # OpenLDAP's form: its CSN has '#'s too
+        return None
     head, sep, tail = cookie.rpartition(b"#")
     if not sep or b"#" not in head or not tail.isdigit():
         return None

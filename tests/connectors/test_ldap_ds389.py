@@ -253,3 +253,17 @@ def test_killed_server_restarts_and_the_cursor_still_works(
     conn = opened(tree, anchor="nsUniqueId")
     (batch,) = read(conn, cursor)
     assert batch.full is False and [e.raw["title"] for e in batch.entries] == [("Survived",)]
+
+
+# ---- the pure parts --------------------------------------------------------------------------
+
+
+def test_syncuuid_to_nsuniqueid_and_cookie_numbers() -> None:
+    from connectors.ldap.sync import ds389_change_number, nsuniqueid
+
+    assert nsuniqueid("69d0ee94-edc0-11f1-85c5-86d4dfeb9760") == (
+        "69d0ee94-edc011f1-85c586d4-dfeb9760"
+    )
+    assert ds389_change_number(b"localhost:389#cn=dm:ou=people,dc=x:(objectClass=*)#42") == 42
+    assert ds389_change_number(b"rid=000,csn=20261201000000.000000Z#000000#000#000000") is None
+    assert ds389_change_number(b"host#client#") is None
