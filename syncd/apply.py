@@ -296,9 +296,19 @@ class Applier(WriteBack):
             try:
                 self.target.set_members(current.target_id, list(add.values()),
                                         list(remove.values()))
-            except Exception:
-                self.unremoved.update(remove)  # their users' links must outlive a delete
-                raise
+            except Exception as exc:
+                # A connector may say which values it applied before failing (SCIM:
+                # ``members_done``): the base records them, or a member removed on the target
+                # and re-added in the source would never be sent again.
+                done = getattr(exc, "members_done", None)
+                added = {s for s, t in add.items() if done and t in done[0]}
+                removed = {s for s, t in remove.items() if done and t in done[1]}
+                self.unremoved.update(set(remove) - removed)  # links must outlive a delete
+                if not added and not removed:
+                    raise
+                members = ((current.members or frozenset()) - removed) | added
+                return _Outcome(c, link=replace(current, members=frozenset(members)),
+                                target_id=current.target_id, error=exc)
         elif not c.source_add and not c.source_remove:
             # Nothing could be sent: never journaled as applied. The base keeps the members
             # it had, so the next run plans the same change again.
