@@ -32,8 +32,8 @@ class ScimConfig(ConnectorConfig):
     timeout: float = Field(default=30.0, gt=0)
     #: Size of the engine's apply thread pool for this target; also the HTTP connection pool size.
     concurrency: int = Field(default=8, ge=1, le=256)
-    #: Member values in the first PATCH of a membership change (removals: a twentieth of
-    #: it); later PATCHes grow or shrink with the server's answers and its declared limits
+    #: Member values added by the first PATCH of a membership change (removals start at
+    #: one); later PATCHes grow or shrink with the server's answers and its declared limits
     #: (`connectors.scim.members`). Not a cap: a change of any size is sent in one call.
     members_per_patch: int = Field(default=200, ge=1)
     #: Retries of one request on 429/503/5xx/timeouts before raising `Retriable`.

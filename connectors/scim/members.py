@@ -14,8 +14,8 @@ The rules:
    ``timeout / 10``), halves after a slow one (over ``timeout / 3``), halves on 413 or an
    answer that says the request was too large, and quarters after a timeout. It never goes
    beyond what the server declares (`discovery.PatchLimits`: body bytes, operations) nor
-   `MAX_VALUES`. Adds and removes have a size each: on scim2-server a removal costs ~100
-   times an add. Everything that fits in one PATCH goes in one (a cycle that adds one member
+   `MAX_VALUES`. Adds and removes have a size each (adds start at ``members_per_patch``,
+   removals at one): on scim2-server a removal costs ~100 times an add. Everything that fits in one PATCH goes in one (a cycle that adds one member
    and removes one sends one request).
  - **No blind resend**: a member PATCH is idempotent in effect but not in time. One that timed
    out, lost its connection or got a 5xx other than 503 may be applied late; it is never sent
@@ -161,8 +161,9 @@ class MemberChange:
         fast, slow = self.timeout / 10, self.timeout / 3
         self.adds = Sizer(self.initial, MAX_VALUES, fast, slow)
         # A removal is one operation per value; on some servers each costs a scan of the
-        # group: the first chunk is small and grows if the server is quick.
-        self.removes = Sizer(max(1, self.initial // 20), ceiling, fast, slow)
+        # group. The first removal goes alone: it measures what a removal costs here (and
+        # decides for a replace, `_replace_worth_it`); the size grows if the server is quick.
+        self.removes = Sizer(1, ceiling, fast, slow)
         self.max_bytes = self.limits.max_bytes or DEFAULT_MAX_BYTES
 
     @property
