@@ -1,0 +1,184 @@
+"""Defects the oracles found, each shrunk to its minimal sequence and kept as a regular test.
+
+Each is marked ``xfail(strict=True)``: when the engine owner fixes the defect the test
+passes, the strict xfail fails, and the marker is removed in the same commit as the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd import config, engine
+from syncd.engine import FlowResult
+from syncd.store import Store
+from syncd.testing import DIRECTORIES, Directory, directory
+
+_n = itertools.count()
+
+TWO_WAY = """
+[state]
+url = "sqlite:///{state}"
+[connectors.src]
+type = "memory"
+directory = "{src}"
+[connectors.dst]
+type = "memory"
+directory = "{dst}"
+overlap = {overlap}
+[flows.f]
+source = "src"
+target = "dst"
+mode = "two_way"
+create = "{create}"
+reverse_deprovision = "{reverse}"
+[flows.f.users]
+authority = {{ nickName = "target", "enterprise.department" = "manual" }}
+[flows.f.users.mapping]
+userName = "uid"
+title = "title"
+nickName = "nick"
+"enterprise.department" = "dept"
+[flows.f.groups.mapping]
+displayName = "cn"
+"""
+
+
+class TwoWay:
+    def __init__(self, tmp: Path) -> None:
+        n = next(_n)
+        self.names = (f"found-src{n}", f"found-dst{n}")
+        self.src: Directory = directory(self.names[0])
+        self.dst: Directory = directory(self.names[1])
+        self.tmp = tmp
+        self.configure()
+
+    def configure(self, *, create: str = "both", reverse: str = "recreate",
+                  overlap: int = 0) -> None:
+        path = self.tmp / "c.toml"
+        path.write_text(TWO_WAY.format(state=self.tmp / "s.db", src=self.names[0],
+                                       dst=self.names[1], create=create, reverse=reverse,
+                                       overlap=overlap))
+        self.cfg = config.load(path)
+
+    def run(self, **kw: Any) -> FlowResult:
+        (res,) = engine.run(self.cfg, **kw)
+        assert res.result == "ok", (res.errors, res.failures, res.refused)
+        return res
+
+    def tid(self, uid: str) -> str:
+        (t,) = [o for o, a in self.dst.objects["user"].items() if a.get("userName") == uid]
+        return t
+
+    def src_user(self, uid: str) -> dict[str, Any]:
+        (a,) = [a for a in self.src.objects["user"].values() if a.get("uid") == uid]
+        return a
+
+    def dst_user(self, uid: str) -> dict[str, Any]:
+        return self.dst.objects["user"][self.tid(uid)]
+
+    def edit_source(self, sid: str, **attrs: Any) -> None:
+        self.src.put("user", {**self.src.objects["user"][sid], **attrs}, sid)
+
+    def edit_target(self, uid: str, **attrs: Any) -> None:
+        t = self.tid(uid)
+        self.dst.put("user", {**self.dst.objects["user"][t], **attrs}, t)
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        store = Store(self.cfg.state_url)
+        try:
+            return store.conflicts("f")
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def tw(tmp_path: Path) -> Iterator[TwoWay]:
+    t = TwoWay(tmp_path)
+    yield t
+    for name in t.names:
+        DIRECTORIES.pop(name, None)
+
+
+@pytest.mark.xfail(strict=True, reason="two-way: a group created on the target (create = "
+                   "\"both\") is created on the source without its members, for good")
+def test_group_created_on_target_reaches_the_source_with_its_members(tw: TwoWay) -> None:
+    """Oracle sequence: create_on_source(s0); cycle; create_group_on_target(gt1, members
+    {s0}); cycle -> the source group gt1 is empty, the target's has s0, and a further cycle
+    plans nothing: the two sides disagree at a fixed point."""
+    tw.src.put("user", {"uid": "s0", "title": "a", "dept": "d1"}, "src-s0")
+    tw.run()
+    tw.dst.put("group", {"displayName": "gt1"}, "dst-gt1")
+    tw.dst.set_group_members("dst-gt1", {tw.tid("s0")})
+    tw.run()
+    (gid,) = [o for o, a in tw.src.objects["group"].items() if a.get("cn") == "gt1"]
+    assert tw.src.members.get(gid, set()) == {"src-s0"}
+    tw.run()
+    assert tw.src.members.get(gid, set()) == {"src-s0"}
+    assert tw.dst.members["dst-gt1"] == {tw.tid("s0")}
+
+
+@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"disable\": the next "
+                   "cycle drops the link and recreates the deleted target user from the "
+                   "disabled source entry")
+def test_target_delete_with_reverse_disable_stays_deleted(tw: TwoWay) -> None:
+    """Oracle sequence: create_on_source(s0); cycle; delete_on_target(s0); cycle (the source
+    entry is disabled, as configured); cycle -> plans `create s0` on the target ("not on
+    target"): the disabled source entry, read again because syncd just wrote to it, is no
+    longer linked and is provisioned anew."""
+    tw.configure(reverse="disable")
+    tw.src.put("user", {"uid": "s0", "title": "a"}, "src-s0")
+    tw.run()
+    tw.dst.remove("user", tw.tid("s0"))
+    tw.run()
+    assert tw.src.objects["user"]["src-s0"].get("active") is False
+    res = tw.run()
+    assert res.plan is not None and res.plan.changes == ()
+    assert not [a for a in tw.dst.objects["user"].values() if a.get("userName") == "s0"]
+
+
+@pytest.mark.xfail(strict=True, reason="two-way: a member added on both sides in one cycle is "
+                   "never recorded in the group's base; a later removal on one side is lost")
+def test_member_added_on_both_sides_can_be_removed_later(tw: TwoWay) -> None:
+    """Oracle sequence: create_on_source(s6); create_group_on_source(gs4, empty); cycle;
+    member(add s6 to gs4, side="both"); cycle (plans nothing: both sides agree, but the
+    link's member base stays empty); member(remove s6 from gs4 on the source); cycle ->
+    the target keeps s6 (s = {}, t taken as the stale base {}, nothing to remove) and
+    the sides disagree for good. With a target that re-reads its overlap window
+    (``overlap = 3``) the cycle after the agreement plans a redundant ``set_members``
+    adding s6 to the source again, so no fixed point either."""
+    tw.src.put("user", {"uid": "s6", "title": "a"}, "src-s6")
+    tw.src.put("group", {"cn": "gs4"}, "src-gs4")
+    tw.src.set_group_members("src-gs4", set())
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    tw.src.set_group_members("src-gs4", {"src-s6"})
+    tw.dst.set_group_members(gid, {tw.tid("s6")})
+    tw.run()
+    tw.src.set_group_members("src-gs4", set())
+    tw.run()
+    assert tw.dst.members[gid] == set()
+
+
+def test_manual_conflict_survives_a_cycle_that_reads_only_the_target(tw: TwoWay) -> None:
+    """The defect the brief named (fixed in 2d8a2f8, kept as a regression test): the same
+    attribute edited on both sides under ``authority = "manual"``; the first cycle holds
+    the conflict; the next cycle re-reads only the target (its overlap window) and took the
+    unread source to equal the base: it wrote the target value into the source, the source
+    edit was lost and the conflict disappeared."""
+    tw.configure(overlap=3)
+    tw.src.put("user", {"uid": "s0", "dept": "base"}, "src-s0")
+    tw.run()
+    tw.edit_source("src-s0", dept="S")
+    tw.edit_target("s0", **{"enterprise.department": "T"})
+    for _ in range(2):
+        res = tw.run()
+        assert res.plan is not None and res.plan.changes == ()
+        assert tw.src.objects["user"]["src-s0"]["dept"] == "S"
+        assert tw.dst_user("s0")["enterprise.department"] == "T"
+        (c,) = tw.conflicts()
+        assert (c["source_value"], c["target_value"], c["base_value"]) == ("S", "T", "base")
