@@ -15,8 +15,10 @@ The rules:
    answer that says the request was too large, and quarters after a timeout. It never goes
    beyond what the server declares (`discovery.PatchLimits`: body bytes, operations) nor
    `MAX_VALUES`. Adds and removes have a size each (adds start at ``members_per_patch``,
-   removals at one): on scim2-server a removal costs ~100 times an add. Everything that fits in one PATCH goes in one (a cycle that adds one member
-   and removes one sends one request).
+   removals at one): on scim2-server a removal costs ~100 times an add. Everything that fits
+   in one PATCH goes in one (a cycle that adds one member and removes one sends one request).
+   After `MAX_UNANSWERED` lost answers in a row with no progress the call gives up
+   (`Retriable`): a target that never answers a PATCH must not hold the run forever.
  - **No blind resend**: a member PATCH is idempotent in effect but not in time. One that timed
    out, lost its connection or got a 5xx other than 503 may be applied late; it is never sent
    again as is. The group's members are read (``GET /Groups/{id}?attributes=members``) and only
@@ -60,6 +62,8 @@ DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 REPLACE_TRIES = 3
 #: Removals left below which a replace is never worth a read of the whole group.
 REPLACE_MIN = 20
+#: PATCHes in a row that got no answer and made no progress before the call gives up.
+MAX_UNANSWERED = 4
 JSON_HEADERS = {"Content-Type": "application/scim+json", "Accept": "application/scim+json"}
 _TOO_LARGE_WORDS = ("too large", "too big", "too many", "toomany", "payload", "exceed", "limit")
 
@@ -155,6 +159,10 @@ class MemberChange:
     rate: float = field(default=0.0, init=False)
     #: False once a PATCH mixing adds and removes had to be split.
     mixing: bool = field(default=True, init=False)
+    #: False once a replace could not be done (no ETag sent, too large, refused).
+    may_replace: bool = field(default=True, init=False)
+    #: PATCHes in a row whose answer was lost and after which a read showed no progress.
+    unanswered: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         ceiling = min(MAX_VALUES, self.limits.max_operations or MAX_VALUES)
@@ -185,12 +193,21 @@ class MemberChange:
                 adds, removes = self._next_chunk(pend_add, pend_remove)
                 outcome = self._send(adds, removes)
                 if outcome == "applied":
+                    self.unanswered = 0
                     self.done_add.update(adds)
                     self.done_remove.update(removes)
                     pend_add = pend_add[len(adds):]
                     pend_remove = pend_remove[len(removes):]
                 elif outcome == "unknown":  # timed out or lost: look before sending again
+                    left = len(pend_add) + len(pend_remove)
                     pend_add, pend_remove = self._still_to_do(pend_add, pend_remove)
+                    progress = len(pend_add) + len(pend_remove) < left
+                    self.unanswered = 0 if progress else self.unanswered + 1
+                    if self.unanswered >= MAX_UNANSWERED:
+                        raise Retriable(
+                            f"{self.what}: {self.unanswered} member PATCHes in a row got no "
+                            f"answer and changed nothing; {left} value(s) left for the next "
+                            f"run", connector=self.connector)
                 elif outcome == "split":  # too large, or a refused value in there: smaller
                     if adds and removes:
                         self.mixing = False
@@ -199,9 +216,11 @@ class MemberChange:
                     (value,) = adds or removes
                     pend_add = [v for v in pend_add if v != value]
                     pend_remove = [v for v in pend_remove if v != value]
-                if (not pend_add and pend_remove and self._replace_worth_it(pend_remove)
-                        and self._replace(pend_remove)):
-                    pend_remove = []
+                if not pend_add and pend_remove and self._replace_worth_it(pend_remove):
+                    if self._replace(pend_remove):
+                        pend_remove = []
+                    else:
+                        self.may_replace = False
         except ConnectorError as exc:
             raise self._with_progress(exc) from None
         if self.refused:
@@ -226,7 +245,10 @@ class MemberChange:
         budget -= sum(len(add_item(v)) + 1 for v in adds)
         if len(adds) < len(pend_add):
             return adds, []
-        return adds, self._take(pend_remove, self.removes.size, budget, remove_op)
+        ops = min(self.removes.size, self.removes.ceiling - (1 if adds else 0))  # + the add op
+        if ops < 1:
+            return adds, []
+        return adds, self._take(pend_remove, ops, budget, remove_op)
 
     @staticmethod
     def _take(values: list[str], size: int, budget: int, encode: Callable[[str], bytes]
@@ -313,7 +335,7 @@ class MemberChange:
     def _replace_worth_it(self, pend_remove: list[str]) -> bool:
         """The server declares ETags and the removals left would take longer than a slow
         request by the rate the last removal chunk showed."""
-        return (self.limits.etag and len(pend_remove) >= REPLACE_MIN
+        return (self.limits.etag and self.may_replace and len(pend_remove) >= REPLACE_MIN
                 and self.rate * len(pend_remove) > self.removes.slow)
 
     def _replace(self, pend_remove: list[str]) -> bool:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from connectors.scim.connector import ScimConnector
 from connectors.scim.discovery import PatchLimits, patch_limits
 from connectors.scim.http import _mark
-from connectors.scim.members import MemberChange, Sizer, says_too_large
+from connectors.scim.members import MAX_UNANSWERED, MemberChange, Sizer, says_too_large
 from syncd.errors import Rejected, Retriable
 from tests.connectors.test_scim import Recording, connect, fake_time
 from tests.peers.fault_proxy import Fault, FaultProxy
@@ -143,7 +143,8 @@ class ScriptedGroup:
 @given(
     n=st.integers(0, 300),
     data=st.data(),
-    script=st.lists(st.sampled_from(["ok", "ok", "late", "lost", "413"]), max_size=12),
+    script=st.lists(st.sampled_from(["ok", "ok", "late", "lost", "413"]), max_size=12).filter(
+        lambda s: "lost," * MAX_UNANSWERED not in ",".join(s) + ","),
     limit=st.integers(600, 20000),
     initial=st.integers(1, 64),
     max_ops=st.none() | st.integers(1, 50),
@@ -190,6 +191,20 @@ def test_one_call_applies_everything_and_never_resends_what_is_in_effect(
         assert len(b) <= limit or len(adds) + len(removes) == 1
         if max_ops is not None:
             assert len(removes) <= max_ops
+
+
+def test_a_target_that_never_answers_a_patch_ends_the_call() -> None:
+    """PATCHes whose answers are lost and that change nothing: the call gives up after
+    `MAX_UNANSWERED` of them in a row (each followed by a read), instead of running forever."""
+    target = ScriptedGroup(set(), ["lost"] * 50, 10**6, set())
+    change = MemberChange(
+        http=target, endpoint="/Groups", group="g", add=["a", "b"], remove=[],  # type: ignore[arg-type]
+        initial=2, timeout=30.0, limits=PatchLimits(), connector="t", sleep=lambda s: None,
+        clock=lambda: target.now)
+    with pytest.raises(Retriable, match="got no answer") as info:
+        change.run()
+    assert target.patches == MAX_UNANSWERED and target.members == set()
+    assert info.value.members_done == (frozenset(), frozenset())  # type: ignore[attr-defined]
 
 
 # --- real servers ------------------------------------------------------------------------
