@@ -104,6 +104,7 @@ class Event:
     status: int | None
     retry_after: float | None
     sent: int | None = None  # body bytes written (``serve``)
+    received: int = 0  # request body bytes (what the client sent; counting benchmarks)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -247,7 +248,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             def record(action: str, status: int | None = None,
                        retry_after: float | None = None, sent: int | None = None) -> None:
                 proxy._record(Event(at, replied[0], time.monotonic(), self.command, path,
-                                    target.query, digest, action, status, retry_after, sent))
+                                    target.query, digest, action, status, retry_after, sent,
+                                    len(body)))
 
             if fault is None:
                 status = self._forward(body)
