@@ -248,7 +248,8 @@ def test_a_member_patch_applied_late_is_not_resent_blind(
                    members_per_patch=4)
     fake_time(conn)  # the connector's own waits are instant; the proxy's are real
     add, remove = users[6:], users[:4]
-    proxied.add(Fault("delay", method="PATCH", path="/Groups/", delay=3.0, forward=True))
+    # held 2.6 s > the 2 s timeout, then forwarded; a held read waits ~0.6 s of its 2 s
+    proxied.add(Fault("delay", method="PATCH", path="/Groups/", delay=2.6, forward=True))
     if read_after_late:  # the server is done with it by the time we look
         proxied.add(Fault("hold", method="GET", path="/Groups/", until="late"))
     conn.set_members(group, add, remove)
