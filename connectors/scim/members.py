@@ -217,10 +217,7 @@ class MemberChange:
                     pend_add = [v for v in pend_add if v != value]
                     pend_remove = [v for v in pend_remove if v != value]
                 if not pend_add and pend_remove and self._replace_worth_it(pend_remove):
-                    if self._replace(pend_remove):
-                        pend_remove = []
-                    else:
-                        self.may_replace = False
+                    pend_remove = self._replace(pend_remove)
         except ConnectorError as exc:
             raise self._with_progress(exc) from None
         if self.refused:
@@ -338,24 +335,26 @@ class MemberChange:
         return (self.limits.etag and self.may_replace and len(pend_remove) >= REPLACE_MIN
                 and self.rate * len(pend_remove) > self.removes.slow)
 
-    def _replace(self, pend_remove: list[str]) -> bool:
-        """Replace the members with (read - removals) under If-Match. False when it cannot be
-        done (no ETag, too large, refused): the caller goes on with chunks."""
+    def _replace(self, pend_remove: list[str]) -> list[str]:
+        """Replace the members with (read - removals) under If-Match; the removals still to
+        do come back (none when done). A replace that cannot be done (no ETag, too large,
+        refused, still failing after `REPLACE_TRIES`) is not tried again in this call, and
+        whatever happened, what is returned comes from a read made after the last attempt:
+        a lost answer may hide a replace applied late."""
         drop = set(pend_remove)
-        for _ in range(REPLACE_TRIES):
+        for attempt in range(REPLACE_TRIES + 1):
             current, etag = self._read()
-            if not current & drop:
-                self.done_remove.update(drop)
-                return True
-            if etag is None:
-                return False
+            left = [v for v in pend_remove if v in current]
+            self.done_remove.update(v for v in pend_remove if v not in current)
+            if not left:
+                return []
             want = sorted(current - drop)
             ops: list[dict[str, Any]] = (
                 [{"op": "replace", "path": "members", "value": [{"value": v} for v in want]}]
                 if want else [{"op": "remove", "path": "members"}])
             content = _encode({"schemas": [paths.URN_PATCH], "Operations": ops})
-            if len(content) > self.max_bytes:
-                return False
+            if attempt == REPLACE_TRIES or etag is None or len(content) > self.max_bytes:
+                break
             self.patches += 1
             try:
                 resp = self.http.request("PATCH", self.url, content=content, resend=False,
@@ -367,12 +366,11 @@ class MemberChange:
                 continue  # read again: applied or not, the If-Match keeps it right
             if resp.status_code in (200, 204):
                 self.replaced = True
-                self.done_remove.update(drop)
+                self.done_remove.update(left)
                 log.info("%s: %s: %d removal(s) as one members replace (If-Match)",
-                         self.connector, self.what, len(drop))
-                return True
-            if resp.status_code == 412:
-                continue
-            return False
-        return False
-
+                         self.connector, self.what, len(left))
+                return []
+            if resp.status_code != 412:  # 412: the group changed since the read: again
+                break
+        self.may_replace = False
+        return left

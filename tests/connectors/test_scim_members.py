@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.scim.connector import ScimConnector
@@ -38,7 +38,7 @@ def sent_values(content: bytes) -> tuple[list[str], list[str]]:
     for op in json.loads(content)["Operations"]:
         if op["op"] == "add":
             adds += [m["value"] for m in op["value"]]
-        elif op["op"] == "remove":
+        elif op["op"] == "remove" and op["path"].startswith("members["):
             removes.append(json.loads(op["path"][len("members[value eq "):-1]))
     return adds, removes
 
@@ -98,24 +98,29 @@ def test_limits_come_from_the_service_provider_config() -> None:
 class ScriptedGroup:
     """A group on a target that answers member PATCHes from a script: ``ok`` (applied),
     ``late`` (applied, but the answer never came: a timeout), ``lost`` (not applied, no
-    answer), ``413`` (not applied; only for more than one value). Bodies over `limit` bytes
-    always get 413; values in `bad` make a PATCH 400. Records the values a PATCH sent that
-    were already in effect when it arrived."""
+    answer), ``413`` (not applied; only for more than one value), ``foreign`` (someone else
+    adds a member just before this PATCH arrives; then applied). Bodies over `limit` bytes
+    always get 413; values in `bad` make a PATCH 400. GETs answer the members with an ETag;
+    a PATCH with a stale If-Match gets 412. Every request takes `step` seconds. Records the
+    values a PATCH sent that were already in effect when it arrived."""
 
-    def __init__(self, members: set[str], script: list[str], limit: int, bad: set[str]) -> None:
+    FOREIGN = "zz-foreign"
+
+    def __init__(self, members: set[str], script: list[str], limit: int, bad: set[str],
+                 step: float = 0.01) -> None:
         self.members = set(members)
         self.script = list(script)
-        self.limit, self.bad = limit, bad
+        self.limit, self.bad, self.step = limit, bad, step
         self.ineffective: list[str] = []  # values a PATCH sent that were already in effect
-        self.patches = 0
+        self.patches = self.version = 0
         self.now = 0.0
 
     def request(self, method: str, url: str, *, resend: bool = True, **kw: Any
                 ) -> httpx.Response:
-        self.now += 0.01
+        self.now += self.step
         if method == "GET":
             doc = {"id": "g", "members": [{"value": v} for v in sorted(self.members)]}
-            return httpx.Response(200, json=doc, headers={"ETag": f'W/"{self.patches}"'})
+            return httpx.Response(200, json=doc, headers={"ETag": f'W/"{self.version}"'})
         assert method == "PATCH" and resend is False  # a member PATCH is never resent
         self.patches += 1
         content: bytes = kw["content"]
@@ -125,46 +130,71 @@ class ScriptedGroup:
         if self.bad & {*adds, *removes}:
             return httpx.Response(400, json={"detail": "invalidValue: no such member"})
         outcome = self.script.pop(0) if self.script else "ok"
+        if outcome == "foreign":
+            self.members.add(self.FOREIGN)
+            self.version += 1
+            outcome = "ok"
         if outcome == "413":  # for one value it would be final: then it is an "ok"
             if len(adds) + len(removes) > 1:
                 return httpx.Response(413)
             outcome = "ok"
+        match = kw.get("headers", {}).get("If-Match")
+        if match is not None and match != f'W/"{self.version}"':
+            return httpx.Response(412)
         if outcome in ("ok", "late"):
             self.ineffective += [v for v in adds if v in self.members]
             self.ineffective += [v for v in removes if v not in self.members]
+            for op in json.loads(content)["Operations"]:
+                if op["op"] == "replace":  # the members replace (sent with If-Match only)
+                    assert match is not None
+                    self.members = {m["value"] for m in op["value"]}
+                elif op == {"op": "remove", "path": "members"}:
+                    assert match is not None
+                    self.members = set()
             self.members |= set(adds)
             self.members -= set(removes)
+            self.version += 1
         if outcome in ("late", "lost"):
             raise _mark(Retriable("PATCH: ReadTimeout (not resent)"))
         return httpx.Response(204)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(0, 300),
     data=st.data(),
-    script=st.lists(st.sampled_from(["ok", "ok", "late", "lost", "413"]), max_size=12).filter(
+    script=st.lists(st.sampled_from(["ok", "ok", "late", "lost", "413", "foreign"]),
+                    max_size=12).filter(
         lambda s: "lost," * MAX_UNANSWERED not in ",".join(s) + ","),
     limit=st.integers(600, 20000),
     initial=st.integers(1, 64),
     max_ops=st.none() | st.integers(1, 50),
+    etag=st.booleans(),
+    slow=st.booleans(),
 )
 def test_one_call_applies_everything_and_never_resends_what_is_in_effect(
     n: int, data: st.DataObject, script: list[str], limit: int, initial: int,
-    max_ops: int | None,
+    max_ops: int | None, etag: bool, slow: bool,
 ) -> None:
-    """Whatever the target answers — timeouts after applying or not, 413 — one call ends
-    with exactly the wanted members; no PATCH carries a value already in effect when it was
-    sent (no blind resend); bodies stay under the declared byte limit and operations under
-    `patch.maxOperations`; values the server refuses (400) fail alone, the rest lands."""
+    """Whatever the target answers — timeouts after applying or not, 413, someone else
+    adding a member meanwhile — one call ends with exactly the wanted members (and the other
+    writer's); no PATCH carries a value already in effect when it was sent (no blind resend);
+    bodies stay under the declared byte limit and operations under `patch.maxOperations`;
+    values the server refuses (400) fail alone, the rest lands. On a slow target with ETags
+    many removals may go as a members replace, only ever under If-Match."""
     ids = [f"u{i:04d}" for i in range(n)]
-    have = set(data.draw(st.sets(st.sampled_from(ids)) if ids else st.just(set())))
-    add = sorted(set(data.draw(st.sets(st.sampled_from(ids)) if ids else st.just(set())))
-                 - have)
-    remove = sorted(set(data.draw(st.sets(st.sampled_from(sorted(have)))
-                                  if have else st.just(set()))))
+
+    def some(of: list[str]) -> set[str]:  # small sets, or most of them (large changes)
+        if not of:
+            return set()
+        return set(data.draw(st.sets(st.sampled_from(of))
+                             | st.builds(lambda k: set(of[k:]), st.integers(0, len(of)))))
+
+    have = some(ids)
+    add = sorted(some(ids) - have)
+    remove = sorted(some(sorted(have)))
     bad = set(data.draw(st.sets(st.sampled_from(add)), label="bad") if add else set())
-    target = ScriptedGroup(have, script, limit, bad)
+    target = ScriptedGroup(have, script, limit, bad, step=5.0 if slow else 0.01)
     bodies: list[bytes] = []
 
     class Http:
@@ -175,7 +205,7 @@ def test_one_call_applies_everything_and_never_resends_what_is_in_effect(
 
     change = MemberChange(
         http=Http(), endpoint="/Groups", group="g", add=add, remove=remove,  # type: ignore[arg-type]
-        initial=initial, timeout=30.0, limits=PatchLimits(limit, max_ops, etag=False),
+        initial=initial, timeout=30.0, limits=PatchLimits(limit, max_ops, etag=etag),
         connector="t", sleep=lambda s: None, clock=lambda: target.now)
     if bad:
         with pytest.raises(Rejected, match="refused") as info:
@@ -184,7 +214,9 @@ def test_one_call_applies_everything_and_never_resends_what_is_in_effect(
         assert done_add == set(add) - bad and done_remove == set(remove)
     else:
         change.run()
-    assert target.members == (have | set(add)) - set(remove) - bad
+    event(f"members replace: {change.replaced}")
+    foreign = {ScriptedGroup.FOREIGN} & target.members
+    assert target.members == ((have | set(add)) - set(remove) - bad) | foreign
     assert target.ineffective == []
     for b in bodies:
         adds, removes = sent_values(b)
