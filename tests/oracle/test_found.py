@@ -221,3 +221,63 @@ def test_cursor_taken_after_a_slapd_crash_still_sees_later_changes(
         assert "user3" in project(peers.target)["users"]
     finally:
         m.teardown()
+
+
+@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"recreate\": a target "
+                   "group deleted is recreated without its members, for good")
+def test_target_group_deleted_is_recreated_with_its_members(tw: TwoWay) -> None:
+    """Oracle sequence: create_on_source(s0); create_group_on_source(g, members {s0}); cycle;
+    delete_group_on_target(g); cycle (plans `create g` on the target, attrs only); cycle
+    (plans nothing) -> the source group has s0, the recreated target group has no members."""
+    tw.src.put("user", {"uid": "s0", "title": "a"}, "src-s0")
+    tw.src.put("group", {"cn": "g"}, "src-g")
+    tw.src.set_group_members("src-g", {"src-s0"})
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    tw.dst.remove("group", gid)
+    tw.run()
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    assert tw.dst.members.get(gid) == {tw.tid("s0")}
+
+
+@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"disable\": a deleted "
+                   "target group is recreated on the next cycle from the disabled source group")
+def test_target_group_delete_with_reverse_disable_stays_deleted(tw: TwoWay) -> None:
+    """Oracle sequence: create_group_on_source(g); cycle; delete_group_on_target(g); cycle
+    (the source group is disabled, as configured); cycle -> plans `create g` on the target
+    ("not on target"), as test_target_delete_with_reverse_disable_stays_deleted for users."""
+    tw.configure(reverse="disable")
+    tw.src.put("group", {"cn": "g"}, "src-g")
+    tw.src.set_group_members("src-g", set())
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    tw.dst.remove("group", gid)
+    tw.run()
+    res = tw.run()
+    assert res.plan is not None and res.plan.changes == ()
+    assert tw.dst.objects["group"] == {}
+
+
+@pytest.mark.xfail(strict=True, reason="two-way: after a cycle that deleted a source user "
+                   "(reverse_deprovision = \"delete\") and changed the target group, the next "
+                   "cycle plans removing the dangling member from the source group: no fixed point")
+def test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle(tw: TwoWay) -> None:
+    """Oracle sequence (TwoWayOracleDelete, shrunk): users c1 and s3 in source group gs4;
+    cycle; delete_on_source(c1) (-> c1 deprovisioned on the target, out of its group there);
+    delete_on_target(s3) (-> syncd deletes s3 on the source, whose group still names it:
+    LDAP without refint); cycle; cycle -> plans set_members with source_remove=(src-s3,)
+    though nothing changed outside. Converges one cycle late; the plan of a quiet cycle
+    is not empty."""
+    tw.configure(reverse="delete")
+    for n in ("c1", "s3"):
+        tw.src.put("user", {"uid": n, "title": "a"}, f"src-{n}")
+    tw.src.put("group", {"cn": "gs4"}, "src-gs4")
+    tw.src.set_group_members("src-gs4", {"src-c1", "src-s3"})
+    tw.run()
+    tw.src.remove("user", "src-c1")
+    tw.dst.remove("user", tw.tid("s3"))
+    tw.run()
+    assert "src-s3" not in tw.src.objects["user"]
+    res = tw.run()
+    assert res.plan is not None and res.plan.changes == ()
