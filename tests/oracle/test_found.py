@@ -281,3 +281,27 @@ def test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle(tw: Two
     assert "src-s3" not in tw.src.objects["user"]
     res = tw.run()
     assert res.plan is not None and res.plan.changes == ()
+
+
+@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"recreate\": a user "
+                   "recreated on the target is left out of its groups there, and the next read "
+                   "of the group removes it from the source group too")
+def test_user_recreated_on_the_target_keeps_its_groups(tw: TwoWay) -> None:
+    """Oracle sequence (TwoWayOracleSourceCreates, shrunk): users s0, s2 in source group gs4;
+    cycle; delete_on_target(s2); cycle (recreates s2 on the target under a new id; the
+    target group still names the old, deleted id: real SCIM servers do not drop deleted
+    users from groups either); cycle (quiet; the target re-reads its overlap window, so the
+    group is read) -> plans set_members source_remove=(src-s2,): the source group loses s2,
+    a removal nobody made, and the recreated s2 is in gs4 on neither side."""
+    tw.configure(overlap=3)
+    for n in ("s0", "s2"):
+        tw.src.put("user", {"uid": n, "title": "a"}, f"src-{n}")
+    tw.src.put("group", {"cn": "gs4"}, "src-gs4")
+    tw.src.set_group_members("src-gs4", {"src-s0", "src-s2"})
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    tw.dst.remove("user", tw.tid("s2"))
+    tw.run()
+    tw.run()
+    assert tw.src.members["src-gs4"] == {"src-s0", "src-s2"}
+    assert tw.tid("s2") in tw.dst.members[gid]

@@ -119,6 +119,13 @@ class TwoWayOracle(RuleBasedStateMachine):
     target_deletes = True
     #: test_member_added_on_both_sides_can_be_removed_later
     same_member_both_sides = False
+    target_group_deletes = True
+    #: test_target_group_deleted_is_recreated_with_its_members: only empty groups
+    recreated_groups_keep_members = False
+    #: test_user_recreated_on_the_target_keeps_its_groups (recreate) and
+    #: test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle (delete):
+    #: users named by a group are not deleted on the target
+    target_deletes_of_group_members = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,6 +143,7 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.pairs: dict[str, Pair] = {}  # userName -> linked, active pair
         self.new_src: set[str] = set()  # userNames created on the source since the last cycle
         self.new_dst: dict[str, dict[str, Any]] = {}  # created on the target
+        self.new_both: set[str] = set()  # created on both sides in the same cycle
         self.orphans: dict[str, dict[str, Any]] = {}  # target-only users (create = source)
         self.del_src: set[str] = set()
         self.del_dst: set[str] = set()
@@ -149,6 +157,8 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.new_src_groups: set[str] = set()
         self.new_dst_groups: set[str] = set()
         self.gone_groups: set[str] = set()  # group names not to be recreated on the source
+        self.del_dst_groups: dict[str, GPair] = {}
+        self.source_disabled_groups: dict[str, str] = {}
         self.cycles = 0
         self.member_edits: set[tuple[str, str, str]] = set()  # side, group, user this cycle
 
@@ -235,6 +245,21 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.dst.put("user", attrs, f"dst-{name}")
         self.new_dst[name] = attrs
 
+    @rule(title=VALUES["title"], nick=VALUES["nickName"],
+          dept_s=VALUES["enterprise.department"], dept_t=VALUES["enterprise.department"])
+    def create_on_both_sides(self, title: Any, nick: Any, dept_s: Any, dept_t: Any) -> None:
+        """The same userName created on both sides in one cycle: the source entry adopts
+        the target object (match on userName), and the attributes merge as two edits over
+        an empty base."""
+        name = f"c{next(self.ids)}"
+        self.src.put("user", {"uid": name, "title": title, "dept": dept_s}, f"src-{name}")
+        attrs: dict[str, Any] = {"userName": name, "active": True}
+        for path, value in (("nickName", nick), ("enterprise.department", dept_t)):
+            if value is not None:
+                attrs[path] = value
+        self.dst.put("user", attrs, f"dst-{name}")
+        self.new_both.add(name)
+
     @precondition(lambda self: self._live())
     @rule(data=st.data())
     def delete_on_source(self, data: st.DataObject) -> None:
@@ -242,10 +267,17 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.src.remove("user", self.pairs[name].sid)  # stays a dangling member (no refint)
         self.del_src.add(name)
 
-    @precondition(lambda self: self.target_deletes and self._live())
+    def _target_deletable(self) -> list[str]:
+        if self.target_deletes_of_group_members:
+            return self._live()
+        ids = set().union(*self.src.members.values(), *self.dst.members.values())
+        return [n for n in self._live()
+                if self.pairs[n].sid not in ids and self.pairs[n].tid not in ids]
+
+    @precondition(lambda self: self.target_deletes and self._target_deletable())
     @rule(data=st.data())
     def delete_on_target(self, data: st.DataObject) -> None:
-        name = data.draw(st.sampled_from(self._live()))
+        name = data.draw(st.sampled_from(self._target_deletable()))
         self.dst.remove("user", self.pairs[name].tid)
         self.del_dst.add(name)
 
@@ -314,6 +346,22 @@ class TwoWayOracle(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self._linked_groups()))
         self.src.remove("group", self.groups.pop(name).sid)
         self.gone_groups.add(name)
+
+    def _target_group_deletable(self) -> list[str]:
+        if not self.target_group_deletes:
+            return []
+        if self.reverse != "recreate" or self.recreated_groups_keep_members:
+            return self._linked_groups()
+        return [n for n, g in sorted(self.groups.items())
+                if not self.src.members.get(g.sid) and not self.dst.members.get(g.tid)]
+
+    @precondition(lambda self: self._target_group_deletable())
+    @rule(data=st.data())
+    def delete_group_on_target(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(self._target_group_deletable()))
+        g = self.groups.pop(name)
+        self.dst.remove("group", g.tid)
+        self.del_dst_groups[name] = g
 
     # -- cycles ---------------------------------------------------------------------------
     def _run(self, **kw: Any) -> engine.FlowResult:
@@ -405,6 +453,22 @@ class TwoWayOracle(RuleBasedStateMachine):
             self.pairs[name] = Pair(sid, self._tid(name),
                                     canon_src(self.src.objects["user"][sid]))
         self.new_src.clear()
+        for name in sorted(self.new_both):
+            s = canon_src(self.src.objects["user"][f"src-{name}"])
+            t = canon_dst(self.dst.objects["user"][f"dst-{name}"])
+            base: dict[str, Any] = {}
+            for p in PATHS:
+                if s[p] == t[p] or t[p] is None:
+                    base[p] = s[p]
+                elif s[p] is None:
+                    base[p] = t[p]
+                elif AUTHORITY[p] == "manual":
+                    base[p] = None
+                    self.conflicts[(name, p)] = (s[p], t[p], None)
+                else:
+                    base[p] = s[p] if AUTHORITY[p] == "source" else t[p]
+            self.pairs[name] = Pair(f"src-{name}", f"dst-{name}", base)
+        self.new_both.clear()
         for name, attrs in sorted(self.new_dst.items()):
             if self.create == "both":
                 self.pairs[name] = Pair(self._sid(name), f"dst-{name}", canon_dst(attrs))
@@ -427,6 +491,15 @@ class TwoWayOracle(RuleBasedStateMachine):
             if self.create == "both":
                 self.groups[name] = GPair(self._gsid(name), f"dst-{name}")
         new = self.new_src_groups | self.new_dst_groups
+        for name, g in sorted(self.del_dst_groups.items()):
+            if self.reverse == "recreate":
+                self.groups[name] = GPair(g.sid, self._gtid(name))
+                new.add(name)  # recreated from the source: its members are the source's
+            elif self.reverse == "disable":
+                self.source_disabled_groups[name] = g.sid
+            else:
+                self.gone_groups.add(name)
+        self.del_dst_groups.clear()
         self.new_src_groups.clear()
         self.new_dst_groups.clear()
         ok = set(self._members_ok())
@@ -486,6 +559,10 @@ class TwoWayOracle(RuleBasedStateMachine):
                                              f"{sorted(tm)}, expected {sorted(g.base & ok)}")
         for name in sorted(self.gone_groups):
             assert not [a for a in self.src.objects["group"].values() if a.get("cn") == name]
+        for name, gsid in sorted(self.source_disabled_groups.items()):
+            assert self.src.objects["group"][gsid].get("active") is False, name
+            assert not [a for a in self.dst.objects["group"].values()
+                        if a.get("displayName") == name], name
 
     @invariant()
     def user_names_unique(self) -> None:
@@ -497,8 +574,10 @@ class TwoWayOracle(RuleBasedStateMachine):
 class TwoWayOracleDisable(TwoWayOracle):
     reverse = "disable"
     overlap = 3
-    # test_target_delete_with_reverse_disable_stays_deleted: the user comes back
+    # test_target_delete_with_reverse_disable_stays_deleted: the user comes back;
+    # test_target_group_delete_with_reverse_disable_stays_deleted: and the group
     target_deletes = False
+    target_group_deletes = False
 
 
 class TwoWayOracleDelete(TwoWayOracle):
@@ -514,7 +593,9 @@ class TwoWayOracleSourceCreates(TwoWayOracle):
 #: a long two-way sequence takes minutes); shrink it by hand into test_found.py.
 PHASES = tuple(p for p in Phase if not (os.environ.get("ORACLE_NO_SHRINK") and
                                         p in (Phase.shrink, Phase.explain)))
-ORACLE = settings(max_examples=60, stateful_step_count=25, deadline=None, phases=PHASES,
+#: ORACLE_EXAMPLES=N for a longer exploration than the default run's.
+ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
+                  stateful_step_count=25, deadline=None, phases=PHASES,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestTwoWayOracle = TwoWayOracle.TestCase
 TestTwoWayOracle.settings = ORACLE
