@@ -224,7 +224,7 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
             continue  # deprovisioned by the push planner
         if lk.target_id in ti.target_gone:
             if ti.target_complete:
-                changes.append(_target_gone(ti, lk, item, name))
+                changes += _target_gone(ti, lk, item, name)
             continue
         if lk.status != "active":
             continue
@@ -253,16 +253,21 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
     return changes, held, conflicts
 
 
-def _target_gone(ti: TwoWayInput, lk: Link, item: Item | None, name: str) -> Change:
+def _target_gone(ti: TwoWayInput, lk: Link, item: Item | None, name: str) -> list[Change]:
     policy = ti.rules.reverse_deprovision
     if policy in ("disable", "delete"):
-        return Change("deprovision" if policy == "disable" else "delete", ti.kind,
-                      lk.source_id, name, lk.target_id, side="source",
-                      reason="the target object was deleted")
+        return [Change("deprovision" if policy == "disable" else "delete", ti.kind,
+                       lk.source_id, name, lk.target_id, side="source",
+                       reason="the target object was deleted")]
     attrs = {p: v for p, v in (item.attrs if item else lk.base).items() if v is not None}
-    return Change("create", ti.kind, lk.source_id, name, attrs=attrs,
+    out = [Change("create", ti.kind, lk.source_id, name, attrs=attrs,
                   base=dict(item.attrs if item else lk.base),
-                  reason="the target object was deleted: recreated")
+                  reason="the target object was deleted: recreated")]
+    members = item.members if item is not None and item.members is not None else lk.members
+    if ti.kind == "group" and members:  # recreated whole: with its members
+        out.append(Change("set_members", "group", lk.source_id, name,
+                          add=tuple(sorted(members)), reason="recreated with its members"))
+    return out
 
 
 def _members(ti: TwoWayInput, lk: Link, item: Item | None, entry: Entry | None,

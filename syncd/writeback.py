@@ -6,7 +6,8 @@ here writes to the flow's *source* connector, for changes planned with ``side = 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from syncd.mapping import MappingError
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from syncd.config import Flow
     from syncd.connector import Connector
     from syncd.plan import Change
+    from syncd.store import Store
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class WriteBack:
     flow: Flow
     target: Connector
     source: Connector | None
+    store: Store
 
     def _source_create(self, c: Change) -> _Outcome:
         assert self.source is not None and c.target_id
@@ -71,9 +74,17 @@ class WriteBack:
                 if p not in skip and not same(v, c.before.get(p))}
 
     def _source_deprovision(self, c: Change) -> _Outcome:
+        """The target object is gone and the source entry is disabled for it. The link is
+        kept, disabled: the entry syncd just wrote is read again, and without its link it
+        would look new and be provisioned to the target again."""
         assert self.source is not None
         self.source.deactivate(c.kind, c.source_id)
-        return _Outcome(c, drop=True, target_id=c.target_id)
+        current = self.store.links(self.flow.name, c.kind, {c.source_id}).get(c.source_id)
+        if current is None:
+            return _Outcome(c, drop=True, target_id=c.target_id)
+        link = replace(current, status="disabled", status_at=datetime.now(UTC),
+                       members=frozenset() if c.kind == "group" else current.members)
+        return _Outcome(c, link=link, target_id=c.target_id)
 
     def _source_delete(self, c: Change) -> _Outcome:
         assert self.source is not None

@@ -123,9 +123,6 @@ def test_group_created_on_target_reaches_the_source_with_its_members(tw: TwoWay)
     assert tw.dst.members["dst-gt1"] == {tw.tid("s0")}
 
 
-@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"disable\": the next "
-                   "cycle drops the link and recreates the deleted target user from the "
-                   "disabled source entry")
 def test_target_delete_with_reverse_disable_stays_deleted(tw: TwoWay) -> None:
     """Oracle sequence: create_on_source(s0); cycle; delete_on_target(s0); cycle (the source
     entry is disabled, as configured); cycle -> plans `create s0` on the target ("not on
@@ -223,8 +220,6 @@ def test_cursor_taken_after_a_slapd_crash_still_sees_later_changes(
         m.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"recreate\": a target "
-                   "group deleted is recreated without its members, for good")
 def test_target_group_deleted_is_recreated_with_its_members(tw: TwoWay) -> None:
     """Oracle sequence: create_on_source(s0); create_group_on_source(g, members {s0}); cycle;
     delete_group_on_target(g); cycle (plans `create g` on the target, attrs only); cycle
@@ -241,8 +236,6 @@ def test_target_group_deleted_is_recreated_with_its_members(tw: TwoWay) -> None:
     assert tw.dst.members.get(gid) == {tw.tid("s0")}
 
 
-@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"disable\": a deleted "
-                   "target group is recreated on the next cycle from the disabled source group")
 def test_target_group_delete_with_reverse_disable_stays_deleted(tw: TwoWay) -> None:
     """Oracle sequence: create_group_on_source(g); cycle; delete_group_on_target(g); cycle
     (the source group is disabled, as configured); cycle -> plans `create g` on the target
