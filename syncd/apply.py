@@ -309,7 +309,7 @@ class Applier(WriteBack):
                 members = ((current.members or frozenset()) - removed) | added
                 return _Outcome(c, link=replace(current, members=frozenset(members)),
                                 target_id=current.target_id, error=exc)
-        elif not c.source_add and not c.source_remove:
+        elif not c.source_add and not c.source_remove and c.members is None:
             # Nothing could be sent: never journaled as applied. The base keeps the members
             # it had, so the next run plans the same change again.
             raise Rejected(f"no member of this change resolves to a target object (users "
@@ -331,6 +331,9 @@ class Applier(WriteBack):
                 return _Outcome(c, link=link, target_id=current.target_id, error=exc)
             members = (members - set(c.source_remove)) | set(c.source_add)
             link = replace(link, members=frozenset(members))
+        if c.members is not None:  # two-way: what both sides now hold (users not yet
+            # provisioned on the target excepted: their add is planned again)
+            link = replace(link, members=frozenset(c.members) - (set(c.add) - set(add)))
         return _Outcome(c, link=link, target_id=current.target_id)
 
     def _deprovision(self, c: Change) -> _Outcome:

@@ -56,6 +56,10 @@ class Change:
     source_before: Mapping[str, Value] = field(default_factory=dict)
     source_add: tuple[str, ...] = ()
     source_remove: tuple[str, ...] = ()
+    #: Two-way memberships: the member source ids both sides hold once this change is
+    #: applied, recorded as the link's member base (also when nothing is sent because both
+    #: sides made the same change).
+    members: tuple[str, ...] | None = None
 
     @property
     def stage(self) -> int:
@@ -89,6 +93,8 @@ class Change:
         if self.source_add or self.source_remove:
             d["source_add"] = list(self.source_add)
             d["source_remove"] = list(self.source_remove)
+        if self.members is not None:
+            d["members"] = list(self.members)
         return d
 
     @classmethod
@@ -103,6 +109,7 @@ class Change:
             source_before=_from_jsonable(d.get("source_before", {})),
             source_add=tuple(d.get("source_add", ())),
             source_remove=tuple(d.get("source_remove", ())),
+            members=tuple(d["members"]) if d.get("members") is not None else None,
         )
 
 

@@ -285,11 +285,15 @@ def _members(ti: TwoWayInput, lk: Link, item: Item | None, entry: Entry | None,
     out = []
     add_t, rem_t = want - t, (t & base) - want
     add_s, rem_s = want - s, (s & base) - want
-    if add_t or rem_t or add_s or rem_s:
+    if add_t or rem_t or add_s or rem_s or want != base:
+        # Also when both sides made the same change: nothing to send, but the agreement is
+        # the new base, or a later removal on one side would be taken for no change.
         out.append(Change("set_members", "group", lk.source_id, name, lk.target_id,
                           add=tuple(sorted(add_t)), remove=tuple(sorted(rem_t)),
                           source_add=tuple(sorted(add_s)), source_remove=tuple(sorted(rem_s)),
-                          before={"members": len(base)}, reason="membership changed"))
+                          before={"members": len(base)}, members=tuple(sorted(want)),
+                          reason="membership changed" if add_t or rem_t or add_s or rem_s
+                          else "both sides agree: member base updated"))
     return out
 
 
@@ -307,8 +311,11 @@ def plan_target_only(ti: TwoWayInput) -> tuple[list[Change], list[str]]:
     for e in orphans:
         canon = {p: e.attrs.get(p) for p in ti.rules.paths if p in ti.rules.reverse}
         values = {p: v for p, v in canon.items() if v is not None}
+        members = tuple(sorted(ti.user_by_target[m] for m in (e.members or ())
+                               if m in ti.user_by_target))
         out.append(Change("create", ti.kind, "", e.name or e.external_id, e.external_id,
                           side="source", source_attrs=native(ti.rules, values),
+                          source_add=members,
                           before={p: e.attrs.get(p) for p in ti.rules.paths
                                   if p not in ti.rules.reverse},
                           base=canon, reason="created on the target side"))

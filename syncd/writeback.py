@@ -41,6 +41,9 @@ class WriteBack:
         assert self.source is not None and c.target_id
         entry = self.source.create(c.kind, dict(c.source_attrs))
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
+        if c.kind == "group" and c.source_add:  # a target group arrives with its members
+            self.source.set_members(entry.external_id, list(c.source_add), [])
+            members = frozenset(c.source_add)
         base = dict(c.base)
         error: Exception | None = None
         one_way = self._one_way(c, entry)

@@ -105,8 +105,6 @@ def tw(tmp_path: Path) -> Iterator[TwoWay]:
         DIRECTORIES.pop(name, None)
 
 
-@pytest.mark.xfail(strict=True, reason="two-way: a group created on the target (create = "
-                   "\"both\") is created on the source without its members, for good")
 def test_group_created_on_target_reaches_the_source_with_its_members(tw: TwoWay) -> None:
     """Oracle sequence: create_on_source(s0); cycle; create_group_on_target(gt1, members
     {s0}); cycle -> the source group gt1 is empty, the target's has s0, and a further cycle
@@ -139,8 +137,6 @@ def test_target_delete_with_reverse_disable_stays_deleted(tw: TwoWay) -> None:
     assert not [a for a in tw.dst.objects["user"].values() if a.get("userName") == "s0"]
 
 
-@pytest.mark.xfail(strict=True, reason="two-way: a member added on both sides in one cycle is "
-                   "never recorded in the group's base; a later removal on one side is lost")
 def test_member_added_on_both_sides_can_be_removed_later(tw: TwoWay) -> None:
     """Oracle sequence: create_on_source(s6); create_group_on_source(gs4, empty); cycle;
     member(add s6 to gs4, side="both"); cycle (plans nothing: both sides agree, but the
