@@ -440,11 +440,12 @@ REAL = settings(max_examples=5, stateful_step_count=30, deadline=None, phases=PH
 
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
-    os.environ["ORACLE_LDAP_PASSWORD"] = "admin-secret"
-    os.environ["ORACLE_SCIM_TOKEN"] = SCIM_TEST_TOKEN
-    with (Slapd(admin_password="admin-secret") as slapd,
+    with (pytest.MonkeyPatch.context() as mp,
+          Slapd(admin_password="admin-secret") as slapd,
           Scim2Server(token=SCIM_TEST_TOKEN) as target,
           Scim2Server(token=SCIM_TEST_TOKEN) as fresh):
+        mp.setenv("ORACLE_LDAP_PASSWORD", slapd.admin_password)
+        mp.setenv("ORACLE_SCIM_TOKEN", SCIM_TEST_TOKEN)
         yield Peers(slapd, target, fresh, tmp_path_factory.mktemp("real-oracle"))
 
 

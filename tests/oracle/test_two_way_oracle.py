@@ -126,6 +126,8 @@ class TwoWayOracle(RuleBasedStateMachine):
     #: test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle (delete):
     #: users named by a group are not deleted on the target
     target_deletes_of_group_members = False
+    #: test_recreate_during_a_held_conflict_carries_the_source_value
+    recreate_during_conflict = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -268,10 +270,14 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.del_src.add(name)
 
     def _target_deletable(self) -> list[str]:
+        names = self._live()
+        if not self.recreate_during_conflict and self.reverse == "recreate":
+            held = {n for n, _ in self.conflicts}
+            names = [n for n in names if n not in held]
         if self.target_deletes_of_group_members:
-            return self._live()
+            return names
         ids = set().union(*self.src.members.values(), *self.dst.members.values())
-        return [n for n in self._live()
+        return [n for n in names
                 if self.pairs[n].sid not in ids and self.pairs[n].tid not in ids]
 
     @precondition(lambda self: self.target_deletes and self._target_deletable())
