@@ -140,7 +140,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
             frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
             kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
-            _user_by_target(flow, store, td) if kf.kind == "group" else {})
+            _user_by_target(flow, store, td) if kf.kind == "group" else {},
+            _member_universe(flow, store, rd, out.source_reads.get("user"))
+            if kf.kind == "group" else None)
         c2, h2, conflicts = plan_linked(ti)
         changes += c2
         held += h2
@@ -202,6 +204,17 @@ def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
     # not every side has it (LDAP), and disabling on either side is a deprovisioning matter.
     return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,
                  flow.create, flow.reverse_deprovision, resolutions, held)
+
+
+def _member_universe(flow: Flow, store: Store, groups: SourceRead,
+                     users: SourceRead | None) -> frozenset[str]:
+    """Users a source group can name as members: active links among those its read names,
+    plus users read in scope this cycle."""
+    named = {m for it in groups.items.values() for m in (it.members or ())}
+    if not named:
+        return frozenset()
+    read = set(users.items) if users is not None else set()
+    return frozenset(store.link_ids(flow.name, "user", among=named) | (named & read))
 
 
 def _user_by_target(flow: Flow, store: Store, td: TargetRead) -> dict[str, str]:

@@ -333,7 +333,17 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     merged into the groups' membership changes (or new ones)."""
     leaving = {c.source_id for c in changes
                if c.kind == "user" and c.op in ("deprovision", "delete") and c.side == "target"}
-    if not leaving:
+    # Users created again on the target (two-way ``reverse_deprovision = "recreate"``) get a
+    # new target id: the groups that recorded them need them added back under it.
+    returning = {c.source_id for c in changes
+                 if c.kind == "user" and c.op == "create" and c.side == "target"}
+    # Users syncd deletes on the source (two-way ``reverse_deprovision = "delete"``) leave
+    # the groups on both sides in the same cycle: a directory without referential integrity
+    # would keep naming them, and the next cycle would clean up what this one should have.
+    erased = {c.source_id for c in changes
+              if c.kind == "user" and c.op == "delete" and c.side == "source"}
+    leaving |= erased
+    if not leaving and not returning:
         return list(changes)
     out = list(changes)
     by_group = {c.source_id: i for i, c in enumerate(out)
@@ -341,17 +351,28 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
     for gid, lk in sorted(groups.items()):
         drop = (lk.members or frozenset()) & leaving
-        if not drop or gid in ending or lk.status != "active":
+        back = (lk.members or frozenset()) & returning
+        if not (drop or back) or gid in ending or lk.status != "active":
             continue
         i = by_group.get(gid)
+        gone_at_source = drop & erased
         if i is None:
             name = str(lk.base.get("displayName") or gid)
+            kept = (lk.members or frozenset()) - drop | back
             out.append(Change("set_members", "group", gid, name, lk.target_id,
-                              remove=tuple(sorted(drop)),
+                              add=tuple(sorted(back)), remove=tuple(sorted(drop)),
+                              source_remove=tuple(sorted(gone_at_source)),
                               before={"members": len(lk.members or ())},
-                              reason="members deprovisioned in this run are removed"))
+                              members=tuple(sorted(kept)) if gone_at_source else None,
+                              reason="members deprovisioned or recreated in this run"))
             continue
         c = out[i]
-        out[i] = replace(c, add=tuple(a for a in c.add if a not in drop),
-                         remove=tuple(sorted(set(c.remove) | drop)))
+        members = c.members
+        if members is not None:
+            members = tuple(sorted((set(members) - drop) | back))
+        out[i] = replace(c, add=tuple(sorted((set(c.add) - drop) | back)),
+                         remove=tuple(sorted((set(c.remove) | drop) - back)),
+                         source_add=tuple(a for a in c.source_add if a not in gone_at_source),
+                         source_remove=tuple(sorted(set(c.source_remove) | gone_at_source)),
+                         members=members)
     return out

@@ -201,6 +201,10 @@ class TwoWayInput:
     claimed_targets: frozenset[str] = frozenset()
     #: for groups: target user id -> source user id
     user_by_target: Mapping[str, str] = field(default_factory=dict)
+    #: for groups: source user ids that can be members (linked and active, or read in scope
+    #: this cycle); None: no restriction. A source group naming a user that is gone (LDAP
+    #: without referential integrity) does not make it a member again.
+    member_universe: frozenset[str] | None = None
 
 
 def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[ConflictRecord]]:
@@ -274,6 +278,8 @@ def _members(ti: TwoWayInput, lk: Link, item: Item | None, entry: Entry | None,
              name: str) -> list[Change]:
     base = lk.members or frozenset()
     s = item.members if item and item.members is not None else base
+    if ti.member_universe is not None:
+        s = s & (ti.member_universe | base)
     if entry is not None and entry.members is not None:
         t = frozenset(ti.user_by_target[m] for m in entry.members if m in ti.user_by_target)
     else:
