@@ -102,7 +102,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             rd.gone |= (missed - unseen) | ok
         target_gone: set[str] = set(td.gone)
         if td.full and td.complete:  # absence is not proof on the target side either
-            by_target = {lk.target_id: lk for lk in links.values()}
+            by_target = {lk.target_id: lk for lk in links.values() if lk.status == "active"}
             missed = {t for t in by_target if t not in td.entries}
             ok, missing = confirm(target, kf.kind, missed, _by_target_name(by_target),
                                   side="target")

@@ -226,11 +226,11 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
                                           or sid)
         if sid in ti.source_gone:
             continue  # deprovisioned by the push planner
+        if lk.status != "active":
+            continue  # disabled already (either side): nothing is merged or reversed
         if lk.target_id in ti.target_gone:
             if ti.target_complete:
                 changes += _target_gone(ti, lk, item, name)
-            continue
-        if lk.status != "active":
             continue
         s = item.attrs if item else lk.base
         t = {p: entry.attrs.get(p) for p in ti.rules.paths} if entry else lk.base
@@ -263,9 +263,13 @@ def _target_gone(ti: TwoWayInput, lk: Link, item: Item | None, name: str) -> lis
         return [Change("deprovision" if policy == "disable" else "delete", ti.kind,
                        lk.source_id, name, lk.target_id, side="source",
                        reason="the target object was deleted")]
-    attrs = {p: v for p, v in (item.attrs if item else lk.base).items() if v is not None}
-    out = [Change("create", ti.kind, lk.source_id, name, attrs=attrs,
-                  base=dict(item.attrs if item else lk.base),
+    values = dict(item.attrs if item else lk.base)
+    # A conflict held on this pair is moot now that the target side is gone: the source's
+    # value (as it was when the conflict was found, if the source was not read) is the one.
+    values.update({p: sv for (sid, p), (sv, _) in ti.rules.open_conflicts.items()
+                   if sid == lk.source_id and item is None})
+    attrs = {p: v for p, v in values.items() if v is not None}
+    out = [Change("create", ti.kind, lk.source_id, name, attrs=attrs, base=values,
                   reason="the target object was deleted: recreated")]
     members = item.members if item is not None and item.members is not None else lk.members
     if ti.kind == "group" and members:  # recreated whole: with its members

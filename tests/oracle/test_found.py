@@ -290,9 +290,6 @@ def test_user_recreated_on_the_target_keeps_its_groups(tw: TwoWay) -> None:
     assert tw.tid("s2") in tw.dst.members[gid]
 
 
-@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"recreate\": a target "
-                   "object recreated while a manual conflict is held gets the base value, not "
-                   "the source's; the source edit is lost and no conflict is listed")
 def test_recreate_during_a_held_conflict_carries_the_source_value(tw: TwoWay) -> None:
     """Oracle sequence (TwoWayOracleSourceCreates, shrunk): user s0 with department "base";
     cycle; edit_both(department: source "S", target "T") -> cycle holds the conflict;

@@ -118,16 +118,16 @@ class TwoWayOracle(RuleBasedStateMachine):
     #: Off where a known defect (tests/oracle/test_found.py) would end every example.
     target_deletes = True
     #: test_member_added_on_both_sides_can_be_removed_later
-    same_member_both_sides = False
+    same_member_both_sides = True
     target_group_deletes = True
     #: test_target_group_deleted_is_recreated_with_its_members: only empty groups
-    recreated_groups_keep_members = False
+    recreated_groups_keep_members = True
     #: test_user_recreated_on_the_target_keeps_its_groups (recreate) and
     #: test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle (delete):
     #: users named by a group are not deleted on the target
-    target_deletes_of_group_members = False
+    target_deletes_of_group_members = True
     #: test_recreate_during_a_held_conflict_carries_the_source_value
-    recreate_during_conflict = False
+    recreate_during_conflict = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -580,10 +580,6 @@ class TwoWayOracle(RuleBasedStateMachine):
 class TwoWayOracleDisable(TwoWayOracle):
     reverse = "disable"
     overlap = 3
-    # test_target_delete_with_reverse_disable_stays_deleted: the user comes back;
-    # test_target_group_delete_with_reverse_disable_stays_deleted: and the group
-    target_deletes = False
-    target_group_deletes = False
 
 
 class TwoWayOracleDelete(TwoWayOracle):

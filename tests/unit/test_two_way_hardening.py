@@ -102,3 +102,25 @@ def test_two_way_a_user_deleted_at_the_source_leaves_the_target_groups(tw: TwoWa
     assert {tw.dst.objects["user"][m]["userName"] for m in tw.dst.members[gid]
             if m in tw.dst.objects["user"]} == {"u0", "u2"}
     assert len(tw.dst.members[gid]) == 2
+
+
+def test_a_target_recreated_while_a_conflict_is_held_takes_the_source_value(tw: TwoWay
+                                                                            ) -> None:
+    """Oracle (two-way, recreate): the target object of a pair with a held manual conflict
+    is deleted while the source is not read; it comes back with the source's value, not the
+    stale base, and the conflict is gone with the side it was about."""
+    tw.configure(users_extra='authority = { title = "manual" }')
+    settle(tw)
+    tw.edit_source("s1", title="S")
+    tw.edit_target("u1", title="T")
+    tw.run()  # conflict held
+    tw.dst.remove("user", tw.tid("u1"))
+    tw.run()
+    assert tw.dst.objects["user"][tw.tid("u1")]["title"] == "S"
+    assert tw.src.objects["user"]["s1"]["title"] == "S"
+    st = Store(tw.cfg.state_url)
+    try:
+        assert st.conflicts("f") == []
+    finally:
+        st.close()
+    assert tw.planned(tw.run()) == []
