@@ -10,6 +10,7 @@ what a fresh full sync of the same source into an empty target produces.
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,9 @@ class PushOracleDisable(PushOracle):
     deprovision = "disable"
 
 
-ORACLE = settings(max_examples=40, stateful_step_count=20, deadline=None,
+#: ORACLE_EXAMPLES=N explores longer than the default run.
+ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
+                  stateful_step_count=20, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
 TestPushOracle = PushOracle.TestCase
 TestPushOracle.settings = ORACLE
