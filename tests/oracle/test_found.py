@@ -307,3 +307,52 @@ def test_recreate_during_a_held_conflict_carries_the_source_value(tw: TwoWay) ->
     tw.run()
     assert tw.src.objects["user"]["src-s0"]["dept"] == "S"
     assert tw.dst_user("s0").get("enterprise.department") == "S"
+
+
+@pytest.mark.xfail(strict=True, reason="two-way: a manual conflict resolved to an empty value "
+                   "(resolution None) is never applied: the side holding a value keeps it")
+def test_conflict_resolved_to_empty_clears_both_sides(tw: TwoWay) -> None:
+    """Oracle sequence (TwoWayOracleDisable, shrunk): user s0 with department "base"; cycle;
+    edit_both(department: source cleared, target "T") -> cycle holds the conflict;
+    resolve_conflict(take the source's value: None); cycle -> the target keeps "T". A
+    resolution of None reads as "no resolution" (`cycle2._rules` keeps only resolutions
+    that are not None; `Store.conflicts` decodes a stored JSON null to None), so "clear it
+    on both sides" cannot be chosen."""
+    tw.src.put("user", {"uid": "s0", "dept": "base"}, "src-s0")
+    tw.run()
+    tw.edit_source("src-s0", dept=None)
+    tw.edit_target("s0", **{"enterprise.department": "T"})
+    tw.run()
+    (c,) = tw.conflicts()
+    store = Store(tw.cfg.state_url)
+    try:
+        store.resolve_conflict(c["id"], None)
+    finally:
+        store.close()
+    tw.run()
+    assert tw.src.objects["user"]["src-s0"].get("dept") is None
+    assert tw.dst_user("s0").get("enterprise.department") is None
+    assert tw.conflicts() == []
+
+
+@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"delete\": a group "
+                   "created in the cycle that deletes one of its members keeps the dangling "
+                   "member; the next quiet cycle removes it: no fixed point")
+def test_new_group_with_a_member_deleted_by_syncd_settles_in_one_cycle(tw: TwoWay) -> None:
+    """Oracle sequence (TwoWayOracleDelete, shrunk): users s0, s1 linked; cycle;
+    create_group_on_source(g, members {s0, s1}) and delete_on_target(s1) before the same
+    cycle; cycle (creates g on the target, deletes s1 on the source, whose new group still
+    names it); cycle -> plans set_members with source_remove=(src-s1,). The linked-group
+    case (test_dangling_member_of_a_user_deleted_by_syncd_settles_in_one_cycle) is fixed;
+    a group created in that same cycle is not."""
+    tw.configure(reverse="delete")
+    for n in ("s0", "s1"):
+        tw.src.put("user", {"uid": n, "title": "a"}, f"src-{n}")
+    tw.run()
+    tw.src.put("group", {"cn": "g"}, "src-g")
+    tw.src.set_group_members("src-g", {"src-s0", "src-s1"})
+    tw.dst.remove("user", tw.tid("s1"))
+    tw.run()
+    assert "src-s1" not in tw.src.objects["user"]
+    res = tw.run()
+    assert res.plan is not None and res.plan.changes == ()
