@@ -197,9 +197,9 @@ def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
     reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}
     stored = [c for c in store.conflicts(flow.name) if c["kind"] == kf.kind]
     resolutions = {(c["source_id"], c["path"]): c["resolution"]
-                   for c in stored if c["resolution"] is not None}
+                   for c in stored if c["resolved"]}
     held = {(c["source_id"], c["path"]): (c["source_value"], c["target_value"])
-            for c in stored if c["resolution"] is None}
+            for c in stored if not c["resolved"]}
     # The implicit active=true of users (push semantics) is not merged in two-way flows:
     # not every side has it (LDAP), and disabling on either side is a deprovisioning matter.
     return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,

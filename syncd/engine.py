@@ -326,8 +326,9 @@ def _cycle_two_way(flow: Flow, store: Store, connectors: Connectors, res: FlowRe
             stored = store.cursor(flow.name, conn, kf.kind)
             cursors[(conn, kf.kind)] = _use_cursor(flow, stored, kf.kind, opts, now)
     tw = plan_two_way(flow, store, source, target, cursors, now)
-    if any(c.kind == "user" and c.op in ("deprovision", "delete", "create")
-           and c.side == "target" and c.source_id for c in tw.plan.changes):
+    if any(c.kind == "user" and c.source_id and (
+            (c.op in ("deprovision", "delete", "create") and c.side == "target")
+            or (c.op == "delete" and c.side == "source")) for c in tw.plan.changes):
         tw.plan = replace(tw.plan, changes=Plan.ordered(follow_members(
             tw.plan.changes, store.links(flow.name, "group"))))
     if tw.errors:

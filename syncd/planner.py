@@ -349,6 +349,13 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     by_group = {c.source_id: i for i, c in enumerate(out)
                 if c.kind == "group" and c.op == "set_members"}
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
+    for n, c in enumerate(out):  # groups created in this plan: their first members
+        if c.kind == "group" and c.op == "set_members" and c.source_id not in groups:
+            first = set(c.add) & leaving
+            if first:
+                out[n] = replace(c, add=tuple(a for a in c.add if a not in first),
+                                 source_remove=tuple(sorted(set(c.source_remove)
+                                                            | (first & erased))))
     for gid, lk in sorted(groups.items()):
         drop = (lk.members or frozenset()) & leaving
         back = (lk.members or frozenset()) & returning

@@ -232,9 +232,11 @@ class StateMixin:
         for r in rows:
             for k in ("source_value", "target_value", "base_value"):
                 r[k] = _v(json.loads(r[k]))
+            # Resolved is "a resolution was stored", not "it is not None": an operator may
+            # settle a conflict on an empty value (JSON null), and that must be applied too.
+            r["resolved"] = r["resolution"] is not None
             r["resolution"] = (_v(json.loads(r["resolution"])) if r["resolution"] is not None
                                else None)
-            r["resolved"] = r["resolution"] is not None
         return rows
 
     def resolve_conflict(self, conflict_id: str, value: Value) -> dict[str, Any] | None:

@@ -309,8 +309,6 @@ def test_recreate_during_a_held_conflict_carries_the_source_value(tw: TwoWay) ->
     assert tw.dst_user("s0").get("enterprise.department") == "S"
 
 
-@pytest.mark.xfail(strict=True, reason="two-way: a manual conflict resolved to an empty value "
-                   "(resolution None) is never applied: the side holding a value keeps it")
 def test_conflict_resolved_to_empty_clears_both_sides(tw: TwoWay) -> None:
     """Oracle sequence (TwoWayOracleDisable, shrunk): user s0 with department "base"; cycle;
     edit_both(department: source cleared, target "T") -> cycle holds the conflict;
@@ -335,9 +333,6 @@ def test_conflict_resolved_to_empty_clears_both_sides(tw: TwoWay) -> None:
     assert tw.conflicts() == []
 
 
-@pytest.mark.xfail(strict=True, reason="two-way, reverse_deprovision = \"delete\": a group "
-                   "created in the cycle that deletes one of its members keeps the dangling "
-                   "member; the next quiet cycle removes it: no fixed point")
 def test_new_group_with_a_member_deleted_by_syncd_settles_in_one_cycle(tw: TwoWay) -> None:
     """Oracle sequence (TwoWayOracleDelete, shrunk): users s0, s1 linked; cycle;
     create_group_on_source(g, members {s0, s1}) and delete_on_target(s1) before the same
