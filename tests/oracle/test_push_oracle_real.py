@@ -273,10 +273,23 @@ class RealPushOracle(RuleBasedStateMachine):
         self.users[key] = f"uid={uid},{dn.split(',', 1)[1]}"
         self._refint(key, self.users[key])
 
+    #: Fence for an open defect (test_found.py::test_user_back_in_scope_rejoins_its_groups):
+    #: False = only users no group names come back into scope. True once it is fixed.
+    group_members_return = False
+
+    def _may_return(self, keys: list[str]) -> list[str]:
+        if self.group_members_return:
+            return keys
+        named = {k for _, members in self.groups.values() for k in members}
+        return [k for k in keys if k not in named]
+
     @precondition(lambda self: self.users)
     @rule(data=st.data(), out=st.booleans())
     def move_scope_by_attribute(self, data: st.DataObject, out: bool) -> None:
-        dn = self.users[data.draw(st.sampled_from(self._keys()))]
+        keys = self._keys() if out else self._may_return(self._keys())
+        if not keys:
+            return
+        dn = self.users[data.draw(st.sampled_from(keys))]
         self.conn.modify(dn, {"departmentNumber": [(ldap3.MODIFY_REPLACE,
                                                      ["gone"] if out else ["x"])]})
 
@@ -290,10 +303,10 @@ class RealPushOracle(RuleBasedStateMachine):
         self.users[key] = f"{rdn},{self.outside}"
         self._refint(key, self.users[key])
 
-    @precondition(lambda self: self._outside())
+    @precondition(lambda self: self._may_return(self._outside()))
     @rule(data=st.data())
     def move_back_into_base(self, data: st.DataObject) -> None:
-        key = data.draw(st.sampled_from(self._outside()))
+        key = data.draw(st.sampled_from(self._may_return(self._outside())))
         dn = self.users[key]
         rdn = dn.split(",", 1)[0]
         self.conn.modify_dn(dn, rdn, new_superior=self.people)
