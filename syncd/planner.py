@@ -346,8 +346,6 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     if not leaving and not returning:
         return list(changes)
     out = list(changes)
-    by_group = {c.source_id: i for i, c in enumerate(out)
-                if c.kind == "group" and c.op == "set_members"}
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
     for n, c in enumerate(out):  # groups created in this plan: their first members
         if c.kind == "group" and c.op == "set_members" and c.source_id not in groups:
@@ -356,6 +354,11 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
                 out[n] = replace(c, add=tuple(a for a in c.add if a not in first),
                                  source_remove=tuple(sorted(set(c.source_remove)
                                                             | (first & erased))))
+    out = [c for c in out if not (  # a first membership left with nothing to do
+        c.op == "set_members" and c.source_id not in groups and c.members is None
+        and not (c.add or c.remove or c.source_add or c.source_remove))]
+    by_group = {c.source_id: i for i, c in enumerate(out)
+                if c.kind == "group" and c.op == "set_members"}
     for gid, lk in sorted(groups.items()):
         drop = (lk.members or frozenset()) & leaving
         back = (lk.members or frozenset()) & returning

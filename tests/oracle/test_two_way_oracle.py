@@ -136,11 +136,11 @@ class TwoWayOracle(RuleBasedStateMachine):
     #: (test_recreate_during_a_held_conflict_carries_the_source_value)
     recreate_during_conflict = True
     #: False: users named by a group created this cycle are not deleted on the target
-    #: (test_new_group_with_a_member_deleted_by_syncd_settles_in_one_cycle, open)
-    new_group_member_deletes = False
+    #: (test_new_group_with_a_member_deleted_by_syncd_settles_in_one_cycle)
+    new_group_member_deletes = True
     #: False: a conflict is never resolved to an empty value
-    #: (test_conflict_resolved_to_empty_clears_both_sides, open)
-    resolve_to_empty = False
+    #: (test_conflict_resolved_to_empty_clears_both_sides)
+    resolve_to_empty = True
 
     def __init__(self) -> None:
         super().__init__()
