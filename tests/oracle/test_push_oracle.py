@@ -234,7 +234,8 @@ class PushOracleDisable(PushOracle):
 
 
 #: ORACLE_EXAMPLES=N explores longer than the default run.
-ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
+ORACLE = settings(derandomize=not os.environ.get("ORACLE_RANDOM"),
+                  max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
                   stateful_step_count=20, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
 TestPushOracle = PushOracle.TestCase

@@ -447,7 +447,8 @@ class RealPushOracle(RuleBasedStateMachine):
 
 PHASES = tuple(p for p in Phase if not (os.environ.get("ORACLE_NO_SHRINK") and
                                         p in (Phase.shrink, Phase.explain)))
-REAL = settings(max_examples=5, stateful_step_count=30, deadline=None, phases=PHASES,
+REAL = settings(derandomize=not os.environ.get("ORACLE_RANDOM"),
+                max_examples=5, stateful_step_count=30, deadline=None, phases=PHASES,
                 suppress_health_check=list(HealthCheck))
 
 

@@ -617,7 +617,8 @@ class TwoWayOracleSourceCreates(TwoWayOracle):
 PHASES = tuple(p for p in Phase if not (os.environ.get("ORACLE_NO_SHRINK") and
                                         p in (Phase.shrink, Phase.explain)))
 #: ORACLE_EXAMPLES=N for a longer exploration than the default run's.
-ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
+ORACLE = settings(derandomize=not os.environ.get("ORACLE_RANDOM"),
+                  max_examples=int(os.environ.get("ORACLE_EXAMPLES", "40")),
                   stateful_step_count=25, deadline=None, phases=PHASES,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestTwoWayOracle = TwoWayOracle.TestCase
