@@ -8,7 +8,6 @@ confirms an object gone; any other answer, or none, confirms nothing and raises 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,27 +16,18 @@ from connectors.graph import delta
 from connectors.graph.config import GraphConfig
 from connectors.graph.connector import GraphConnector
 from syncd.errors import Unreachable
+from tests.connectors.test_graph import (  # the same fake, started once per module
+    TOKEN,
+    fake,
+    fake_server,
+    settings,
+)
 from tests.peers.run_graph_fake import GraphFakeServer
 
-TOKEN = "graph-gone-token-0815"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[GraphFakeServer]:
-    with GraphFakeServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: GraphFakeServer) -> GraphFakeServer:
-    fake_server.reset()
-    return fake_server
-
+__all__ = ["fake", "fake_server"]  # fixtures: used by name
 
 def opened(fake: GraphFakeServer, **overrides: Any) -> GraphConnector:
-    values: dict[str, Any] = {"auth": "token", "token": TOKEN, "endpoint": fake.url,
-                              "page_size": 50, "max_retries": 1} | overrides
-    conn = GraphConnector("entra", GraphConfig.model_validate(values))
+    conn = GraphConnector("entra", settings(fake, max_retries=1, **overrides))
     conn.open()
     return conn
 
