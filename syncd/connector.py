@@ -106,6 +106,14 @@ class Connector(Protocol):
     # result, so it is held, never deprovisioned. Batch the lookups. A connector without
     # this method confirms nothing: the engine then never deprovisions from its listings.
     #
+    # Optional, for sources with groups: `groups_naming(user_ids: Sequence[str],
+    # attributes: Sequence[str] | None) -> list[Entry]`: the groups (within the connector's
+    # own group scope, whole, every member) that name any of these users. Incremental equals
+    # full: a user entering scope again (back in scope, or recreated after a delete) is named
+    # by groups that did not change, so no feed reports them. The engine asks for the users
+    # an incremental cycle brings (back) into scope; a source without this method has its
+    # groups read in full in such a cycle instead.
+    #
     # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
     # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The
     # engine uses it when `capabilities.bulk` is true and the method exists.

@@ -31,7 +31,15 @@ from syncd.pending import hold_retries, record_holds, record_outcomes
 from syncd.plan import Hold, Plan
 from syncd.planner import Item, KindInput, follow_members, plan_flow
 from syncd.policy import check
-from syncd.read import Candidates, SourceRead, candidates, claims, read_source
+from syncd.read import (
+    Candidates,
+    SourceRead,
+    add_groups_naming,
+    candidates,
+    claims,
+    entering,
+    read_source,
+)
 from syncd.redact import redact
 from syncd.store import Link, Store
 from syncd.store_state import Cursor
@@ -196,6 +204,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
     cursors: dict[Kind, SourceRead] = {}
     items_by_kind: dict[Kind, dict[str, Item]] = {}
     user_read: SourceRead | None = None
+    user_links: dict[str, Link] = {}
     applier = None if res.dry_run else Applier(flow, target, store, res.run_id or "",
                                                 opts.progress, opts.stop, source=source)
     streamed: Streamed | None = None
@@ -217,7 +226,17 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
                 res.target_stats = _stats(target)
                 return
             continue
+        rejoin: set[str] = set()
+        if kf.kind == "group" and use is not None:
+            # Groups are planned against the users read: every user read means every group
+            # read, and users (back) in scope rejoin the unchanged groups that name them.
+            rejoin = entering(cursors.get("user"), user_links)
+            if ("user" in cursors and cursors["user"].full) or (
+                    rejoin and not hasattr(source, "groups_naming")):
+                use = None
         rd = cursors[kf.kind] = read_source(source, kf, use)
+        if rejoin and not rd.full:
+            add_groups_naming(source, kf, rejoin, rd)
         _read_outcome(res, kf.kind, rd, use, seen)
         read_ids = set(rd.items) | {h.source_id for h in rd.held}
         pending = store.pending(flow.name, kf.kind)
@@ -258,7 +277,7 @@ def _cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
             | unconfirmed, lookup_errors=cands.errors))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
-            user_read = rd
+            user_read, user_links = rd, links
             res.names.update({sid: it.name for sid, it in rd.items.items()})
     plan = plan_flow(flow.name, inputs)
     changes = plan.changes

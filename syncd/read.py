@@ -17,7 +17,7 @@ from syncd.mapping import MappingError
 from syncd.model import Batch, Entry, Kind, Value
 from syncd.plan import Hold
 from syncd.planner import Item, label, match_value
-from syncd.store import Store
+from syncd.store import Link, Store
 
 log = logging.getLogger("syncd.read")
 
@@ -60,6 +60,36 @@ def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRe
     # A deleted anchor that re-appeared later in the same feed is not gone.
     out.gone -= set(out.items)
     return out
+
+
+def entering(users: SourceRead | None, links: Mapping[str, Link]) -> set[str]:
+    """Users an incremental read brings (back) into scope: read, and not linked as active."""
+    if users is None or users.full:
+        return set()
+    return {sid for sid in users.items
+            if (lk := links.get(sid)) is None or lk.status != "active"}
+
+
+def add_groups_naming(source: Connector, kf: KindFlow, users: set[str],
+                      out: SourceRead) -> None:
+    """Add to an incremental group read the groups that name `users` (see `entering`).
+
+    Incremental equals full: a user back in scope, or recreated after a delete, was left
+    out of (or removed from) its target groups while the groups themselves did not change,
+    so the group feed will never return them; a full read would. What the feed returned is
+    newer and wins; a failed lookup makes the read untrusted, so its cursor is not kept."""
+    naming = source.groups_naming  # type: ignore[attr-defined]
+    extra = SourceRead(full=False)
+    try:
+        entries = naming(sorted(users), _attributes(kf))
+    except (Fatal, Retriable) as exc:
+        _failed(source, kf, exc, out)
+        return
+    _take(kf, Batch(kf.kind, tuple(entries), full=False), extra)
+    for sid, it in extra.items.items():
+        if sid not in out.items and sid not in out.gone:
+            out.items[sid] = it
+    out.held += [h for h in extra.held if h.source_id not in out.items]
 
 
 class PagedRead:

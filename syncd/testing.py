@@ -174,6 +174,15 @@ class MemoryConnector:
         with self.dir.lock:
             return {o for o in external_ids if o not in self.dir.objects[kind]}
 
+    def groups_naming(self, user_ids: Sequence[str],
+                      attributes: Sequence[str] | None = None) -> list[Entry]:
+        self._call("groups_naming", "group", str(len(user_ids)))
+        wanted = set(user_ids)
+        with self.dir.lock:
+            gids = sorted(g for g in self.dir.objects["group"]
+                          if self.dir.members.get(g, set()) & wanted)
+            return [self._entry("group", g) for g in gids]
+
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
         self._call("find", kind, value)
         with self.dir.lock:

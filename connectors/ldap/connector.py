@@ -47,7 +47,7 @@ from connectors.ldap.values import anchor_filter, anchor_string, is_password_att
 from connectors.ldap.wire import SearchDone, SearchEntry, SearchRef
 from connectors.ldap.write import LdapWriter
 from syncd.connector import Capabilities
-from syncd.errors import ConfigError, ConnectorError, Fatal
+from syncd.errors import ConfigError, ConnectorError, Fatal, Retriable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 
 
@@ -112,6 +112,57 @@ class LdapConnector(IncrementalReads):
                 )
             out.extend(self._entries(kind, rows)[0])
         return out
+
+    # ---- users back in scope rejoin their groups -------------------------------------------
+
+    def groups_naming(
+        self, user_ids: Sequence[str], attributes: Sequence[str] | None = None
+    ) -> list[Entry]:
+        """Groups within the configured group base, scope and filter that name any of these
+        users, whole (every member resolved), for the engine to plan as if they changed.
+
+        Why: a user back in scope (or recreated after a delete) is named by groups that did
+        not change, so no change feed returns them, while a full read would. Per `CHUNK`
+        users: one search for their DNs (as the server writes them), one for the groups
+        ``(&(filter)(|(member=dn)...))``. A cut-short answer raises `Retriable`: a partial
+        answer would silently leave users out of groups."""
+        groups = self.config.groups
+        if groups is None or not user_ids:
+            return []
+        keep = None if attributes is None else {a.lower() for a in attributes}
+        plan, request = self._plan("group", keep), self._request("group", attributes)
+        out: dict[str, Entry] = {}
+        anchors = list(dict.fromkeys(user_ids))
+        for i in range(0, len(anchors), CHUNK):
+            dns = self._user_dns(anchors[i : i + CHUNK])
+            if not dns:
+                continue
+            named = "".join(f"({self.config.member_attribute}={escape_filter_chars(d)})"
+                            for d in dns)  # fmt: skip
+            filter_ = f"(&{groups.filter}(|{named}))"
+            for rows, _last, cut_short in self._paged(
+                groups.base, filter_, groups.scope, request, plan
+            ):
+                if cut_short:
+                    raise Retriable(self._msg("lookup of groups naming users was cut short"))
+                for e in self._entries("group", rows)[0]:
+                    out[e.external_id] = e
+        return list(out.values())
+
+    def _user_dns(self, anchors: list[str]) -> list[str]:
+        """The DNs of these users, as the server writes them (within the users' scope)."""
+        users = self.config.users
+        wanted = "".join(f for f in (anchor_filter(self.config.anchor, a) for a in anchors) if f)
+        if not wanted:
+            return []
+        dns: list[str] = []
+        filter_ = f"(&{users.filter}(|{wanted}))"
+        for event in self._search(users.base, filter_, users.scope, [self.config.anchor]):
+            if isinstance(event, SearchEntry):
+                dns.append(event.dn)
+            elif isinstance(event, SearchDone) and event.code != 0:
+                raise Retriable(self._msg(f"user DN lookup failed (result {event.code})"))
+        return dns
 
     # ---- absence is not proof ----------------------------------------------------------------
 

@@ -43,8 +43,9 @@ from datetime import UTC, datetime, timedelta
 from connectors.ldap.base import log
 from connectors.ldap.ber import Malformed
 from connectors.ldap.config import LdapConfig, SearchSpec
+from connectors.ldap.csn import CsnGuard
 from connectors.ldap.decode import Plan, row_from_event
-from connectors.ldap.ds389 import CHUNK, Ds389Feed, note_once, nsid_filter
+from connectors.ldap.ds389 import CHUNK, note_once, nsid_filter
 from connectors.ldap.sync import (
     AD_CAPABILITY,
     DIRSYNC,
@@ -85,7 +86,7 @@ class _NoSyncprov(Exception):
     """The server refused the sync control for this base."""
 
 
-class IncrementalReads(Ds389Feed):
+class IncrementalReads(CsnGuard):
     """Listings and the three incremental mechanisms (see the module docstring)."""
 
     def __init__(self, name: str, config: LdapConfig) -> None:
@@ -151,6 +152,10 @@ class IncrementalReads(Ds389Feed):
         if mech == "syncrepl":
             try:
                 cookie = self._sync_cookie(spec)
+                behind = self._behind(spec.base, cookie, lambda: self._sync_cookie(spec))
+                if behind is not None:  # see csn.py: read in full until it catches up
+                    log.warning("%s", self._msg(f"{behind}: no cursor kept this cycle"))
+                    return None
                 return make_cursor(mech, self._fingerprint(mech, spec, request), cookie)
             except _NoSyncprov as exc:
                 if self.config.incremental != "auto":
@@ -224,6 +229,10 @@ class IncrementalReads(Ds389Feed):
         number = ds389_change_number(cookie) if ds389 else None
         if number is not None and self._changelog_trimmed(number):
             raise FullReadNeeded("the 389-ds retro changelog no longer reaches back to the cursor")
+        behind = None if ds389 else self._behind(spec.base, cookie,
+                                                 lambda: self._sync_cookie(spec))
+        if behind is not None:
+            raise FullReadNeeded(behind)
         try:
             for event in self._search(spec.base, spec.filter, spec.scope, request, control):
                 if isinstance(event, SearchEntry):

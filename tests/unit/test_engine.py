@@ -284,3 +284,44 @@ def test_bulk_target_gets_chunked_creates_and_409_adopts(env: Env) -> None:
     assert bulk_calls and all(int(n) <= 2 for _, _, n in bulk_calls)
     assert len(env.dst.objects["user"]) == 5  # u4 adopted (found by match), not duplicated
     assert env.target_user("u4")["title"] == "t"
+
+
+SCOPED = """
+[flows.f.safety]
+max_deprovision_percent = 100
+max_member_removal_percent = 100
+[[flows.f.users.scope]]
+attribute = "title"
+equals = "gone"
+not = true
+"""
+
+
+@pytest.mark.parametrize("naming", [True, False], ids=["groups_naming", "without"])
+@pytest.mark.parametrize("deprovision", ["delete", "disable"])
+def test_user_back_in_scope_rejoins_unchanged_groups(
+        env: Env, monkeypatch: pytest.MonkeyPatch, naming: bool, deprovision: str) -> None:
+    """Incremental equals full: the group did not change, so no feed returns it; the user
+    back in scope is found in it through `groups_naming` (or, for a source without it, by
+    reading the groups in full)."""
+    from syncd.testing import MemoryConnector
+    if not naming:
+        monkeypatch.delattr(MemoryConnector, "groups_naming")
+    env.configure(deprovision, extra=SCOPED)
+    env.src.put("group", {"cn": "g"}, "g1")
+    env.src.set_group_members("g1", {"s0", "s1"})
+    env.run()
+    (gid,) = env.dst.objects["group"]
+    env.src.put("user", {"uid": "u1", "title": "gone"}, "s1")
+    env.run()
+    assert len(env.dst.members[gid]) == 1
+    env.src.put("user", {"uid": "u1", "title": "t"}, "s1")
+    res = env.run()
+    assert res.result == "ok", res.errors
+    assert res.reads["user"] == "incremental"
+    assert res.reads["group"] == ("incremental" if naming else "full")
+    names = {env.dst.objects["user"][m]["userName"] for m in env.dst.members[gid]}
+    assert names == {"u0", "u1"}
+    if naming:
+        assert ("groups_naming", "group", "1") in env.src.calls
+    assert env.ops(env.run()) == []  # converged: the next cycle has nothing to do
