@@ -23,6 +23,7 @@ from syncd import config, engine
 from syncd.errors import Retriable
 from syncd.store import Store
 from syncd.testing import DIRECTORIES, directory, fail_with
+from tests.oracle.faults import Killed, killed_between_apply_and_journal
 from tests.oracle.model import project
 
 _n = itertools.count()
@@ -195,6 +196,19 @@ class PushOracle(RuleBasedStateMachine):
         if hide:  # still in the source: whatever else happened, it was not deprovisioned
             (obj,) = [a for a in self.dst.objects["user"].values() if a["userName"] == name]
             assert obj.get("active") is not False
+        self.cycle()
+
+    @rule()
+    def cycle_killed_between_apply_and_journal(self) -> None:
+        """The target holds writes the store never recorded: the next cycles re-plan them
+        and must adopt, not duplicate, and end where a fresh sync ends."""
+        died = False
+        with killed_between_apply_and_journal() as fired:
+            try:
+                self._run()
+            except Killed:
+                died = True
+        assert died == fired[0]  # the kill was not swallowed
         self.cycle()
 
     @rule()

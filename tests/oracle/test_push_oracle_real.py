@@ -8,7 +8,8 @@ groups, ``groupOfNames`` member add/remove with the placeholder member an empty 
 a group deleted), interleaved with incremental cycles (syncrepl) into a real scim2-server and
 faults: a full read cut short mid-read (slapd killed after the first page), a reconcile
 (``full=True``), a cursor the server rejects (a well-formed cursor carrying a syncrepl cookie
-slapd never issued) and a cursor the connector cannot parse.
+slapd never issued), a cursor the connector cannot parse, and syncd killed between its writes
+and recording them.
 
 After every clean cycle the target, read with plain HTTP (users by userName with their
 attributes and active flag, groups by displayName with their members' userNames), must equal
@@ -45,6 +46,7 @@ from hypothesis.stateful import (
 from connectors.ldap.connector import LdapConnector
 from syncd import config, engine
 from syncd.store import Store
+from tests.oracle.faults import Killed, killed_between_apply_and_journal
 from tests.peers.scim_fixtures import SCIM_TEST_TOKEN
 from tests.peers.scim_servers import Scim2Server
 from tests.peers.slapd import BASE, Slapd
@@ -360,13 +362,30 @@ class RealPushOracle(RuleBasedStateMachine):
         self.cycle(False)
 
     @rule(fault=st.sampled_from(["cut short", "cursor rejected by slapd",
-                                 "cursor the connector cannot parse"]))
+                                 "cursor the connector cannot parse", "killed"]))
     def cycle_with_a_fault(self, fault: str) -> None:
         self.peers.count(f"fault: {fault}")
         if fault == "cut short":
             self._read_cut_short()
+        elif fault == "killed":
+            self._killed()
         else:
             self._rejected_cursor("server" if fault.endswith("slapd") else "connector")
+
+    def _killed(self) -> None:
+        """syncd killed between its writes to scim2-server and recording them (links,
+        journal): the next cycle re-plans them and must adopt, never duplicate. A user is
+        created first, so the killed run has at least that to write."""
+        self.create_user("eng", "x")
+        died = False
+        with killed_between_apply_and_journal() as fired:
+            try:
+                self._run()
+            except Killed:
+                died = True
+        assert died == fired[0]  # the kill was not swallowed
+        self.peers.count(f"killed: {'after writes' if died else 'nothing to write'}")
+        self.cycle()
 
     def _read_cut_short(self) -> None:
         """slapd killed (SIGKILL: a crash) after the first page of a full read, then started

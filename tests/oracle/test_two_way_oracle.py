@@ -37,6 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from syncd import config, engine
 from syncd.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory
+from tests.oracle.faults import Killed, killed_between_apply_and_journal
 
 _n = itertools.count()
 
@@ -409,6 +410,19 @@ class TwoWayOracle(RuleBasedStateMachine):
         assert again.plan.changes == (), (
             "a cycle without external changes planned something", again.plan.changes)
         self._expect_unchanged()
+
+    @rule()
+    def cycle_killed_between_apply_and_journal(self) -> None:
+        """Both sides may hold writes the store never recorded (links, bases, journal): the
+        next cycle must end where one uninterrupted cycle ends, with nothing reversed."""
+        died = False
+        with killed_between_apply_and_journal() as fired:
+            try:
+                self._run()
+            except Killed:
+                died = True
+        assert died == fired[0]  # the kill was not swallowed
+        self.cycle(False)
 
     @rule(which=st.sampled_from(["src", "dst", "both"]))
     def cycle_with_a_rejected_cursor(self, which: str) -> None:
