@@ -20,7 +20,15 @@ from syncd.errors import Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd.plan import Change, Hold, Plan
 from syncd.planner import KindInput, match_value, plan_kind
-from syncd.read import Candidates, SourceRead, candidates, claims, read_source
+from syncd.read import (
+    Candidates,
+    SourceRead,
+    add_groups_naming,
+    candidates,
+    claims,
+    entering,
+    read_source,
+)
 from syncd.store import Link, Store
 from syncd.twoway import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
 
@@ -80,8 +88,19 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
     notes: list[str] = []
     out = TwoWayPlan(Plan(flow.name, ()), {}, {}, {}, {}, {}, [])
     linked_count: dict[str, int] = {}
+    user_links: dict[str, Link] = {}
     for kf in flow.kinds:
-        rd = read_source(source, kf, cursors.get((flow.source, kf.kind)))
+        use = cursors.get((flow.source, kf.kind))
+        rejoin: set[str] = set()
+        if kf.kind == "group" and use is not None:  # as in push flows (engine._cycle)
+            users = out.source_reads.get("user")
+            rejoin = entering(users, user_links)
+            if (users is not None and users.full) or (
+                    rejoin and not hasattr(source, "groups_naming")):
+                use = None
+        rd = read_source(source, kf, use)
+        if rejoin and not rd.full:
+            add_groups_naming(source, kf, rejoin, rd)
         td = read_target(target, kf.kind, cursors.get((flow.target, kf.kind)))
         out.source_reads[kf.kind], out.target_reads[kf.kind] = rd, td
         out.errors += [e for e in (rd.error, td.error) if e]
@@ -92,6 +111,8 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
                        | {sid for sid, _ in rules.open_conflicts})
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
+        if kf.kind == "user":
+            user_links = links
         if rd.full and rd.complete:  # held back (mapping error) is not gone
             read = set(rd.items) | {h.source_id for h in rd.held}
             missed = {sid for sid in links if sid not in read and sid not in rd.gone}

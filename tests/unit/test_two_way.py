@@ -269,3 +269,30 @@ def test_mapping_error_on_a_linked_user_holds_it_never_deprovisions(tw: TwoWay) 
     assert tw.planned(res) == []
     assert res.plan is not None and [h.source_id for h in res.plan.held] == ["s0"]
     assert tw.dst.objects["user"][tw.tid("u0")]["active"] is True
+
+
+@pytest.mark.parametrize("naming", [True, False], ids=["groups_naming", "without"])
+def test_user_back_in_scope_rejoins_unchanged_groups(
+        tw: TwoWay, monkeypatch: pytest.MonkeyPatch, naming: bool) -> None:
+    """Incremental equals full, two-way: the source group did not change while its member
+    was out of scope; back in scope, the member is on the target group again."""
+    from syncd.testing import MemoryConnector
+    if not naming:
+        monkeypatch.delattr(MemoryConnector, "groups_naming")
+    tw.configure(extra='deprovision = "delete"\n[flows.f.safety]\nmax_deprovision_percent = 100'
+                       '\nmax_member_removal_percent = 100',
+                 users_extra='[[flows.f.users.scope]]\nattribute = "title"\nequals = "gone"'
+                             '\nnot = true')
+    tw.src.put("group", {"cn": "g"}, "g1")
+    tw.src.set_group_members("g1", {"s0", "s1"})
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    tw.edit_source("s1", title="gone")
+    tw.run()
+    assert {tw.dst.objects["user"][m]["userName"] for m in tw.dst.members[gid]} == {"u0"}
+    tw.edit_source("s1", title="t")
+    res = tw.run()
+    assert res.reads["user"] == "incremental"
+    assert {tw.dst.objects["user"][m]["userName"] for m in tw.dst.members[gid]} == {"u0", "u1"}
+    assert tw.src.members["g1"] == {"s0", "s1"}  # nothing reversed on the source
+    assert tw.planned(tw.run()) == []
