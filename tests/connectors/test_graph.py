@@ -396,7 +396,7 @@ def test_config_rules(fake: GraphFakeServer, tmp_path: Path) -> None:
 
 
 def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     for var in ("ENTRA_CLIENT_SECRET", "APP_SCIM_TOKEN", "CORP_LDAP_PASSWORD"):
         monkeypatch.setenv(var, "x")
@@ -408,7 +408,7 @@ def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mapping_typo_for_graph_target_is_a_config_error(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     monkeypatch.setenv("ENTRA_CLIENT_SECRET", "x")
     monkeypatch.setenv("CORP_LDAP_PASSWORD", "x")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from syncd.cli import main
+from syncd.cli.main import main
 from tests.peers.directory import GROUPS, PEOPLE
 from tests.peers.scim_servers import _Peer
 from tests.peers.slapd import Slapd

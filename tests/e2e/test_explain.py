@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from syncd.cli import main
+from syncd.cli.main import main
 from tests.e2e.conftest import Sync
 from tests.peers.directory import PEOPLE, user_dn, user_uid
 

@@ -71,7 +71,7 @@ def fsync(tmp_path: Path, slapd: Slapd, scim2_server: _Peer, proxy: FaultProxy,
           monkeypatch: pytest.MonkeyPatch) -> FaultSync:
     # The engine holds a failed change back (1 min, 2, 4, ...) before its next attempt; here
     # the next run must retry at once (the CLI runs in this process, like its unit tests do).
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
     return FaultSync(tmp_path, slapd, scim2_server, monkeypatch, proxy)
 
 

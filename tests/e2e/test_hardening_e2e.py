@@ -17,7 +17,7 @@ from tests.peers.ldap_fixtures import SEED, SMALL_MEMBERS, SMALL_USERS
 def _cli(sync: Sync, command: str, *args: str) -> str:
     from click.testing import CliRunner
 
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     return CliRunner().invoke(main, [command, "--config", str(sync.config), *args]).output
 

@@ -147,7 +147,7 @@ def test_a_token_the_server_echoes_is_never_logged_stored_or_shown(
 def _cli(sync: Sync, *args: str) -> str:
     from click.testing import CliRunner
 
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     command, *rest = args
     return CliRunner().invoke(main, [command, "--config", str(sync.config), *rest]).output

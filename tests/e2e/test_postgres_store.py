@@ -14,7 +14,7 @@ import pytest
 
 from syncd import config
 from syncd.errors import Rejected, StoreLocked
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, fail_with
 from tests.unit.test_engine import Env
 
@@ -48,7 +48,7 @@ def pg_env(tmp_path: Path, pg_url: str) -> Iterator[Env]:
 
 
 def test_engine_on_postgresql(pg_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
     assert pg_env.cfg.state_url.startswith("postgresql")
     first = pg_env.run()
     assert first.result == "ok" and len(pg_env.dst.objects["user"]) == 5
@@ -181,7 +181,7 @@ def test_password_from_env_is_used_and_a_wrong_one_is_a_clear_error(
         scram_server: str, pw_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     path = _with_state(pw_env, scram_server, "env:PGPASS")
     monkeypatch.setenv("PGPASS", PRIVATE_PASSWORD)

@@ -230,7 +230,7 @@ def test_dry_run_after_changes_writes_nothing(sync: Sync) -> None:
 def test_text_plan_shows_attribute_old_and_new(sync: Sync) -> None:
     from click.testing import CliRunner
 
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     assert sync.run().code == 0
     sync.ldap.modify(f"dn: {user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Boss\n")

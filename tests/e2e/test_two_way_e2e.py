@@ -17,7 +17,7 @@ import ldap3
 import pytest
 from click.testing import CliRunner
 
-from syncd.cli import main
+from syncd.cli.main import main
 from tests.peers.directory import GROUPS, PEOPLE, group_dn, user_dn, user_uid
 from tests.peers.scim_servers import Scim2Server
 from tests.peers.slapd import Slapd

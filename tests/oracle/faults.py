@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from syncd.apply import Applier
+from syncd.cycle.apply import Applier
 
 #: Kills that happened in this process (for the closing figures).
 KILLS = [0]

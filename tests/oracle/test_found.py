@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from syncd import config, engine
-from syncd.engine import FlowResult
-from syncd.store import Store
+from syncd import config
+from syncd.cycle import engine
+from syncd.cycle.result import FlowResult
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory
 from tests.oracle.test_push_oracle_real import Peers, peers  # noqa: F401 - fixture
 

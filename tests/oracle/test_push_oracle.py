@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from syncd import config, engine
+from syncd import config
+from syncd.cycle import engine
 from syncd.errors import Retriable
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, directory, fail_with
 from tests.oracle.faults import Killed, killed_between_apply_and_journal
 from tests.oracle.model import project

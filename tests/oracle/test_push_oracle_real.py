@@ -44,8 +44,9 @@ from hypothesis.stateful import (
 )
 
 from connectors.ldap.connector import LdapConnector
-from syncd import config, engine
-from syncd.store import Store
+from syncd import config
+from syncd.cycle import engine
+from syncd.state.store import Store
 from tests.oracle.faults import Killed, killed_between_apply_and_journal
 from tests.peers.scim_fixtures import SCIM_TEST_TOKEN
 from tests.peers.scim_servers import Scim2Server

@@ -34,8 +34,9 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from syncd import config, engine
-from syncd.store import Store
+from syncd import config
+from syncd.cycle import engine
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory
 from tests.oracle.faults import Killed, killed_between_apply_and_journal
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd import config
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.errors import ConfigError
 
 GOOD = """
@@ -256,7 +256,7 @@ def test_good_listen_addresses_load_and_a_bad_port_does_not(tmp_path: Path) -> N
 def test_cron_sunday_is_0_and_7_like_crontab(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from syncd.daemon import trigger_for
+    from syncd.daemon.service import trigger_for
 
     for cron in ("0 0 * * 0", "0 0 * * 7", "0 0 * * sun"):
         text = GOOD + f'\n[flows.corp-to-app.schedule]\ncron = "{cron}"\n'

@@ -24,10 +24,12 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import engine
-from syncd.config import Config, ScheduleModel
-from syncd.daemon import DEFAULT_INTERVAL, Daemon, crontab_weekdays, trigger_for
-from syncd.engine import FlowResult
+from syncd.config.crontab import crontab_weekdays
+from syncd.config.flows import Config
+from syncd.config.schema import ScheduleModel
+from syncd.cycle import engine
+from syncd.cycle.result import FlowResult
+from syncd.daemon.service import DEFAULT_INTERVAL, Daemon, trigger_for
 from syncd.errors import StoreLocked
 
 CONNECTORS = """
@@ -73,7 +75,7 @@ class Span:
 
 
 class Recorder:
-    """Stands in for `syncd.engine.run`: records each run's span; runs take `duration`
+    """Stands in for `syncd.cycle.engine.run`: records each run's span; runs take `duration`
     seconds unless the stop event ends them early (as the engine does)."""
 
     def __init__(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from syncd.cli import main
+from syncd.cli.main import main
 
 CONFIG = """
 [connectors.src]

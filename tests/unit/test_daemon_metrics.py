@@ -10,11 +10,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.apply import Failure
-from syncd.engine import FlowResult
-from syncd.metrics import Metrics, change_counts, parse_listen
-from syncd.plan import Change, Plan
-from syncd.store import Store
+from syncd.cycle.result import FlowResult
+from syncd.cycle.session import Failure
+from syncd.daemon.metrics import Metrics, change_counts, parse_listen
+from syncd.plan.value import Change, Plan
+from syncd.state.store import Store
 
 
 def free_port() -> int:

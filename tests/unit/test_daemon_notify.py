@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd import engine
-from syncd.daemon import Daemon
-from syncd.sdnotify import Notifier, socket_address, watchdog_interval
+from syncd.cycle import engine
+from syncd.daemon.sdnotify import Notifier, socket_address, watchdog_interval
+from syncd.daemon.service import Daemon
 from tests.unit.test_daemon import HOURLY, Recorder, drive, flow, wait_for, write
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd import config, engine
-from syncd.engine import FlowResult
+from syncd import config
+from syncd.cycle import engine
+from syncd.cycle.result import FlowResult
 from syncd.errors import Fatal, Rejected, Retriable, StoreLocked
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory, fail_with
 
 _names = itertools.count()
@@ -121,7 +122,7 @@ def test_incomplete_read_never_deprovisions(env: Env) -> None:
 
 def test_retriable_failure_keeps_cursor_and_is_retried(env: Env,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
     env.run()
     env.src.put("user", {"uid": "u1", "title": "boss"}, "s1")
     env.dst.faults["update"] = fail_with(lambda: Retriable("503", retry_after=0), times=1)
@@ -145,7 +146,7 @@ def pending(env: Env) -> dict[str, object]:
 def test_rejected_change_in_incremental_mode_is_retried_from_stored_item(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The source will not send an unchanged entry again; the pending row carries it."""
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
     env.run()
     env.src.put("user", {"uid": "u3", "title": "new"}, "s3")
     env.dst.faults["update"] = fail_with(lambda: Rejected("schema says no"), times=1)
@@ -171,7 +172,7 @@ def test_backoff_holds_until_due(env: Env) -> None:
 
 def test_quarantine_after_max_attempts_then_release(env: Env,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
     env.run()
     env.src.put("user", {"uid": "u0", "title": "x"}, "s0")
     env.dst.faults["update"] = fail_with(lambda: Rejected("never"))
@@ -190,8 +191,8 @@ def test_quarantine_after_max_attempts_then_release(env: Env,
 
 def test_quarantine_lifts_when_the_source_changes(env: Env,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)
-    monkeypatch.setattr("syncd.store_state.MAX_ATTEMPTS", 1)
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("syncd.state.records.MAX_ATTEMPTS", 1)
     env.run()
     env.src.put("user", {"uid": "u0", "title": "bad"}, "s0")
     env.dst.faults["update"] = fail_with(lambda: Rejected("bad title"), times=1)

@@ -177,7 +177,7 @@ def test_a_second_entry_with_a_linked_uid_never_takes_the_account_over(env: Env,
     reasons = [h.reason for h in res.plan.held] + [  # type: ignore[union-attr]
         f.message for f in res.failures]
     assert any("collision" in r and "emp" in r and "contractor" in r for r in reasons), reasons
-    from syncd.store import Store
+    from syncd.state.store import Store
 
     store = Store(env.cfg.state_url)
     try:
@@ -200,7 +200,7 @@ def test_two_entries_differing_only_in_case_become_one_create_and_a_collision(en
     assert len(env.dst.objects["user"]) == 1
     (held,) = res.plan.held  # type: ignore[union-attr]
     assert "collision" in held.reason and held.source_id in ("a", "b")
-    from syncd.store import Store
+    from syncd.state.store import Store
 
     store = Store(env.cfg.state_url)
     try:
@@ -211,7 +211,7 @@ def test_two_entries_differing_only_in_case_become_one_create_and_a_collision(en
 
 def test_case_collisions_are_caught_across_the_pages_of_a_streamed_read(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from syncd import stream
+    from syncd.cycle import stream
 
     monkeypatch.setattr(stream, "PAGE", 3)
     for i in range(10):
@@ -367,7 +367,7 @@ def test_a_member_change_that_sends_nothing_is_not_applied(env: Env) -> None:
 def test_a_listing_that_missed_a_linked_entry_keeps_no_cursor(env: Env) -> None:
     """Oracle: a full read whose listing silently missed an object must not hand the next
     cycle a feed that starts after it; the next cycle reads in full again."""
-    from syncd.store import Store
+    from syncd.state.store import Store
 
     _settled(env, 4, deprovision="disable")
     env.src.put("user", {"uid": "u09", "title": "t"}, "s09")

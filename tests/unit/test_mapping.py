@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from syncd import transforms
 from syncd.errors import ConfigError, Rejected
-from syncd.mapping import Explained, Mapping, MappingError
+from syncd.mapping import transforms
+from syncd.mapping.attributes import Explained, Mapping
+from syncd.mapping.rules import MappingError
 from syncd.model import RawAttrs, Value
 
 WHERE = "syncd.toml: flows.hr.mapping.user"

@@ -32,7 +32,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
 def test_a_removal_applied_before_the_failure_is_recorded(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("syncd.store_state.BACKOFF_BASE", 0.0)  # the retry is due at once
+    monkeypatch.setattr("syncd.state.records.BACKOFF_BASE", 0.0)  # the retry is due at once
     env.src.put("group", {"cn": "staff"}, "g1")
     env.src.set_group_members("g1", {"s0", "s1", "s2"})
     env.run()

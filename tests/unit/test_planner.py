@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from syncd.model import Entry, digest
-from syncd.plan import Plan
-from syncd.planner import Item, KindInput, match_value, plan_flow
-from syncd.store import Link
+from syncd.plan.push import Item, KindInput, match_value, plan_flow
+from syncd.plan.value import Plan
+from syncd.state.records import Link
 
 
 def item(sid: str, **attrs: object) -> Item:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.config import SafetyModel
+from syncd.config.schema import SafetyModel
 from syncd.errors import SafetyRefused
-from syncd.plan import Change, Plan
-from syncd.policy import check
+from syncd.plan.safety import check
+from syncd.plan.value import Change, Plan
 
 
 def plan_with(n_going: int, linked: int, op: str = "deprovision") -> Plan:

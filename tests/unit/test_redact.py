@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd import config, engine, redact
+from syncd import config, redact
+from syncd.cycle import engine
 from syncd.errors import Rejected, Retriable
 from syncd.log import JsonFormatter, TextFormatter
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, directory, fail_with
 
 SECRET = "tok-9f8e7d6c5b4a"

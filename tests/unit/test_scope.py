@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from syncd.errors import ConfigError
+from syncd.mapping.scope import Scope
 from syncd.model import RawAttrs
-from syncd.scope import Scope
 
 WHERE = "syncd.toml: flows.hr.scope"
 

@@ -28,9 +28,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, event
 
-from syncd.cli import main
-from syncd.daemon import Daemon
-from syncd.store import Store
+from syncd.cli.main import main
+from syncd.daemon.service import Daemon
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, directory
 
 CONFIG = """
@@ -273,7 +273,7 @@ def test_postgresql_down_is_a_clear_error_without_the_password(
 def test_a_password_a_driver_echoes_is_masked_in_store_errors() -> None:
     from pydantic import SecretStr
 
-    from syncd.store_open import reason
+    from syncd.state.opening import reason
 
     echoed = Exception('FATAL:  password "Hunter2-pw" rejected for user "syncd"')
     text = reason(echoed, SecretStr("Hunter2-pw"))

@@ -1,4 +1,4 @@
-"""Full reads of push flows planned page by page (syncd.stream), with in-memory connectors and
+"""Full reads of push flows planned page by page (syncd.cycle.stream), with in-memory connectors and
 pages of about 3 entries: the same plan as a whole-read cycle; an initial sync writes while it
 reads, a reconcile checks its whole plan first; deprovisioning only after the whole read and
 only when it completed."""
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd import config, engine, stream
-from syncd.engine import FlowResult
+from syncd import config
+from syncd.cycle import engine, stream
+from syncd.cycle.result import FlowResult
 from syncd.errors import Fatal
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory, fail_with
 
 _names = itertools.count()

@@ -124,8 +124,9 @@ CHILD = textwrap.dedent("""
         sys.exit("W+X mapping was allowed: the check would prove nothing")
     import httpx, socket
     import connectors.ldap.connector, connectors.scim.connector
-    from syncd import cli, daemon, metrics
-    from syncd.store import Store
+    from syncd.cli import main
+    from syncd.daemon import metrics, service
+    from syncd.state.store import Store
     from syncd.config import load
     store = Store("sqlite:///" + sys.argv[1] + "/s.db")
     store.start_run("f")

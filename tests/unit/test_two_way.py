@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from syncd import config, engine
-from syncd.engine import FlowResult
-from syncd.store import Store
+from syncd import config
+from syncd.cycle import engine
+from syncd.cycle.result import FlowResult
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, Directory, directory
 
 _n = itertools.count()
@@ -234,7 +235,7 @@ def test_conflicts_cli_lists_and_resolves(tw: TwoWay, monkeypatch: pytest.Monkey
 
     from click.testing import CliRunner
 
-    from syncd.cli import main
+    from syncd.cli.main import main
 
     tw.configure(users_extra='authority = { title = "manual" }')
     settle(tw)

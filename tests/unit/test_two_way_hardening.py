@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncd import config
-from syncd.store import Store
+from syncd.state.store import Store
 from syncd.testing import DIRECTORIES
 from tests.unit.test_two_way import TwoWay, settle
 

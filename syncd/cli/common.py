@@ -1,0 +1,32 @@
+"""What every command shares: the documented exit codes, the common options, loading the
+config with the one error format.
+
+Exit codes are part of the interface (documented in the README): 0 success (also when nothing
+changed), 1 the run had failures, 2 invalid config or usage, 3 refused by a safety check.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+
+config_option = click.option(
+    "--config", "-c", "config_path", envvar="SYNCD_CONFIG", required=True,
+    type=click.Path(dir_okay=False), help="Config file (default: $SYNCD_CONFIG).")
+output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]),
+                             default="text", show_default=True)
+
+
+def load_config(path: str) -> Any:
+    from syncd import config
+    from syncd.errors import ConfigError
+
+    try:
+        return config.load(path)
+    except ConfigError as exc:
+        click.echo(f"invalid config:\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)

@@ -1,0 +1,246 @@
+"""One object, end to end: `syncd explain` and `syncd run --only`.
+
+Locates an object by name or anchor (the link table first, then the source through the
+mapping's first match key, written back to its source attribute), then shows every stage a
+cycle would take it through — the raw values the mapping and scope use (only those: never
+password hashes or whatever else the bind account may read), mapped values per rule,
+scope, the target object,
+the link and its base, the plan for it and why — plus its recent history from the journal.
+`run_one` applies that one-object plan right away (Entra's "provision on demand", in seconds),
+through the same planner, safety check and apply as a full cycle; cursors do not move.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.config.flows import Config, Flow, KindFlow
+from syncd.connector import Connector
+from syncd.cycle.commit import check_apply_commit
+from syncd.cycle.read import claims
+from syncd.cycle.result import Connectors, FlowResult, Options
+from syncd.cycle.setup import for_target
+from syncd.errors import SyncdError
+from syncd.mapping.rules import MappingError
+from syncd.model import Entry, Kind, Value
+from syncd.plan.push import Item, KindInput, plan_flow
+from syncd.plan.value import Hold, Plan
+from syncd.state.records import Link
+from syncd.state.store import Store
+
+
+@dataclass
+class Located:
+    kind: Kind
+    kf: KindFlow
+    source: Entry | None = None
+    link: Link | None = None
+    item: Item | None = None
+    in_scope: bool = False
+    mapping_error: str | None = None
+    target: list[Entry] = field(default_factory=list)
+
+
+def _find_link(store: Store, flow: Flow, kind: Kind, who: str) -> Link | None:
+    links = store.links(flow.name, kind, [who])
+    if links:
+        return next(iter(links.values()))
+    by_target = store.links(flow.name, kind, [who], by_target=True)
+    if by_target:
+        return next(iter(by_target.values()))
+    for lk in store.links(flow.name, kind).values():
+        if who.casefold() in {str(lk.base.get(k, "")).casefold()
+                              for k in ("userName", "username", "userPrincipalName",
+                                        "displayName", "displayname", "uid")}:
+            return lk
+    return None
+
+
+def used_attributes(kf: KindFlow) -> list[str]:
+    """The source attributes the flow's mapping and scope read: all a cycle fetches, and
+    all explain fetches and shows (never "everything the entry has": a bind account that
+    may read password hashes must not put them on a terminal or into a ticket)."""
+    return sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
+
+
+def _find(source: Connector, kind: Kind, attr: str, value: str,
+          attributes: list[str]) -> list[Entry]:
+    """`source.find`, limited to `attributes` where the connector's find takes them (an
+    optional parameter: the protocol's find has none)."""
+    try:
+        takes = "attributes" in inspect.signature(source.find).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes:
+        return list(source.find(kind, attr, value, attributes=attributes))  # type: ignore[call-arg]
+    return source.find(kind, attr, value)
+
+
+def _find_source(source: Connector, kf: KindFlow, who: str, link: Link | None
+                 ) -> Entry | None:
+    reverse = kf.mapping.reverse()
+    keys = [reverse[m][0] for m in kf.match if m in reverse]
+    values = [who]
+    if link is not None:
+        values += [str(link.base[m]) for m in kf.match if link.base.get(m)]
+    for attr in keys:
+        for value in values:
+            for e in _find(source, kf.kind, attr, value, used_attributes(kf)):
+                if link is None or e.external_id == link.source_id:
+                    return e
+    return None
+
+
+def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: str
+           ) -> Located | None:
+    for kf in flow.kinds:
+        link = _find_link(store, flow, kf.kind, who)
+        entry = _find_source(source, kf, who, link)
+        if entry is None and link is None:
+            continue
+        loc = Located(kf.kind, kf, entry, link)
+        if entry is not None:
+            loc.in_scope = kf.scope.contains(entry.raw)
+            try:
+                attrs: dict[str, Value] = kf.mapping.map(entry.raw)
+                if kf.kind == "user" and "active" not in kf.mapping.paths:
+                    attrs["active"] = True
+                loc.item = Item(entry.external_id, str(attrs.get(kf.match[0]) if kf.match
+                                                       else entry.name) or entry.name,
+                                attrs, entry.members, entry.members_added,
+                                entry.members_removed, entry.modified)
+            except MappingError as exc:
+                loc.mapping_error = str(exc)
+        key = kf.match[0] if kf.match else None
+        value = (loc.item.attrs.get(key) if loc.item and key else None) or (
+            link.base.get(key) if link and key else None)
+        if key and value:
+            loc.target = target.find(kf.kind, key, str(value))
+        return loc
+    return None
+
+
+def plan_one(flow: Flow, loc: Located, now: datetime, store: Store | None = None) -> Plan:
+    kf = loc.kf
+    sid = (loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
+           )
+    items = {sid: loc.item} if loc.item is not None and loc.in_scope else {}
+    links = {sid: loc.link} if loc.link is not None else {}
+    cands = {}
+    if loc.item is not None and loc.link is None:
+        for key in kf.match:
+            v = loc.item.attrs.get(key)
+            if v:
+                cands[(key, str(v).casefold())] = [
+                    e for e in loc.target if str(e.attrs.get(key, "")).casefold()
+                    == str(v).casefold()]
+    gone = frozenset({sid}) if not items and links else frozenset()
+    # Candidates another entry owns are collisions, exactly as in a run (ownership).
+    claimed = claims(store, flow.name, kf.kind, cands) if store is not None and cands else {}
+    ki = KindInput(kf.kind, items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
+                   cands, True, None, full=False, gone_ids=gone, delete_after=flow.delete_after,
+                   now=now, claimed=claimed)
+    plan = plan_flow(flow.name, [ki])
+    held = plan.held
+    if loc.mapping_error:
+        held += (Hold(kf.kind, sid, loc.source.name if loc.source else sid,
+                      loc.mapping_error),)
+    return Plan(plan.flow, plan.changes, held, plan.notes, plan.linked)
+
+
+def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
+    flow = config.flows[flow_name]
+    store = Store(config.state_url, readonly=True)
+    conns = Connectors(config)
+    try:
+        source, target = conns.get(flow.source), conns.get(flow.target)
+        flow = for_target(flow, target)
+        loc = locate(flow, store, source, target, who)
+        if loc is None:
+            raise SyncdError(f"{who!r}: not found in {flow.source} (match keys "
+                             f"{', '.join(flow.kinds[0].match)}) nor among linked objects")
+        plan = plan_one(flow, loc, datetime.now(UTC), store)
+        sid = loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
+        waiting = store.pending(flow.name, loc.kind)
+        pending = waiting.get(sid)
+        # Other source entries held under the same name (a collision is two entries with
+        # one identity): shown with this one, since a name cannot tell them apart.
+        others = [{"source_id": o, "op": p.op, "error_class": p.error_class, "error": p.error,
+                   "quarantined": p.quarantined}
+                  for o, p in sorted(waiting.items()) if o != sid and who in (o, p.name)]
+        return {
+            "flow": flow.name, "kind": loc.kind, "source_id": sid,
+            "source": None if loc.source is None else {
+                "name": loc.source.name, "raw": _shown(loc.kf, loc.source.raw)},
+            "in_scope": loc.in_scope,
+            "mapping": {p: {"rule": e.rule, "result": _j(e.result), "managed": e.managed,
+                            "error": e.error}
+                        for p, e in (loc.kf.mapping.explain(loc.source.raw).items()
+                                     if loc.source else ())},
+            "target": [{"id": e.external_id, "attrs": {k: _j(v) for k, v in e.attrs.items()}}
+                       for e in loc.target],
+            "link": None if loc.link is None else {
+                "target_id": loc.link.target_id, "status": loc.link.status,
+                "origin": loc.link.origin, "base": {k: _j(v) for k, v in loc.link.base.items()},
+                "status_at": str(loc.link.status_at) if loc.link.status_at else None},
+            "plan": [c.to_dict() for c in plan.changes],
+            "held": [vars(h) for h in plan.held],
+            "pending": None if pending is None else {
+                "op": pending.op, "error_class": pending.error_class, "error": pending.error,
+                "attempts": pending.attempts, "quarantined": pending.quarantined,
+                "next_at": str(pending.next_at)},
+            "same_name_held": others,
+            "history": store.history(flow.name, sid),
+        }
+    finally:
+        conns.close()
+        store.close()
+
+
+def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
+            allow_deletes: bool = False) -> FlowResult:
+    flow = config.flows[flow_name]
+    store = Store(config.state_url, readonly=dry_run)
+    conns = Connectors(config)
+    res = FlowResult(flow.name, dry_run)
+    store.lock(flow.name)
+    try:
+        source, target = conns.get(flow.source), conns.get(flow.target)
+        flow = for_target(flow, target)
+        loc = locate(flow, store, source, target, who)
+        if loc is None:
+            raise SyncdError(f"{who!r}: not found in {flow.source} nor among linked objects")
+        plan = plan_one(flow, loc, datetime.now(UTC), store)
+        res.run_id = None if dry_run else store.start_run(flow.name)
+        items = {loc.kind: {loc.item.source_id: loc.item}} if loc.item else {}
+        check_apply_commit(flow, store, source, target, res, Options(allow_deletes), plan,
+                            {}, [], items)
+        if res.run_id is not None:
+            store.finish_run(res.run_id, res.result, {
+                "plan": plan.summary(), "applied": res.applied, "failed": len(res.failures),
+                "only": who}, "; ".join(res.errors) or None)
+        return res
+    finally:
+        store.unlock(flow.name)
+        conns.close()
+        store.close()
+
+
+def _shown(kf: KindFlow, raw: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """The raw values explain shows: only what the mapping and scope use (whatever a
+    connector returned beyond that stays out of the output)."""
+    used = set(used_attributes(kf))
+    return {k: list(v) for k, v in raw.items() if k.lower() in used}
+
+
+def _j(v: Value) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)

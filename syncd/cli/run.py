@@ -1,0 +1,84 @@
+"""`syncd run` (plan and apply, or --dry-run) and `syncd validate`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from syncd.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    config_option,
+    load_config,
+    output_option,
+)
+
+
+@click.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Show the plan; write nothing anywhere.")
+@click.option("--flow", "flows", multiple=True, help="Only this flow (repeatable).")
+@click.option("--allow-deletes", "--allow-destructive", "allow_deletes", is_flag=True,
+              help="Let a plan over the safety thresholds (deprovisioning and disables, "
+                   "member removals, mass rewrites) through, this run only.")
+@click.option("--full", is_flag=True,
+              help="Ignore stored cursors: read every source completely (a reconcile).")
+@click.option("--only", "only", default=None, metavar="OBJECT",
+              help="Provision just this object now (name or anchor), with --flow if several.")
+@output_option
+def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: bool,
+        full: bool, only: str | None, output: str) -> None:
+    """Run each flow once: read, plan, check, apply."""
+    from syncd.cycle import engine, render
+    from syncd.cycle.apply import print_progress
+    from syncd.errors import StoreLocked, SyncdError
+
+    cfg = load_config(config_path)
+    unknown = [f for f in flows if f not in cfg.flows]
+    if unknown:
+        click.echo(f"unknown flow(s): {', '.join(unknown)} (defined: "
+                   f"{', '.join(cfg.flows) or 'none'})", err=True)
+        sys.exit(EXIT_CONFIG)
+    if only is not None and len(flows or cfg.flows) != 1:
+        click.echo("--only needs exactly one flow: add --flow NAME", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        if only is not None:
+            from syncd.cli.explain import run_one
+
+            results = [run_one(cfg, (flows or tuple(cfg.flows))[0], only, dry_run=dry_run,
+                               allow_deletes=allow_deletes)]
+        else:
+            results = engine.run(cfg, flows=flows or None, dry_run=dry_run,
+                                 allow_deletes=allow_deletes, full=full,
+                                 progress=print_progress if output == "text" else None)
+    except StoreLocked as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except SyncdError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    if output == "json":
+        click.echo(json.dumps(render.as_dict(results), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render.text(results, detail=dry_run or sum(
+            len(r.plan.changes) if r.plan is not None else 0 for r in results) <= 500))
+    if any(r.result == "refused" for r in results):
+        sys.exit(EXIT_REFUSED)
+    if any(r.result in ("failed", "aborted") for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+@click.command()
+@config_option
+def validate(config_path: str) -> None:
+    """Check the config file (and mappings) without connecting anywhere."""
+    from syncd.state.opening import check_offline
+
+    cfg = load_config(config_path)
+    check_offline(cfg.state_url)  # StoreError: exit 1 (the config is fine, the store is not)
+    click.echo(f"{config_path}: ok — {len(cfg.connectors)} connectors, {len(cfg.flows)} flows")
+

@@ -1,0 +1,63 @@
+"""What a loaded config *is* to the rest of syncd: flows per kind with their mapping and scope
+compiled, connector specs with their validated settings. Frozen values, built by `load`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from syncd.config.schema import MetricsModel, SafetyModel, ScheduleModel
+from syncd.connector import ConnectorConfig
+from syncd.mapping.attributes import Mapping
+from syncd.mapping.scope import Scope
+from syncd.model import Kind
+
+
+@dataclass(frozen=True)
+class KindFlow:
+    """What one flow does for one kind, with the mapping and scope compiled."""
+
+    kind: Kind
+    mapping: Mapping
+    scope: Scope
+    match: tuple[str, ...]
+    deprovision: Literal["disable", "delete", "ignore"]
+    authority: dict[str, str] = field(default_factory=dict)
+    merge: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    source: str
+    target: str
+    mode: str
+    kinds: tuple[KindFlow, ...]
+    safety: SafetyModel
+    delete_after: float | None = None
+    full_reconcile: float | None = None
+    schedule: ScheduleModel | None = None
+    authority: str = "source"
+    tie_breaker: str = "source"
+    create: str = "source"
+    reverse_deprovision: str = "recreate"
+
+    def kind(self, kind: Kind) -> KindFlow | None:
+        return next((k for k in self.kinds if k.kind == kind), None)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    name: str
+    type: str
+    config: ConnectorConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_url: str
+    connectors: dict[str, ConnectorSpec]
+    flows: dict[str, Flow]
+    metrics: MetricsModel = field(default_factory=MetricsModel)

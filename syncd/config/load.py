@@ -1,0 +1,164 @@
+"""Reading the config file: TOML, validated by pydantic, every error naming file, key path and
+reason.
+
+Validation happens completely before anything connects or writes, so a bad config is exit 2
+with nothing touched. Connector tables are validated by the connector type's own model
+(found through the entry-point registry); mappings and scopes by `syncd.mapping`; cross
+references (flow -> connector, match key -> mapped path) here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from syncd import registry
+from syncd.config.durations import parse_duration
+from syncd.config.flows import Config, ConnectorSpec, Flow, KindFlow
+from syncd.config.schema import DEFAULT_STATE_FILE, FileModel, KindModel
+from syncd.errors import ConfigError
+from syncd.mapping.attributes import Mapping
+from syncd.mapping.scope import Scope
+from syncd.model import Kind
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _pydantic_error(exc: ValidationError, file: Path, prefix: str) -> ConfigError:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        key = _loc(tuple(err["loc"]))
+        full = f"{prefix}.{key}" if prefix and key else (prefix or key)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{file}: {full}: {msg}")
+    return ConfigError("\n".join(lines))
+
+
+def default_state_url() -> str:
+    base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "."
+    return f"sqlite:///{Path(base).resolve() / DEFAULT_STATE_FILE}"
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start} ({exc.reason}); save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        model = FileModel.model_validate(raw)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, file, "") from None
+    return _build(file, model)
+
+
+def _build(file: Path, model: FileModel) -> Config:
+    connectors: dict[str, ConnectorSpec] = {}
+    classes: dict[str, type] = {}
+    for name, table in model.connectors.items():
+        where = f"{file}: connectors.{name}"
+        type_name = table.get("type")
+        if not isinstance(type_name, str):
+            raise ConfigError("missing 'type' (e.g. type = \"ldap\")", where)
+        cls = registry.load(type_name, where)
+        try:
+            cfg = cls.config_model.model_validate(table)
+        except ValidationError as exc:
+            raise _pydantic_error(exc, file, f"connectors.{name}") from None
+        connectors[name] = ConnectorSpec(name, type_name, cfg)
+        classes[name] = cls
+
+    flows: dict[str, Flow] = {}
+    for name, fm in model.flows.items():
+        where = f"{file}: flows.{name}"
+        for role in ("source", "target"):
+            ref = getattr(fm, role)
+            if ref not in connectors:
+                known = ", ".join(sorted(connectors)) or "none defined"
+                raise ConfigError(f"unknown connector {ref!r} (defined: {known})",
+                                  f"{where}.{role}")
+        if fm.source == fm.target:
+            raise ConfigError("source and target must be different connectors", where)
+        kinds: list[KindFlow] = []
+        pairs: tuple[tuple[Kind, KindModel | None, str], ...] = (
+            ("user", fm.users, "users"), ("group", fm.groups, "groups"))
+        for kind, km, key in pairs:
+            if km is None:
+                continue
+            kwhere = f"{where}.{key}"
+            if not km.mapping:
+                raise ConfigError("mapping is empty: map at least one attribute",
+                                  f"{kwhere}.mapping")
+            mapping = Mapping.from_config(km.mapping, f"{kwhere}.mapping")
+            _check_paths(classes[fm.target], kind, mapping, f"{kwhere}.mapping")
+            scope = Scope.from_config(km.scope, f"{kwhere}.scope")
+            default_match = tuple(fm.match) if kind == "user" else tuple(
+                p for p in ("displayName", "cn", "displayname") if p in mapping.paths)[:1]
+            if kind == "group" and km.match is None and not default_match:
+                raise ConfigError("groups are matched on displayName (or cn) by default and "
+                                  "neither is mapped: set match = [...] for the groups",
+                                  f"{kwhere}.match")
+            match = tuple(km.match) if km.match is not None else default_match
+            for m in match:
+                if m not in mapping.paths:
+                    raise ConfigError(
+                        f"match key {m!r} is not a mapped attribute "
+                        f"(mapped: {', '.join(mapping.paths)})",
+                        f"{kwhere if km.match is not None else where}.match",
+                    )
+            for key2, table in (("authority", km.authority), ("merge", km.merge)):
+                for path in table:
+                    if path not in mapping.paths and not (key2 == "merge" and path == "members"):
+                        raise ConfigError(f"{path!r} is not a mapped attribute",
+                                          f"{kwhere}.{key2}.{path}")
+            if fm.mode != "two_way" and (km.authority or km.merge):
+                raise ConfigError("authority and merge apply to mode = \"two_way\" flows",
+                                  f"{kwhere}")
+            deprovision = km.deprovision or fm.deprovision
+            kinds.append(KindFlow(kind, mapping, scope, match, deprovision,
+                                  dict(km.authority), dict(km.merge)))
+        if not kinds:
+            raise ConfigError(
+                "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
+        flows[name] = Flow(
+            name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety,
+            parse_duration(fm.delete_after) if fm.delete_after else None,
+            parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
+            fm.schedule, fm.authority, fm.tie_breaker, fm.create, fm.reverse_deprovision)
+
+    from syncd.state.opening import StateURL
+
+    state_url = StateURL(model.state.url or default_state_url(), model.state.password)
+    return Config(file, state_url, connectors, flows, model.metrics)
+
+
+def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:
+    """Catch typos like ``name.givenname`` at validate time when the target can tell."""
+    known_paths = getattr(target_cls, "known_paths", None)
+    if known_paths is None:
+        return
+    known = known_paths(kind)
+    for path in mapping.paths:
+        if path not in known:
+            raise ConfigError(
+                f"the target does not know attribute {path!r} for {kind}s "
+                f"(known: {', '.join(sorted(known))})",
+                f"{where}.{path}",
+            )

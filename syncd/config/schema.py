@@ -1,0 +1,140 @@
+"""The config file's shape: one pydantic model per table, strict (unknown keys are errors).
+
+Values that point outside the file (a state URL, a cron expression, a listen address, a CA
+bundle) are checked offline here, as validators, so every mistake names its key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from syncd.checks import ListenAddress
+from syncd.config.durations import parse_duration
+from syncd.secrets import Secret
+
+DEFAULT_STATE_FILE = "syncd-state.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _state_url(v: str) -> str:
+    from syncd.state.opening import check_state_url
+
+    return check_state_url(v)
+
+
+def _cron(v: str) -> str:
+    from syncd.config.crontab import check_cron
+
+    return check_cron(v)
+
+
+class StateModel(_Strict):
+    url: Annotated[str, AfterValidator(_state_url)] | None = None
+    #: The database password as a secret reference, for a server URL without one.
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _password_use(self) -> StateModel:
+        from syncd.state.opening import check_password_use
+
+        check_password_use(self.url, self.password)
+        return self
+
+
+class SafetyModel(_Strict):
+    """Thresholds on every destructive effect, per flow. Deprovisioning: Entra Connect
+    defaults to 500, Okta to 20%; a mapped ``active`` going true -> false counts as one."""
+
+    max_deprovision: int = Field(default=500, ge=0)
+    max_deprovision_percent: float = Field(default=20.0, ge=0, le=100)
+    #: The percentage rule only bites above this many deprovisions, so that removing 2 of 5
+    #: users in a small directory is not refused.
+    percent_floor: int = Field(default=5, ge=0)
+    #: Group member removals in one run, over all groups (a `member_attribute` typo removes
+    #: every membership at once).
+    max_member_removals: int = Field(default=500, ge=0)
+    #: Share of one group's members removed in one run, once more than `member_floor` go.
+    max_member_removal_percent: float = Field(default=50.0, ge=0, le=100)
+    member_floor: int = Field(default=5, ge=0)
+    #: Share of the linked objects of a kind whose same attribute is rewritten (a value
+    #: replaced or cleared, not a first value) in one run, once more than `rewrite_floor`
+    #: change: a bad mapping that rewrites every user's email is refused, not applied.
+    max_rewrite_percent: float = Field(default=50.0, ge=0, le=100)
+    rewrite_floor: int = Field(default=10, ge=0)
+
+
+def _duration(v: str | None) -> str | None:
+    if v is not None:
+        parse_duration(v)
+    return v
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class ScheduleModel(_Strict):
+    """When the daemon runs a flow: every `interval`, or on a 5-field `cron` expression."""
+
+    interval: Duration | None = None
+    cron: Annotated[str, AfterValidator(_cron)] | None = None
+    jitter: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleModel:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval (e.g. \"5m\") or cron")
+        return self
+
+
+class MetricsModel(_Strict):
+    listen: ListenAddress | None = None  # "127.0.0.1:9464"
+
+
+Authority = Literal["source", "target", "newest", "manual"]
+
+
+class KindModel(_Strict):
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    scope: list[dict[str, Any]] = Field(default_factory=list)
+    match: list[str] | None = None
+    deprovision: Literal["disable", "delete", "ignore"] | None = None
+    #: two_way: per-attribute authority overrides, and merge rules for multi-valued
+    #: attributes (and "members" for groups)
+    authority: dict[str, Authority] = Field(default_factory=dict)
+    merge: dict[str, Literal["union", "replace"]] = Field(default_factory=dict)
+
+
+class FlowModel(_Strict):
+    source: str
+    target: str
+    mode: Literal["push", "two_way"] = "push"
+    deprovision: Literal["disable", "delete", "ignore"] = "disable"
+    #: After `disable`, hard-delete once the object has been disabled this long (None: never).
+    delete_after: Duration | None = None
+    #: Force a full read of the source when the last one is older than this.
+    full_reconcile: Duration | None = "24h"
+    schedule: ScheduleModel | None = None
+    match: list[str] = Field(default_factory=lambda: ["userName"])
+    # two_way only: default authority for conflicts, the `newest` tie-breaker, which side
+    # may create on the other, and what a deleted target object means for its source.
+    authority: Authority = "source"
+    tie_breaker: Literal["source", "target"] = "source"
+    create: Literal["both", "source", "none"] = "source"
+    reverse_deprovision: Literal["recreate", "disable", "delete"] = "recreate"
+    users: KindModel | None = None
+    groups: KindModel | None = None
+    safety: SafetyModel = Field(default_factory=SafetyModel)
+
+
+class FileModel(_Strict):
+    state: StateModel = Field(default_factory=StateModel)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    flows: dict[str, FlowModel] = Field(default_factory=dict)
+    metrics: MetricsModel = Field(default_factory=MetricsModel)
+
+
+

@@ -1,0 +1,67 @@
+"""The shared tail of push and two-way cycles: safety check, apply, retry bookkeeping, and
+the cursors, which advance only after a clean apply."""
+
+from __future__ import annotations
+
+from syncd.config.flows import Flow
+from syncd.connector import Connector
+from syncd.cycle.apply import Applier
+from syncd.cycle.result import FlowResult, Options
+from syncd.cycle.retrying import record_holds, record_outcomes
+from syncd.cycle.setup import fingerprint
+from syncd.model import Kind
+from syncd.plan.push import Item
+from syncd.plan.safety import check
+from syncd.plan.value import Plan
+from syncd.state.store import Store
+
+
+def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Connector,
+                        res: FlowResult, opts: Options, plan: Plan, seen: dict[str, int],
+                        saves: list[tuple[str, Kind, str | None, bool, bool]],
+                        items_by_kind: dict[Kind, dict[str, Item]], *,
+                        shown: Plan | None = None, applier: Applier | None = None) -> None:
+    """Shared tail: safety check, apply, pending bookkeeping, cursors (only when clean).
+
+    `shown` is the plan reported (a streamed read's changes were applied already and only
+    `plan`, what is left, is checked and applied here)."""
+    res.plan = shown if shown is not None else plan
+    check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
+    if res.dry_run:
+        return
+    record_holds(flow, store, res.plan.held, items_by_kind)
+    try:
+        if plan.changes:
+            assert res.run_id is not None
+            applier = applier or Applier(flow, target, store, res.run_id, opts.progress,
+                                         opts.stop, source=source)
+            outcome = applier.apply(plan)
+            res.applied += outcome.applied
+            res.failures += outcome.failures
+            record_outcomes(flow, store, plan.changes, outcome.failures, items_by_kind)
+            if outcome.stopped:
+                res.result = "aborted"
+                res.errors.append("stopped before the plan was fully applied (shutdown "
+                                  "requested)")
+                return
+            if outcome.fatal:
+                res.result = "aborted"
+                res.errors.append(f"Fatal: {outcome.fatal}")
+                return
+    finally:
+        res.target_stats = target_stats(target)
+    if res.failures:
+        res.result = "failed"
+    if any(f.retriable for f in res.failures):
+        res.warnings.append("cursors not advanced: some changes failed transiently and will "
+                            "be read again")
+        return
+    for conn, kind, value, full, ok in saves:
+        if ok:
+            store.save_cursor(flow.name, conn, kind, value, full=full,
+                              fingerprint=fingerprint(flow, kind))
+
+
+def target_stats(target: Connector) -> dict[str, int]:
+    """The counters a target exposes as `stats` (e.g. {"http_429": 3}), for metrics."""
+    return dict(getattr(target, "stats", {}) or {})

@@ -1,0 +1,84 @@
+"""One sync cycle: read, scope, map, match, plan, check, apply, journal.
+
+This is the imperative shell around the pure planner. Dry run is simply "stop before apply"
+(and open the store read-only): the plan shown is the plan a real run would execute.
+A full read of users is planned page by page (`syncd.cycle.stream`): an initial sync applies each
+page while the next is read; every other run checks its whole plan before applying it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from syncd.config.flows import Config, Flow
+from syncd.cycle.push import push_cycle
+from syncd.cycle.result import Connectors, FlowResult, Options
+from syncd.cycle.two_way import two_way_cycle
+from syncd.errors import ConnectorError, SafetyRefused
+from syncd.log import context as log_context
+from syncd.redact import redact
+from syncd.state.store import Store
+
+log = logging.getLogger("syncd.engine")
+
+
+def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = False,
+        allow_deletes: bool = False, full: bool = False,
+        progress: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None) -> list[FlowResult]:
+    """Run flows once. Setting `stop` (SIGTERM in the daemon) lets the changes in flight
+    finish and be recorded, submits no more, and ends the run as ``aborted``.
+    `full` ignores stored cursors: a full read of every source (a reconcile)."""
+    names = list(flows) if flows else list(config.flows)
+    store = Store(config.state_url, readonly=dry_run)
+    connectors = Connectors(config)
+    try:
+        return [run_flow(config.flows[n], store, connectors, dry_run=dry_run,
+                         allow_deletes=allow_deletes, full=full, progress=progress, stop=stop)
+                for n in names if stop is None or not stop.is_set()]
+    finally:
+        connectors.close()
+        store.close()
+
+
+def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
+             allow_deletes: bool = False, full: bool = False,
+             progress: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> FlowResult:
+    started = time.monotonic()
+    res = FlowResult(flow.name, dry_run)
+    store.lock(flow.name)  # StoreLocked propagates: the caller reports it
+    try:
+        res.run_id = None if dry_run else store.start_run(flow.name)
+        try:
+            with log_context(run_id=res.run_id, flow=flow.name):
+                cycle = two_way_cycle if flow.mode == "two_way" else push_cycle
+                cycle(flow, store, connectors, res, Options(allow_deletes, full, progress, stop))
+        except SafetyRefused as exc:
+            res.result, res.refused = "refused", exc.reasons
+        except ConnectorError as exc:
+            res.result = "aborted"
+            res.errors.append(f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # a bug must not leave the run journaled as "running"
+            res.result = "failed"
+            res.errors.append(redact(f"internal error: {type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            res.duration = time.monotonic() - started
+            if res.run_id is not None:
+                summary: dict[str, Any] = res.plan.summary() if res.plan is not None else {}
+                error = redact("; ".join(res.errors + res.refused)) or None
+                store.finish_run(res.run_id, res.result, {
+                    "plan": summary, "applied": res.applied, "failed": len(res.failures),
+                    "duration_s": round(res.duration, 3)}, error)
+        log.debug("flow %s %s: %s applied, %s failed in %.2fs", flow.name, res.result,
+                  res.applied, len(res.failures), res.duration,
+                  extra={"run_id": res.run_id, "flow": flow.name})
+    finally:
+        store.unlock(flow.name)
+    return res
+

@@ -1,0 +1,118 @@
+"""Human and machine output of plans and run results.
+
+The text form is what an admin reviews before applying: per object, per attribute, old -> new.
+The JSON form is one document (summary, changes, per-flow detail) for scripts and CI gates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from syncd.cycle.result import FlowResult
+from syncd.model import Value
+from syncd.plan.value import Change
+
+SIGN = {"create": "+", "adopt": "=", "update": "~", "set_members": "±",
+        "deprovision": "-", "delete": "x"}
+
+
+def fmt(v: Value) -> str:
+    if v is None:
+        return "(empty)"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(json.dumps(x, ensure_ascii=False) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)
+
+
+def change_lines(c: Change, names: Mapping[str, str], detail: bool = True) -> list[str]:
+    head = f"{SIGN[c.op]} {c.op} {c.kind} {c.name}"
+    if c.target_id:
+        head += f" [{c.target_id}]"
+    if c.reason:
+        head += f"  ({c.reason})"
+    lines = [head]
+    if not detail:
+        return lines
+    for path in sorted(c.attrs):
+        new = c.attrs[path]
+        if c.op == "create":
+            lines.append(f"    {path}: {fmt(new)}")
+        else:
+            lines.append(f"    {path}: {fmt(c.before.get(path))} → {fmt(new)}")
+    for label, ids in (("add", c.add), ("remove", c.remove)):
+        if ids:
+            shown = ", ".join(names.get(i, i) for i in ids[:50])
+            more = f" … (+{len(ids) - 50})" if len(ids) > 50 else ""
+            lines.append(f"    members {label}: {shown}{more}")
+    return lines
+
+
+def summary_line(s: Mapping[str, Mapping[str, int]]) -> str:
+    parts = []
+    for kind, ops in s.items():
+        counts = ", ".join(f"{n} {op}" for op, n in ops.items() if n)
+        parts.append(f"{kind}s: {counts or 'no changes'}")
+    return "; ".join(parts)
+
+
+def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
+    out: list[str] = []
+    for r in results:
+        mode = "plan (dry run, nothing written)" if r.dry_run else "run"
+        out.append(f"flow {r.flow}: {mode}")
+        for w in r.warnings:
+            out.append(f"  warning: {w}")
+        if r.plan is not None:
+            for n in r.plan.notes:
+                out.append(f"  note: {n}")
+            for c in r.plan.changes:
+                out += ["  " + line for line in change_lines(c, r.names, detail)]
+            for h in r.plan.held:
+                out.append(f"  ! hold {h.kind} {h.name}: {h.reason}")
+            out.append(f"  summary: {summary_line(r.plan.summary())}")
+        if r.plan is not None and r.plan.streamed:
+            count = sum(sum(ops.values()) for ops in r.plan.streamed.values())
+            out.append(f"  ({count} changes applied while the source was read are counted in the "
+                       f"summary, not listed: the run's journal has each one)")
+        for reason in r.refused:
+            out.append(f"  REFUSED by safety check: {reason}")
+        if r.refused:
+            out.append("  nothing was applied; rerun with --allow-deletes (alias "
+                       "--allow-destructive) if this is intended")
+        for f in r.failures:
+            out.append(f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
+                       f"{f.error_class}: {f.message}")
+        for e in r.errors:
+            out.append(f"  ERROR {e}")
+        if not r.dry_run:
+            out.append(f"  result: {r.result}, {r.applied} applied, {len(r.failures)} failed, "
+                       f"{r.duration:.2f}s")
+    return "\n".join(out)
+
+
+def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
+    total: dict[str, dict[str, int]] = {}
+    changes: list[dict[str, Any]] = []
+    flows = []
+    for r in results:
+        s = r.plan.summary() if r.plan is not None else {}
+        for kind, ops in s.items():
+            for op, n in ops.items():
+                total.setdefault(kind, {}).setdefault(op, 0)
+                total[kind][op] += n
+        if r.plan is not None:
+            changes += [{"flow": r.flow, **c.to_dict()} for c in r.plan.changes]
+        flows.append({
+            "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,
+            "reads": r.reads,
+            "summary": s, "applied": r.applied, "duration_s": round(r.duration, 3),
+            "held": [vars(h) for h in r.plan.held] if r.plan is not None else [],
+            "notes": list(r.plan.notes) if r.plan is not None else [],
+            "warnings": r.warnings, "refused": r.refused, "errors": r.errors,
+            "failures": [{"change": f.change.id, "name": f.change.name,
+                          "error_class": f.error_class, "message": f.message}
+                         for f in r.failures],
+        })
+    return {"summary": total, "changes": changes, "flows": flows}

@@ -1,0 +1,290 @@
+"""Planning one cycle of a ``mode = "two_way"`` flow.
+
+Both connectors are read (incrementally where a cursor exists). Unlinked source entries and
+entries gone from the source go through the push planner (match, adopt, create, deprovision);
+linked pairs go through the three-way merge of `syncd.plan.merge`; target objects nobody links go
+to the source when ``create = "both"``. Apply and bookkeeping are shared with push flows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from syncd.config.flows import Flow, KindFlow
+from syncd.connector import Connector
+from syncd.cycle.absence import at_stake, confirm, gone, link_name
+from syncd.cycle.commit import check_apply_commit
+from syncd.cycle.read import (
+    Candidates,
+    SourceRead,
+    add_groups_naming,
+    candidates,
+    claims,
+    entering,
+    read_source,
+)
+from syncd.cycle.result import Connectors, FlowResult, Options
+from syncd.cycle.setup import for_target, use_cursor
+from syncd.errors import Fatal, Retriable
+from syncd.model import Entry, Kind
+from syncd.plan.merge import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
+from syncd.plan.push import KindInput, follow_members, match_value, plan_kind
+from syncd.plan.value import Change, Hold, Plan
+from syncd.state.records import Link
+from syncd.state.store import Store
+
+log = logging.getLogger("syncd.twoway")
+
+
+@dataclass
+class TargetRead:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    full: bool = True
+    complete: bool = True
+    cursor: str | None = None
+    error: str | None = None
+    #: Linked objects the full listing missed and the target did not confirm gone.
+    missed: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        return self.complete and self.error is None and not self.missed
+
+
+def read_target(target: Connector, kind: Kind, cursor: str | None) -> TargetRead:
+    out = TargetRead(full=cursor is None)
+    try:
+        for batch in target.read(kind, cursor, None):
+            out.complete = out.complete and batch.complete
+            out.full = batch.full
+            out.gone.update(batch.deleted)
+            if batch.cursor is not None:
+                out.cursor = batch.cursor
+            for e in batch.entries:
+                out.entries[e.external_id] = e
+    except (Fatal, Retriable) as exc:
+        out.complete = False
+        out.error = f"reading {kind}s from {target.name} failed: {exc}"
+        log.warning(out.error)
+    out.gone -= set(out.entries)
+    return out
+
+
+@dataclass
+class TwoWayPlan:
+    plan: Plan
+    source_reads: dict[Kind, SourceRead]
+    target_reads: dict[Kind, TargetRead]
+    conflicts: dict[Kind, list[ConflictRecord]]
+    evaluated: dict[Kind, set[str]]
+    seen: dict[str, int]
+    errors: list[str]
+
+
+def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
+                 cursors: dict[tuple[str, Kind], str | None], now: datetime) -> TwoWayPlan:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    out = TwoWayPlan(Plan(flow.name, ()), {}, {}, {}, {}, {}, [])
+    linked_count: dict[str, int] = {}
+    user_links: dict[str, Link] = {}
+    for kf in flow.kinds:
+        use = cursors.get((flow.source, kf.kind))
+        rejoin: set[str] = set()
+        if kf.kind == "group" and use is not None:  # as in push flows (cycle.push)
+            users = out.source_reads.get("user")
+            rejoin = entering(users, user_links)
+            if (users is not None and users.full) or (
+                    rejoin and not hasattr(source, "groups_naming")):
+                use = None
+        rd = read_source(source, kf, use)
+        if rejoin and not rd.full:
+            add_groups_naming(source, kf, rejoin, rd)
+        td = read_target(target, kf.kind, cursors.get((flow.target, kf.kind)))
+        out.source_reads[kf.kind], out.target_reads[kf.kind] = rd, td
+        out.errors += [e for e in (rd.error, td.error) if e]
+        held += rd.held
+        if rd.full:
+            out.seen[kf.kind] = rd.seen
+        rules = _rules(flow, kf, target, store)
+        links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
+                       | {sid for sid, _ in rules.open_conflicts})
+        linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
+        if kf.kind == "user":
+            user_links = links
+        if rd.full and rd.complete:  # held back (mapping error) is not gone
+            read = set(rd.items) | {h.source_id for h in rd.held}
+            missed = {sid for sid in links if sid not in read and sid not in rd.gone}
+            unseen = at_stake(links, missed, kf.deprovision, flow.delete_after)
+            ok, missing = confirm(source, kf.kind, unseen, link_name(links))
+            held += missing
+            rd.missed = len(missing)
+            rd.gone |= (missed - unseen) | ok
+        target_gone: set[str] = set(td.gone)
+        if td.full and td.complete:  # absence is not proof on the target side either
+            by_target = {lk.target_id: lk for lk in links.values() if lk.status == "active"}
+            missed = {t for t in by_target if t not in td.entries}
+            ok, missing = confirm(target, kf.kind, missed, _by_target_name(by_target),
+                                  side="target")
+            held += [replace(h, source_id=by_target[h.source_id].source_id) for h in missing]
+            td.missed = len(missing)
+            target_gone |= ok
+        elif td.complete:
+            # An incremental target feed may not report deletes (SCIM watermarks): the pairs
+            # the source changed are looked up before anything is written to them, so a
+            # target object deleted meanwhile gets `reverse_deprovision`, not a 404.
+            unread = {lk.target_id for sid, lk in links.items()
+                      if sid in rd.items and lk.status == "active"
+                      and lk.target_id not in td.entries and lk.target_id not in target_gone}
+            if unread:
+                target_gone |= gone(target, kf.kind, unread)[0]
+        unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
+        gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
+        cands = _candidates(target, kf, unlinked, td)
+        push = KindInput(
+            kf.kind, unlinked, gone_links, kf.match, kf.deprovision,
+            kf.mapping.on_create_only, cands, rd.complete,
+            None, full=False, gone_ids=frozenset(rd.gone),
+            claimed={**claims(store, flow.name, kf.kind, cands),
+                     **{lk.target_id: lk.source_id for lk in links.values()}},
+            lookup_errors=cands.errors)
+        if flow.create == "none":
+            push = KindInput(kf.kind, {}, gone_links, complete=rd.complete, full=False,
+                             gone_ids=frozenset(rd.gone), deprovision=kf.deprovision)
+        c, h, n = plan_kind(push)
+        changes += c
+        held += h
+        notes += n
+        ti = TwoWayInput(
+            kf.kind, rules, links,
+            {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
+            frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
+            kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
+            _user_by_target(flow, store, td) if kf.kind == "group" else {},
+            _member_universe(flow, store, rd, out.source_reads.get("user"))
+            if kf.kind == "group" else None)
+        c2, h2, conflicts = plan_linked(ti)
+        changes += c2
+        held += h2
+        out.conflicts[kf.kind] = conflicts
+        out.evaluated[kf.kind] = {ch.source_id for ch in c2} | set(ti.source) | {
+            lk.source_id for lk in links.values() if lk.target_id in td.entries}
+        if td.complete:
+            c3, n3 = plan_target_only(ti)
+            changes += c3
+            notes += n3
+    out.plan = Plan(flow.name, Plan.ordered(changes), tuple(held), tuple(notes), linked_count)
+    return out
+
+
+def _by_target_name(by_target: dict[str, Link]) -> Callable[[str], str]:
+    """Names for target ids, decoded only for the few a confirmation holds."""
+    def name(target_id: str) -> str:
+        lk = by_target[target_id]
+        return link_name({lk.source_id: lk})(lk.source_id)
+    return name
+
+
+def _links(flow: Flow, store: Store, kind: Kind, rd: SourceRead, td: TargetRead,
+           also: set[str]) -> dict[str, Link]:
+    if rd.full or td.full:
+        return store.links(flow.name, kind)
+    links = store.links(flow.name, kind, set(rd.items) | rd.gone | also)
+    links.update(store.links(flow.name, kind, set(td.entries) | td.gone, by_target=True))
+    return links
+
+
+def _candidates(target: Connector, kf: KindFlow, unlinked: dict, td: TargetRead
+                ) -> Candidates:
+    """A full target read already holds every candidate: index it instead of asking."""
+    if not unlinked or not kf.match:
+        return Candidates()
+    if td.full and td.complete:
+        index = Candidates()
+        for e in td.entries.values():
+            for key in kf.match:
+                mv = match_value(e.attrs.get(key))
+                if mv is not None:
+                    index.setdefault((key, mv), []).append(e)
+        return index
+    return candidates(target, kf.kind, kf.match, list(unlinked.values()))
+
+
+def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
+    unsupported = target.capabilities.unsupported(kf.kind)
+    paths = tuple(p for p in kf.mapping.paths
+                  if p not in kf.mapping.on_create_only and p not in unsupported)
+    reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}
+    stored = [c for c in store.conflicts(flow.name) if c["kind"] == kf.kind]
+    resolutions = {(c["source_id"], c["path"]): c["resolution"]
+                   for c in stored if c["resolved"]}
+    held = {(c["source_id"], c["path"]): (c["source_value"], c["target_value"])
+            for c in stored if not c["resolved"]}
+    # The implicit active=true of users (push semantics) is not merged in two-way flows:
+    # not every side has it (LDAP), and disabling on either side is a deprovisioning matter.
+    return Rules(paths, reverse, kf.authority, flow.authority, flow.tie_breaker, kf.merge,
+                 flow.create, flow.reverse_deprovision, resolutions, held)
+
+
+def _member_universe(flow: Flow, store: Store, groups: SourceRead,
+                     users: SourceRead | None) -> frozenset[str]:
+    """Users a source group can name as members: active links among those its read names,
+    plus users read in scope this cycle."""
+    named = {m for it in groups.items.values() for m in (it.members or ())}
+    if not named:
+        return frozenset()
+    read = set(users.items) if users is not None else set()
+    return frozenset(store.link_ids(flow.name, "user", among=named) | (named & read))
+
+
+def _user_by_target(flow: Flow, store: Store, td: TargetRead) -> dict[str, str]:
+    ids = {m for e in td.entries.values() for m in (e.members or ())}
+    if not ids:
+        return {}
+    return {lk.target_id: lk.source_id
+            for lk in store.links(flow.name, "user", ids, by_target=True).values()}
+
+
+def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
+                   opts: Options) -> None:
+    source = connectors.get(flow.source)
+    target = connectors.get(flow.target)
+    flow = for_target(flow, target)
+    now = datetime.now(UTC)
+    cursors: dict[tuple[str, Kind], str | None] = {}
+    for kf in flow.kinds:
+        for conn in (flow.source, flow.target):
+            stored = store.cursor(flow.name, conn, kf.kind)
+            cursors[(conn, kf.kind)] = use_cursor(flow, stored, kf.kind, opts, now)
+    tw = plan_two_way(flow, store, source, target, cursors, now)
+    if any(c.kind == "user" and c.source_id and (
+            (c.op in ("deprovision", "delete", "create") and c.side == "target")
+            or (c.op == "delete" and c.side == "source")) for c in tw.plan.changes):
+        tw.plan = replace(tw.plan, changes=Plan.ordered(follow_members(
+            tw.plan.changes, store.links(flow.name, "group"))))
+    if tw.errors:
+        res.result = "failed"
+        res.errors += tw.errors
+    for kind, rd in tw.source_reads.items():
+        res.reads[kind] = "full" if rd.full else "incremental"
+        if kind == "user":
+            res.names.update({sid: it.name for sid, it in rd.items.items()})
+    saves = [(flow.source, k, rd.cursor, rd.full, rd.trusted) for k, rd in tw.source_reads.items()]
+    saves += [(flow.target, k, td.cursor, td.full, td.trusted)
+              for k, td in tw.target_reads.items()]
+    if not res.dry_run:
+        for kind, records in tw.conflicts.items():
+            store.save_conflicts(flow.name, records)
+            current = {(r.source_id, r.path) for r in records}
+            stale = [(c["source_id"], c["path"]) for c in store.conflicts(flow.name)
+                     if c["kind"] == kind and c["source_id"] in tw.evaluated[kind]
+                     and (c["source_id"], c["path"]) not in current]
+            store.clear_conflicts(flow.name, kind, stale)
+    items = {k: rd.items for k, rd in tw.source_reads.items()}
+    check_apply_commit(flow, store, source, target, res, opts, tw.plan, tw.seen, saves, items)
+

@@ -1,0 +1,388 @@
+"""The pure core: mapped source entries + links + match candidates in, `Plan` out.
+
+No I/O happens here, so every decision (adopt or create, update which attributes, deprovision
+or hold back) is unit-testable and a dry run is exactly the plan a real run would apply.
+
+Decisions, per kind:
+ - linked entry: compare the mapped values with the link's base (last agreed values); only
+   differing attributes are updated. Attributes mapped ``apply = "on_create"`` are never updated.
+ - unlinked entry: try the flow's match keys in order against the target; exactly one unlinked
+   candidate -> adopt; several -> hold (never guess); none on every key -> create.
+ - link whose source entry is gone (or left the scope): deprovision per policy, but only when
+   the source read was complete; an incomplete read plans no deprovisioning at all.
+ - groups: member add/remove from the source membership (restricted to in-scope users)
+   against the members recorded in the base. Members syncd did not add are never removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from syncd.model import Attrs, Entry, Kind, Value, digest
+from syncd.plan.value import Change, Hold, Plan
+from syncd.state.records import Link
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A source entry after scope and mapping."""
+
+    source_id: str
+    name: str
+    attrs: Attrs
+    members: frozenset[str] | None = None
+    #: Incremental membership (Graph members@delta) when the full set is unknown.
+    members_added: frozenset[str] | None = None
+    members_removed: frozenset[str] | None = None
+    #: Change timestamp (ISO-8601) for the ``newest`` conflict rule.
+    modified: str | None = None
+
+
+@dataclass(frozen=True)
+class KindInput:
+    kind: Kind
+    items: Mapping[str, Item]
+    links: Mapping[str, Link]
+    match: tuple[str, ...] = ()
+    deprovision: str = "disable"
+    on_create_only: frozenset[str] = frozenset()
+    #: (match path, match_value(v)) -> target entries with that value.
+    candidates: Mapping[tuple[str, str], Sequence[Entry]] = field(default_factory=dict)
+    complete: bool = True
+    #: Source ids of in-scope users, to restrict group members (None: no restriction).
+    member_universe: frozenset[str] | None = None
+    #: False for an incremental read: absence means "unchanged", and only `gone_ids`
+    #: (deleted at the source, or changed and now out of scope) are deprovisioned.
+    full: bool = True
+    gone_ids: frozenset[str] = frozenset()
+    #: Target ids linked to some source entry (incremental runs load only a few links) ->
+    #: that entry's source id or label, for the collision message.
+    claimed: Mapping[str, str] = field(default_factory=dict)
+    #: Identifiers already taken by creates and adoptions planned earlier in this read (a
+    #: streamed read plans page by page): hash((key, casefolded value)) -> source id. A hash
+    #: keeps 100k users' identifiers in ~20 MB; a (vanishingly rare) false match only holds.
+    planned: Mapping[int, str] = field(default_factory=dict)
+    #: Active links of this kind in total (the % safety rule); None: count `links`.
+    linked_count: int | None = None
+    #: Disabled links eligible for the grace-period hard delete (`delete_after`).
+    disabled: Mapping[str, Link] = field(default_factory=dict)
+    delete_after: float | None = None
+    now: datetime | None = None
+    #: Read but held back (mapping error, quarantine, backoff): still there, never "gone".
+    held_ids: frozenset[str] = frozenset()
+    #: (match path, match_value) -> why the target refused that lookup: such an entry is
+    #: held (creating without having looked is how duplicates happen), the rest goes on.
+    lookup_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+def match_value(value: Value) -> str | None:
+    """Normalise a value for matching: SCIM userName and emails are case-insensitive."""
+    if value is None or value == "" or value == ():
+        return None
+    if isinstance(value, tuple):
+        value = value[0]
+    return str(value).casefold()
+
+
+def same(a: Value, b: Value) -> bool:
+    """Equal as directory values: empty is empty, and one value equals a 1-tuple of it
+    (LDAP hands back multi-valued attributes as lists)."""
+    empty = (None, "", ())
+    if a in empty and b in empty:
+        return True
+    if isinstance(a, tuple) and len(a) == 1 and not isinstance(b, tuple):
+        a = a[0]
+    if isinstance(b, tuple) and len(b) == 1 and not isinstance(a, tuple):
+        b = b[0]
+    return a == b
+
+
+def diff(new: Attrs, old: Attrs, skip: frozenset[str] = frozenset()) -> dict[str, Value]:
+    return {p: v for p, v in new.items() if p not in skip and not same(v, old.get(p))}
+
+
+def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    linked: dict[str, int] = {}
+    for ki in kinds:
+        c, h, n = plan_kind(ki)
+        changes += c
+        held += h
+        notes += n
+        linked[ki.kind] = (ki.linked_count if ki.linked_count is not None else
+                           sum(1 for lk in ki.links.values() if lk.status == "active"))
+    return Plan(flow, Plan.ordered(changes), tuple(held), tuple(notes), linked)
+
+
+def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
+    changes: list[Change] = []
+    held: list[Hold] = []
+    notes: list[str] = []
+    claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
+    claimed.update(ki.claimed)
+    planned = dict(ki.planned)
+    for sid, item in ki.items.items():
+        link = ki.links.get(sid)
+        if link is not None:
+            changes += _linked(ki, item, link)
+            continue
+        change, hold = _unlinked(ki, item, claimed)
+        if hold is None:
+            hold = _duplicate(ki, item, planned)
+        if hold is not None:
+            held.append(hold)
+            continue
+        assert change is not None
+        if change.target_id:
+            claimed[change.target_id] = sid
+        for ident in identities(ki.kind, ki.match, item.attrs):
+            planned[hash(ident)] = sid
+        changes.append(change)
+        if ki.kind == "group":
+            add = _members(ki, item, None) or frozenset()
+            if add:
+                changes.append(Change("set_members", "group", sid, item.name,
+                                      target_id=change.target_id, add=tuple(sorted(add)),
+                                      reason="initial membership"))
+    if ki.full:
+        gone = [lk for sid, lk in ki.links.items()
+                if sid not in ki.items and sid not in ki.held_ids]
+    else:
+        gone = [ki.links[sid] for sid in sorted(ki.gone_ids) if sid in ki.links]
+    if not ki.complete:
+        if gone or ki.full:
+            notes.append(f"{ki.kind}s: source read incomplete: no deprovisioning this run"
+                         + (f" ({len(gone)} linked {ki.kind}s not seen)" if gone else ""))
+        return changes, held, notes
+    if ki.deprovision != "ignore":
+        changes += [c for lk in gone if (c := _deprovision(ki, lk)) is not None]
+    changes += _grace_deletes(ki, {c.source_id for c in changes})
+    return changes, held, notes
+
+
+def _grace_deletes(ki: KindInput, planned: set[str]) -> list[Change]:
+    """Disabled long enough (``delete_after``): now hard-delete. Re-appearing within the
+    grace period re-enabled the same target object instead (see `_linked`)."""
+    if ki.delete_after is None or ki.now is None or ki.deprovision != "disable":
+        return []
+    disabled = ki.disabled or {s: lk for s, lk in ki.links.items() if lk.status != "active"}
+    out = []
+    for sid, lk in sorted(disabled.items()):
+        if sid in ki.items or sid in planned or sid in ki.held_ids or lk.status_at is None:
+            continue
+        if (ki.now - lk.status_at).total_seconds() >= ki.delete_after:
+            name = str(lk.base.get("userName") or lk.base.get("displayName") or sid)
+            out.append(Change("delete", ki.kind, sid, name, lk.target_id,
+                              reason=f"disabled since {lk.status_at:%Y-%m-%d %H:%M}Z, "
+                                     f"past delete_after"))
+    return out
+
+
+def _members(ki: KindInput, item: Item, link: Link | None) -> frozenset[str] | None:
+    """The members the target should have, or None when this read says nothing about them."""
+    if item.members is not None:
+        members = item.members
+    elif item.members_added is not None or item.members_removed is not None:
+        base = link.members if link and link.members is not None else frozenset()
+        members = (base | (item.members_added or frozenset())) - (
+            item.members_removed or frozenset())
+    else:
+        return None
+    if ki.member_universe is not None:
+        members = members & ki.member_universe
+    return members
+
+
+def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
+    out: list[Change] = []
+    attrs = item.attrs
+    # The digest decides; the base (decoded lazily by the store) is only read on a mismatch.
+    if link.status != "active" or digest(attrs) != link.digest:
+        changed = diff(attrs, link.base, ki.on_create_only)
+        if changed:
+            before = {p: link.base.get(p) for p in changed}
+            reason = "re-appeared in source" if link.status != "active" else "source changed"
+            out.append(Change("update", ki.kind, item.source_id, item.name, link.target_id,
+                              attrs=changed, before=before, base={**link.base, **changed},
+                              reason=reason))
+    want = _members(ki, item, link) if ki.kind == "group" else None
+    if want is not None:
+        have = link.members or frozenset()
+        add, remove = want - have, have - want
+        if add or remove:
+            out.append(Change("set_members", "group", item.source_id, item.name,
+                              link.target_id, add=tuple(sorted(add)),
+                              remove=tuple(sorted(remove)), before={"members": len(have)},
+                              reason="membership changed"))
+    return out
+
+
+def label(source_id: str, attrs: Attrs, name: str = "") -> str:
+    """How a collision names an entry: its name and its anchor."""
+    shown = name or str(attrs.get("userName") or attrs.get("displayName") or "")
+    return f"{shown} ({source_id})" if shown and shown != source_id else source_id
+
+
+#: Identifiers SCIM targets compare case-insensitively and keep unique: two source entries
+#: that differ only in their case are one account there (caseExact=false, RFC 7643).
+CASE_INSENSITIVE_IDS = ("userName", "emails")
+
+
+def identities(kind: Kind, match: Sequence[str], attrs: Attrs) -> list[tuple[str, str]]:
+    """The identifiers of an entry that must be unique among the entries of one plan: its
+    match keys, and for users userName and every email, compared case-insensitively."""
+    keys = set(match)
+    if kind == "user":
+        keys |= {p for p in attrs if p.split(".")[0] in CASE_INSENSITIVE_IDS}
+    out = []
+    for key in sorted(keys):
+        v = attrs.get(key)
+        for one in (v if isinstance(v, tuple) else (v,)):
+            mv = match_value(one)
+            if mv is not None:
+                out.append((key.split(".")[0] if key.startswith("emails") else key, mv))
+    return out
+
+
+def _duplicate(ki: KindInput, item: Item, planned: Mapping[int, str]) -> Hold | None:
+    """A second entry of this plan with an identifier another one already takes: both would
+    become one account on the target (409, then adoption of the first one's object)."""
+    for key, mv in identities(ki.kind, ki.match, item.attrs):
+        other = planned.get(hash((key, mv)))
+        if other is not None:
+            me = label(item.source_id, item.attrs, item.name)
+            return Hold(ki.kind, item.source_id, item.name,
+                        f"collision: {key} {mv!r} (compared case-insensitively) is also "
+                        f"planned for source entry {other} in this run; {me} is held, "
+                        f"nothing is written for it", code="collision")
+    return None
+
+
+def _unlinked(
+    ki: KindInput, item: Item, claimed: Mapping[str, str]
+) -> tuple[Change | None, Hold | None]:
+    for key in ki.match:
+        mv = match_value(item.attrs.get(key))
+        if mv is None:
+            continue
+        if (key, mv) in ki.lookup_errors:
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"could not look for an existing target object with "
+                              f"{key}={item.attrs.get(key)!r}: {ki.lookup_errors[(key, mv)]}; "
+                              f"not adopting, not creating")
+        every = ki.candidates.get((key, mv), ())
+        found = [e for e in every if e.external_id not in claimed]
+        if every and not found:
+            owner = every[0].external_id
+            lk = ki.links.get(claimed[owner])  # decoded only here: a collision is rare
+            other = label(lk.source_id, lk.base) if lk is not None else claimed[owner]
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"collision: {key}={item.attrs.get(key)!r} matches target object "
+                              f"{owner}, which is linked to source entry {other}"
+                              f"; {label(item.source_id, item.attrs, item.name)} is held: "
+                              f"not adopted, not created, nothing written for it",
+                              code="collision")
+        if len(found) > 1:
+            ids = ", ".join(sorted(e.external_id for e in found))
+            return None, Hold(ki.kind, item.source_id, item.name,
+                              f"ambiguous match on {key}={item.attrs.get(key)!r}: "
+                              f"{len(found)} target objects ({ids}); not adopting, not creating")
+        if len(found) == 1:
+            target = found[0]
+            changed = diff(item.attrs, target.attrs)
+            before = {p: target.attrs.get(p) for p in changed}
+            return Change("adopt", ki.kind, item.source_id, item.name, target.external_id,
+                          attrs=changed, before=before, base=dict(item.attrs),
+                          reason=f"matched existing target object on {key}"), None
+    # Creates share the item's (never mutated) attrs instead of copying them twice: an
+    # initial sync plans one create per source entry, and 2 x 100k dicts are ~150 MB.
+    attrs = item.attrs
+    create_attrs = (attrs if None not in attrs.values() else
+                    {p: v for p, v in attrs.items() if v is not None})
+    return Change("create", ki.kind, item.source_id, item.name, attrs=create_attrs,
+                  base=attrs, reason="not on target"), None
+
+
+def _deprovision(ki: KindInput, link: Link) -> Change | None:
+    name = str(link.base.get("userName") or link.base.get("displayName") or link.source_id)
+    if ki.deprovision == "delete":
+        return Change("delete", ki.kind, link.source_id, name, link.target_id,
+                      reason="gone from source or scope")
+    if link.status != "active":
+        return None  # already disabled
+    if ki.kind == "group":
+        members = tuple(sorted(link.members or ()))
+        return Change("deprovision", "group", link.source_id, name, link.target_id,
+                      remove=members, base=dict(link.base),
+                      reason="gone from source or scope: members syncd added are removed")
+    return Change("deprovision", ki.kind, link.source_id, name, link.target_id,
+                  attrs={"active": False}, before={"active": link.base.get("active", True)},
+                  base={**link.base, "active": False}, reason="gone from source or scope")
+
+
+def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> list[Change]:
+    """Membership follows the users: a user this plan deprovisions or deletes is removed from
+    every group syncd manages in the same run (stage 2, while its link still resolves), not
+    left there until a full reconcile — or for ever, once a delete dropped its link.
+
+    `groups`: group links that may name those users; returns `changes` with the removals
+    merged into the groups' membership changes (or new ones)."""
+    leaving = {c.source_id for c in changes
+               if c.kind == "user" and c.op in ("deprovision", "delete") and c.side == "target"}
+    # Users created again on the target (two-way ``reverse_deprovision = "recreate"``) get a
+    # new target id: the groups that recorded them need them added back under it.
+    returning = {c.source_id for c in changes
+                 if c.kind == "user" and c.op == "create" and c.side == "target"}
+    # Users syncd deletes on the source (two-way ``reverse_deprovision = "delete"``) leave
+    # the groups on both sides in the same cycle: a directory without referential integrity
+    # would keep naming them, and the next cycle would clean up what this one should have.
+    erased = {c.source_id for c in changes
+              if c.kind == "user" and c.op == "delete" and c.side == "source"}
+    leaving |= erased
+    if not leaving and not returning:
+        return list(changes)
+    out = list(changes)
+    ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
+    for n, c in enumerate(out):  # groups created in this plan: their first members
+        if c.kind == "group" and c.op == "set_members" and c.source_id not in groups:
+            first = set(c.add) & leaving
+            if first:
+                out[n] = replace(c, add=tuple(a for a in c.add if a not in first),
+                                 source_remove=tuple(sorted(set(c.source_remove)
+                                                            | (first & erased))))
+    out = [c for c in out if not (  # a first membership left with nothing to do
+        c.op == "set_members" and c.source_id not in groups and c.members is None
+        and not (c.add or c.remove or c.source_add or c.source_remove))]
+    by_group = {c.source_id: i for i, c in enumerate(out)
+                if c.kind == "group" and c.op == "set_members"}
+    for gid, lk in sorted(groups.items()):
+        drop = (lk.members or frozenset()) & leaving
+        back = (lk.members or frozenset()) & returning
+        if not (drop or back) or gid in ending or lk.status != "active":
+            continue
+        i = by_group.get(gid)
+        gone_at_source = drop & erased
+        if i is None:
+            name = str(lk.base.get("displayName") or gid)
+            kept = (lk.members or frozenset()) - drop | back
+            out.append(Change("set_members", "group", gid, name, lk.target_id,
+                              add=tuple(sorted(back)), remove=tuple(sorted(drop)),
+                              source_remove=tuple(sorted(gone_at_source)),
+                              before={"members": len(lk.members or ())},
+                              members=tuple(sorted(kept)) if gone_at_source else None,
+                              reason="members deprovisioned or recreated in this run"))
+            continue
+        c = out[i]
+        members = c.members
+        if members is not None:
+            members = tuple(sorted((set(members) - drop) | back))
+        out[i] = replace(c, add=tuple(sorted((set(c.add) - drop) | back)),
+                         remove=tuple(sorted((set(c.remove) | drop) - back)),
+                         source_add=tuple(a for a in c.source_add if a not in gone_at_source),
+                         source_remove=tuple(sorted(set(c.source_remove) | gone_at_source)),
+                         members=members)
+    return out

@@ -1,0 +1,345 @@
+"""The state store: links (with their base), cursors and the run journal.
+
+SQLModel declares the tables; reads and the hot writes go through SQLAlchemy Core
+(`insert ... on conflict do update` executemany), because per-object ORM sessions are ~10x
+slower at 100k rows (PEERS.md). SQLite runs in WAL mode; PostgreSQL works with the same code.
+
+Dry runs open the store read-only and never create it: "nothing is written anywhere".
+
+Scale: link bases come back as `StoredAttrs` (canonical JSON decoded on first access), so a
+reconcile of 100k unchanged entries compares digests and never decodes a base; a link written
+by `apply` carries its encoded text, so the digest and the row share one encoding. The %
+safety rule counts links with COUNT(*) (`count_links`) instead of loading their ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, delete, event, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlmodel import SQLModel
+
+from syncd.errors import ConfigError, StoreError, StoreLocked
+from syncd.model import Kind, StoredAttrs, canonical_json
+from syncd.state.conflicts import ConflictsMixin
+from syncd.state.cursors import CursorsMixin
+from syncd.state.opening import (
+    CONNECT_TIMEOUT_S,
+    check_sqlite_path,
+    create_private,
+    parse_state_url,
+    remove_created,
+    secret_of,
+    translate_errors,
+)
+from syncd.state.records import Link, aware, cap_error, now
+from syncd.state.retries import RetriesMixin
+from syncd.state.tables import ChangeRow, LinkRow, RunRow
+
+
+class Store(CursorsMixin, RetriesMixin, ConflictsMixin):
+    """The state store at `url` (a `StateURL` brings its password along). Opening it checks
+    what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
+    does not answer — and raises `StoreError` naming the store and the reason; a store that
+    this call created and could not initialise is removed again (nothing half-written)."""
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        self.url = str(url)  # never holds a separately configured password
+        self.readonly = readonly
+        self._locks: dict[str, Any] = {}
+        self._secret = secret_of(url)
+        try:
+            parsed = parse_state_url(self.url)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "state.url") from None
+        self.dialect = parsed.get_backend_name()
+        self._sqlite_path: Path | None = None
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            self._sqlite_path = Path(parsed.database)
+        self.engine: Engine | None = None
+        if readonly and self._sqlite_path is not None and not self._sqlite_path.exists():
+            return  # nothing stored yet: a dry run sees an empty store and creates nothing
+        created = False
+        try:
+            if self._sqlite_path is not None:
+                check_sqlite_path(self._sqlite_path, readonly=readonly)
+                created = not readonly and create_private(self._sqlite_path)
+            self.engine = self._connect(parsed)
+            with self.engine.connect() as conn:  # a store that cannot answer fails here
+                conn.execute(text("SELECT count(*) FROM sqlite_master" if self._sqlite_path
+                                  else "SELECT 1"))
+            if not readonly:
+                SQLModel.metadata.create_all(self.engine)
+        except StoreError:
+            self.close()
+            if created and self._sqlite_path is not None:
+                remove_created(self._sqlite_path)
+            raise
+
+    def _connect(self, parsed: URL) -> Engine:
+        if self._sqlite_path is not None:
+            mode = "ro" if self.readonly else "rwc"
+            engine = create_engine(
+                f"sqlite:///file:{self._sqlite_path}?mode={mode}&uri=true",
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            readonly = self.readonly
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                if not readonly:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            translate_errors(engine, str(self._sqlite_path), None)
+            return engine
+        if self._secret is not None:
+            parsed = parsed.set(password=self._secret.get_secret_value())
+        args: dict[str, Any] = {}
+        if self.dialect == "postgresql" and "connect_timeout" not in parsed.query:
+            args["connect_timeout"] = CONNECT_TIMEOUT_S
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=args)
+        translate_errors(engine, self.url_safe, self._secret)
+        return engine
+
+    # -- single instance -------------------------------------------------------------------
+    def lock(self, flow: str) -> None:
+        """One run of a flow at a time per store, across processes and threads: a second
+        `syncd run` of the same flow exits with a clear message instead of racing."""
+        if self.readonly or flow in self._locks:
+            return
+        if self._sqlite_path is not None:
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow)
+            path = self._sqlite_path.with_name(f"{self._sqlite_path.name}.{safe}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            with contextlib.suppress(OSError):  # 0600 whatever the umask (not ours: leave it)
+                os.fchmod(fd, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreLocked(f"flow {flow!r} is already running against the state store "
+                                  f"{self._sqlite_path} (another syncd process?)") from None
+            self._locks[flow] = fd
+        elif self.dialect.startswith("postgres") and self.engine is not None:
+            conn = self.engine.connect()
+            key = int.from_bytes(hashlib.blake2b(flow.encode(), digest_size=8).digest(),
+                                 "big", signed=True)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            if not got:
+                conn.close()
+                raise StoreLocked(f"flow {flow!r} is already running against {self.url_safe}")
+            self._locks[flow] = conn
+
+    def unlock(self, flow: str) -> None:
+        held = self._locks.pop(flow, None)
+        if isinstance(held, int):
+            fcntl.flock(held, fcntl.LOCK_UN)
+            os.close(held)
+        elif held is not None:
+            held.close()  # ends the session: PostgreSQL releases its advisory locks
+
+    @property
+    def url_safe(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        for flow in list(self._locks):
+            self.unlock(flow)
+        if self.engine is not None:
+            self.engine.dispose()
+
+    # -- links -----------------------------------------------------------------------------
+    def links(self, flow: str, kind: Kind, ids: Iterable[str] | None = None, *,
+              by_target: bool = False) -> dict[str, Link]:
+        """Links of a flow and kind, keyed by source id; only those with these source ids
+        (or target ids, `by_target`) when `ids` is given — incremental cycles touch a few
+        links, not the whole table. Bases are decoded lazily (`StoredAttrs`): a reconcile
+        that loads every link decodes only those the planner actually looks into."""
+        if self.engine is None:
+            return {}
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        base = and_(t.c.flow == flow, t.c.kind == kind)
+        col = t.c.target_id if by_target else t.c.source_id
+        # Not updated_at: parsing a datetime per row is a measurable share of loading 100k.
+        cols = select(t.c.flow, t.c.kind, t.c.source_id, t.c.target_id, t.c.base, t.c.digest,
+                      t.c.members, t.c.status, t.c.origin, t.c.status_at)
+        if ids is None:
+            queries = [cols.where(base)]
+        else:
+            wanted = sorted(set(ids))
+            queries = [cols.where(and_(base, col.in_(wanted[i:i + 500])))
+                       for i in range(0, len(wanted), 500)]
+        out: dict[str, Link] = {}
+        with self.engine.connect() as conn:
+            for q in queries:
+                for r in conn.execute(q):
+                    members = (frozenset(json.loads(r.members)) if r.members is not None
+                               else None)
+                    out[r.source_id] = Link(
+                        r.flow, r.kind, r.source_id, r.target_id, StoredAttrs(r.base or "{}"),
+                        r.digest, members, r.status, r.origin, aware(r.status_at),
+                    )
+        return out
+
+    def link_ids(self, flow: str, kind: Kind, status: str | None = "active",
+                 among: Iterable[str] | None = None) -> set[str]:
+        """Source ids of links (cheap: no base decoding); only those in `among` if given."""
+        if self.engine is None:
+            return set()
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        cond = and_(t.c.flow == flow, t.c.kind == kind)
+        if status is not None:
+            cond = and_(cond, t.c.status == status)
+        if among is None:
+            queries = [select(t.c.source_id).where(cond)]
+        else:
+            wanted = sorted(set(among))
+            queries = [select(t.c.source_id).where(and_(cond, t.c.source_id.in_(
+                wanted[i:i + 500]))) for i in range(0, len(wanted), 500)]
+        with self.engine.connect() as conn:
+            return {r[0] for q in queries for r in conn.execute(q)}
+
+    def count_links(self, flow: str, kind: Kind, status: str | None = "active") -> int:
+        """How many links (the denominator of the % safety rule): COUNT(*), no rows."""
+        if self.engine is None:
+            return 0
+        from sqlalchemy import func
+
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        cond = and_(t.c.flow == flow, t.c.kind == kind)
+        if status is not None:
+            cond = and_(cond, t.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t).where(cond)).scalar()
+                       or 0)
+
+    def disabled_links(self, flow: str, kind: Kind) -> dict[str, Link]:
+        """Disabled links (candidates for the grace-period hard delete)."""
+        ids = self.link_ids(flow, kind, status="disabled")
+        return self.links(flow, kind, ids) if ids else {}
+
+    def save_links(self, links: Sequence[Link]) -> None:
+        if not links:
+            return
+        assert self.engine is not None and not self.readonly
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        ts = now()
+        rows = [
+            {
+                "flow": lk.flow, "kind": lk.kind, "source_id": lk.source_id,
+                "target_id": lk.target_id, "base": canonical_json(lk.base), "digest": lk.digest,
+                "members": json.dumps(sorted(lk.members)) if lk.members is not None else None,
+                "status": lk.status, "origin": lk.origin, "updated_at": ts,
+                "status_at": lk.status_at,
+            }
+            for lk in links
+        ]
+        dialect = postgresql if self.dialect.startswith("postgres") else sqlite
+        stmt = dialect.insert(t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["flow", "kind", "source_id"],
+            set_={c: stmt.excluded[c] for c in
+                  ("target_id", "base", "digest", "members", "status", "origin", "updated_at",
+                   "status_at")},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def drop_links(self, flow: str, kind: Kind, source_ids: Iterable[str]) -> None:
+        ids = list(source_ids)
+        if not ids:
+            return
+        assert self.engine is not None
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                conn.execute(delete(t).where(and_(
+                    t.c.flow == flow, t.c.kind == kind, t.c.source_id.in_(ids[i:i + 500]))))
+
+    # -- run journal -----------------------------------------------------------------------
+    def start_run(self, flow: str) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            conn.execute(RunRow.__table__.insert(), [  # type: ignore[attr-defined]
+                {"id": run_id, "flow": flow, "started_at": now(), "result": "running",
+                 "summary": "{}"}])
+        return run_id
+
+    def finish_run(self, run_id: str, result: str, summary: dict[str, Any],
+                   error: str | None = None) -> None:
+        assert self.engine is not None
+        t = RunRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == run_id).values(
+                finished_at=now(), result=result, summary=json.dumps(summary),
+                error=cap_error(error)))
+
+    def log_changes(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        assert self.engine is not None
+        ts = now()
+        with self.engine.begin() as conn:
+            conn.execute(ChangeRow.__table__.insert(),  # type: ignore[attr-defined]
+                         [{**r, "at": ts, "error": cap_error(r.get("error"))}
+                          for r in rows])
+
+    def recent_runs(self, flow: str, limit: int = 5) -> list[dict[str, Any]]:
+        if self.engine is None:
+            return []
+        t = RunRow.__table__  # type: ignore[attr-defined]
+        q = select(t).where(t.c.flow == flow).order_by(t.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def history(self, flow: str, source_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The journal's last changes to one object, newest first (for `syncd explain`)."""
+        if self.engine is None:
+            return []
+        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        q = (select(t.c.run_id, t.c.op, t.c.result, t.c.error, t.c.at, t.c.detail)
+             .where(and_(t.c.flow == flow, t.c.source_id == source_id))
+             .order_by(t.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "detail": json.loads(r.detail)}
+                    for r in conn.execute(q)]
+
+    def change_counts(self, run_id: str) -> dict[tuple[str, str, str], int]:
+        """(kind, op, result) -> count of journaled changes of one run (for metrics)."""
+        if self.engine is None:
+            return {}
+        from sqlalchemy import func
+
+        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        q = select(t.c.kind, t.c.op, t.c.result, func.count()).where(
+            t.c.run_id == run_id).group_by(t.c.kind, t.c.op, t.c.result)
+        with self.engine.connect() as conn:
+            return {(k, o, r): int(n) for k, o, r, n in conn.execute(q)}
+
+    def link_counts(self, flow: str) -> dict[str, dict[str, int]]:
+        if self.engine is None:
+            return {}
+        from sqlalchemy import func
+
+        t = LinkRow.__table__  # type: ignore[attr-defined]
+        q = select(t.c.kind, t.c.status, func.count()).where(t.c.flow == flow).group_by(
+            t.c.kind, t.c.status)
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for kind, status, n in conn.execute(q):
+                out.setdefault(kind, {})[status] = n
+        return out
