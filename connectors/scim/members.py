@@ -228,7 +228,7 @@ class MemberChange:
 
     def _with_progress(self, exc: ConnectorError) -> ConnectorError:
         done = (frozenset(self.done_add), frozenset(self.done_remove))
-        setattr(exc, "members_done", done)  # noqa: B010 - read by syncd.apply
+        setattr(exc, "members_done", done)  # noqa: B010 - read by syncd.cycle.apply
         return exc
 
     def _next_chunk(self, pend_add: list[str], pend_remove: list[str]

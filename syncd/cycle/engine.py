@@ -1,9 +1,9 @@
-"""One sync cycle: read, scope, map, match, plan, check, apply, journal.
+"""Running flows: the entry points `run` and `run_flow`.
 
-This is the imperative shell around the pure planner. Dry run is simply "stop before apply"
-(and open the store read-only): the plan shown is the plan a real run would execute.
-A full read of users is planned page by page (`syncd.cycle.stream`): an initial sync applies each
-page while the next is read; every other run checks its whole plan before applying it.
+A flow run takes the flow's lock in the store, opens a journal row, runs one cycle (`push` or
+`two_way`) and records the outcome, whatever happens: a refused safety check, a connector
+that gave up, or a bug (journaled as failed, then raised). Dry run is simply "stop before
+apply" with the store opened read-only: the plan shown is the plan a real run would execute.
 """
 
 from __future__ import annotations
