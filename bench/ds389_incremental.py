@@ -35,8 +35,8 @@ import ldap3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.ldap.config import LdapConfig  # noqa: E402
-from connectors.ldap.connector import LdapConnector  # noqa: E402
+from syncd_connectors.ldap.config import LdapConfig  # noqa: E402
+from syncd_connectors.ldap.connector import LdapConnector  # noqa: E402
 from tests.peers.directory import PEOPLE, user_dn, write_ldif  # noqa: E402
 from tests.peers.ds389 import Ds389  # noqa: E402
 from tests.peers.slapd import Slapd  # noqa: E402

@@ -23,8 +23,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.graph.config import GraphConfig  # noqa: E402
-from connectors.graph.connector import GraphConnector  # noqa: E402
+from syncd_connectors.graph.config import GraphConfig  # noqa: E402
+from syncd_connectors.graph.connector import GraphConnector  # noqa: E402
 from tests.peers.run_graph_fake import GraphFakeServer  # noqa: E402
 
 ATTRS = ["userprincipalname", "displayname", "givenname", "surname", "mail", "jobtitle",

@@ -31,10 +31,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.scim.config import ScimConfig  # noqa: E402
-from connectors.scim.connector import ScimConnector  # noqa: E402
 from syncd.errors import ConnectorError  # noqa: E402
 from syncd.model import Value  # noqa: E402
+from syncd_connectors.scim.config import ScimConfig  # noqa: E402
+from syncd_connectors.scim.connector import ScimConnector  # noqa: E402
 from tests.peers.scim_servers import Scim2Server  # noqa: E402
 
 TOKEN = "bench-token"

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from connectors.graph import delta
-from connectors.graph.config import GraphConfig
-from connectors.graph.connector import GraphConnector
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Batch
+from syncd_connectors.graph import delta
+from syncd_connectors.graph.config import GraphConfig
+from syncd_connectors.graph.connector import GraphConnector
 from tests.peers.run_graph_fake import GraphFakeServer
 
 TOKEN = "graph-test-token-0815"
@@ -421,7 +421,8 @@ def test_mapping_typo_for_graph_target_is_a_config_error(tmp_path: Path,
 
 
 def test_msgraph_is_imported_lazily() -> None:
-    code = ("import syncd.cli, syncd.config, connectors.graph.config, connectors.graph.connector;"
+    code = ("import syncd.cli, syncd.config, syncd_connectors.graph.config,"
+            " syncd_connectors.graph.connector;"
             "from syncd import registry; registry.load('graph');"
             "import sys; bad = [m for m in ('msgraph', 'msgraph_core', 'azure.identity',"
             " 'kiota_http') if m in sys.modules]; assert not bad, bad")

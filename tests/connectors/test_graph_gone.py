@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from connectors.graph import delta
-from connectors.graph.config import GraphConfig
-from connectors.graph.connector import GraphConnector
 from syncd.errors import Unreachable
+from syncd_connectors.graph import delta
+from syncd_connectors.graph.config import GraphConfig
+from syncd_connectors.graph.connector import GraphConnector
 from tests.connectors.test_graph import (  # the same fake, started once per module
     TOKEN,
     fake,

@@ -20,13 +20,13 @@ import ldap3
 import pytest
 from pydantic import ValidationError
 
-import connectors.ldap.paging as base_module
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.values import anchor_string, normalize_dn, one_level_below
+import syncd_connectors.ldap.paging as base_module
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
 from syncd.model import Batch
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.values import anchor_string, normalize_dn, one_level_below
 from tests.peers.directory import (
     BASE,
     PEOPLE,

@@ -13,10 +13,10 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.sync import make_cursor
 from syncd.model import Batch, Entry
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.sync import make_cursor
 from tests.peers.ad_fixtures import ad_settings
 from tests.peers.samba import UAC_ACCOUNTDISABLE, SambaDC
 

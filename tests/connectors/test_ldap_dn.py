@@ -1,4 +1,5 @@
-"""DN keys (connectors/ldap/dn.py): every spelling of one DN is one key, and only its.
+"""DN keys (connectors/syncd_connectors/ldap/dn.py): every spelling of one DN is one key, and
+only its.
 
 Properties over generated DNs: each RDN value rendered with random escapes (``\\,``,
 ``\\2c``, ``\\2C``, hex-escaped UTF-8), random case, spaces around separators, OIDs for
@@ -12,8 +13,8 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.ldap.dn import dn_key, fold, member_key, parse_dn, parsed_key, rdn_filter
-from connectors.ldap.values import normalize_dn, one_level_below
+from syncd_connectors.ldap.dn import dn_key, fold, member_key, parse_dn, parsed_key, rdn_filter
+from syncd_connectors.ldap.values import normalize_dn, one_level_below
 
 TYPES = ["cn", "uid", "ou", "o", "dc", "sn", "l", "mail", "description", "employeeNumber"]
 OIDS = {"cn": "2.5.4.3", "uid": "0.9.2342.19200300.100.1.1", "ou": "2.5.4.11",

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
 from tests.peers.directory import BASE, group_dn, user_dn
 from tests.peers.ldap_fixtures import SMALL_USERS, ldap_settings
 from tests.peers.slapd import Slapd

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
 from tests.peers.directory import group_cn, group_member_indexes, user_dn
 from tests.peers.ldap_fixtures import (
     SEED,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.sync import make_cursor
 from syncd.errors import Fatal, Retriable
 from syncd.model import Batch
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.sync import make_cursor
 from tests.connectors.test_ldap import (
     all_entries,
     connector,

@@ -15,9 +15,9 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.members import DnMap
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.members import DnMap
 from tests.peers.directory import BASE, GROUPS, PEOPLE, user_dn
 from tests.peers.ldap_fixtures import ldap_settings
 from tests.peers.slapd import Slapd

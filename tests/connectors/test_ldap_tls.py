@@ -1,4 +1,5 @@
-"""TLS warnings and certificate errors of the LDAP connector (connectors/ldap/tls.py).
+"""TLS warnings and certificate errors of the LDAP connector
+(connectors/syncd_connectors/ldap/tls.py).
 
 Unsafe settings must never be silent: ``tls_verify = false`` and a password sent in clear
 text to another machine are logged at every `open()`. A certificate that fails verification
@@ -16,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.tls import is_loopback, tls_warnings
 from syncd.errors import Fatal
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.tls import is_loopback, tls_warnings
 from tests.peers.directory import PEOPLE
 from tests.peers.ldap_fixtures import ldap_settings
 from tests.peers.slapd import Slapd

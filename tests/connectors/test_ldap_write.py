@@ -1,4 +1,5 @@
-"""LDAP write-back (connectors/ldap/write.py) against a real OpenLDAP, one fresh server per test.
+"""LDAP write-back (connectors/syncd_connectors/ldap/write.py) against a real OpenLDAP, one
+fresh server per test.
 
 Every outcome is checked with plain ldap3 searches (`server_entry`), independently of the
 connector, so the writer is never checked against itself.
@@ -12,13 +13,13 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ldap.config import LdapConfig
-from connectors.ldap.connector import LdapConnector
-from connectors.ldap.values import iso_timestamp
-from connectors.ldap.write import LdapWriter
 from syncd.errors import Conflict, Fatal, Rejected, Retriable, Unreachable
 from syncd.model import Attrs, Entry, Kind
 from syncd.testing import ConnectorContract
+from syncd_connectors.ldap.config import LdapConfig
+from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.ldap.values import iso_timestamp
+from syncd_connectors.ldap.write import LdapWriter
 from tests.peers.directory import BASE, GROUPS, PEOPLE, group_dn, user_attrs, user_dn
 from tests.peers.ldap_fixtures import SEED, ldap_settings
 from tests.peers.slapd import Slapd

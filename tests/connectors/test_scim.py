@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.scim.config import ScimConfig
-from connectors.scim.connector import ScimConnector, parse_retry_after
 from syncd.connector import Connector
 from syncd.errors import Conflict, Fatal, Rejected, Retriable
 from syncd.model import Value
+from syncd_connectors.scim.config import ScimConfig
+from syncd_connectors.scim.connector import ScimConnector, parse_retry_after
 from tests.peers.scim_servers import DjangoScimServer, _Peer
 
 pytestmark = pytest.mark.peers

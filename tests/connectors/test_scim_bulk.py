@@ -12,10 +12,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from connectors.scim import bulk
-from connectors.scim.connector import ScimConnector
 from syncd.errors import Conflict, ConnectorError, Rejected, Retriable
 from syncd.model import Entry, Value
+from syncd_connectors.scim import bulk
+from syncd_connectors.scim.connector import ScimConnector
 from tests.connectors.test_scim import Recording, busy, connect, fake_time, once, raw_get
 from tests.peers.fault_proxy import Fault, FaultProxy
 from tests.peers.scim_fixtures import SMALL_BULK_BYTES, SMALL_BULK_OPS

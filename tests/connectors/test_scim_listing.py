@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.scim import reads
-from connectors.scim.connector import ScimConnector
-from connectors.scim.http import ScimHttp, Stats
 from syncd.errors import Fatal, Rejected
 from syncd.model import Batch, Entry
+from syncd_connectors.scim import reads
+from syncd_connectors.scim.connector import ScimConnector
+from syncd_connectors.scim.http import ScimHttp, Stats
 from tests.connectors.test_scim import Recording, connect, fake_time, once
 from tests.peers.fault_proxy import Fault, FaultProxy
 from tests.peers.scim_servers import DjangoScimServer, _Peer

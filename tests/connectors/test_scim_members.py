@@ -1,6 +1,6 @@
 """Large groups converge in one call: adaptive member PATCHes, no blind resend, If-Match replace.
 
-The rules are in `connectors.scim.members`. Pure rules (the chunk sizer, what a call sends
+The rules are in `syncd_connectors.scim.members`. Pure rules (the chunk sizer, what a call sends
 against a scripted target) are Hypothesis properties; the rest runs against both real servers
 (scim2-server and django-scim2-server), with the fault proxy delaying a member PATCH beyond the
 client's timeout while forwarding it, so the server applies it late.
@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from connectors.scim.connector import ScimConnector
-from connectors.scim.discovery import PatchLimits, patch_limits
-from connectors.scim.http import _mark
-from connectors.scim.members import MAX_UNANSWERED, MemberChange, Sizer, says_too_large
 from syncd.errors import Rejected, Retriable
+from syncd_connectors.scim.connector import ScimConnector
+from syncd_connectors.scim.discovery import PatchLimits, patch_limits
+from syncd_connectors.scim.http import _mark
+from syncd_connectors.scim.members import MAX_UNANSWERED, MemberChange, Sizer, says_too_large
 from tests.connectors.test_scim import Recording, connect, fake_time
 from tests.peers.fault_proxy import Fault, FaultProxy
 from tests.peers.scim_servers import _Peer

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.scim.config import ScimConfig
-from connectors.scim.connector import ScimConnector
-from connectors.scim.http import DOWN_AFTER
 from syncd.errors import Conflict, ConnectorError, Fatal, Rejected, Retriable, Unreachable
+from syncd_connectors.scim.config import ScimConfig
+from syncd_connectors.scim.connector import ScimConnector
+from syncd_connectors.scim.http import DOWN_AFTER
 from tests.connectors.test_scim import Recording, connect, fake_time, once
 from tests.peers.fault_proxy import Fault, FaultProxy
 from tests.peers.run_scim2_server import build_app
@@ -415,7 +415,7 @@ def test_a_token_over_plain_http_is_warned_about(caplog: pytest.LogCaptureFixtur
 
 def test_json_escape_is_what_is_sent() -> None:
     """The filter literal is a JSON string (RFC 7644 §3.4.2.2), not a hand-made one."""
-    from connectors.scim.paths import escape
+    from syncd_connectors.scim.paths import escape
 
     for value in ("a\tb", 'q"\\', "\x00\r\n", "zoë"):
         assert json.loads(escape(value)) == value

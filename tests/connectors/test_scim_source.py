@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from connectors.scim import reads
-from connectors.scim.connector import ScimConnector
 from syncd.model import Batch
+from syncd_connectors.scim import reads
+from syncd_connectors.scim.connector import ScimConnector
 from tests.connectors.test_scim import Recording, connect, raw_get
 from tests.peers.scim_servers import DjangoScimServer, _Peer
 

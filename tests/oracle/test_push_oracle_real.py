@@ -43,10 +43,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from connectors.ldap.connector import LdapConnector
 from syncd import config
 from syncd.cycle import engine
 from syncd.state.store import Store
+from syncd_connectors.ldap.connector import LdapConnector
 from tests.oracle.faults import Killed, killed_between_apply_and_journal
 from tests.peers.scim_fixtures import SCIM_TEST_TOKEN
 from tests.peers.scim_servers import Scim2Server
@@ -391,7 +391,7 @@ class RealPushOracle(RuleBasedStateMachine):
     def _read_cut_short(self) -> None:
         """slapd killed (SIGKILL: a crash) after the first page of a full read, then started
         again: it restarts with the contextCSN of its last checkpoint, older than its
-        entries (`connectors.ldap.csn`), and no cursor may hide later changes."""
+        entries (`syncd_connectors.ldap.csn`), and no cursor may hide later changes."""
         slapd = self.peers.slapd
         original = LdapConnector.read
 

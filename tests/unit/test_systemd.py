@@ -123,7 +123,7 @@ CHILD = textwrap.dedent("""
     else:
         sys.exit("W+X mapping was allowed: the check would prove nothing")
     import httpx, socket
-    import connectors.ldap.connector, connectors.scim.connector
+    import syncd_connectors.ldap.connector, syncd_connectors.scim.connector
     from syncd.cli import main
     from syncd.daemon import metrics, service
     from syncd.state.store import Store

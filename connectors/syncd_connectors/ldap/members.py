@@ -1,0 +1,133 @@
+"""Group member DNs -> user anchors, for full and incremental reads.
+
+Why a map: members are DNs, the engine wants user anchors. The map is filled for free while
+users are read. In an incremental read a group often changes alone (its users are not
+re-read), so unknown member DNs are resolved in bulk: one search of the users base per chunk
+of DNs, filtered on their first RDN as written (``(|(uid=a)(uid=b)...)``, indexed on any
+sane server, unlike entryDN), then matched by DN key. 50k unknown members cost ~100
+searches, not 50k.
+
+Every DN -- a user's, a member value -- is compared by its key (`dn.dn_key`: RFC 4514
+parsed, unescaped, case-folded, multi-valued RDNs sorted), so ``cn=J\\c3\\b6rg`` finds
+``cn=Jörg``; ``uniqueMember`` values lose their optional ``#'0101'B`` UID first. Values
+inside the users' base and scope that name no user are reported per group (`Resolved`).
+
+Once a complete users read has been seen, the map is authoritative: unknown DNs are not users
+in scope and are dropped without a lookup. Renames and deletes seen in incremental reads keep
+it true (the old DN of a renamed user stops resolving).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from syncd_connectors.ldap.dn import is_dn, member_key, rdn_filter
+from syncd_connectors.ldap.values import normalize_dn, one_level_below
+
+#: DNs per bulk search: keeps filters well under server limits (slapd: 256 kB requests).
+CHUNK = 200
+
+#: ``search(filter) -> [(dn, anchor)]`` within the users base, scope and filter.
+Searcher = Callable[[str], Iterable[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One group's members: the user anchors, and the member values (as the server sent
+    them) that name no user although they lie within the users base and scope, or that
+    are no DN at all."""
+
+    anchors: frozenset[str]
+    unresolved: tuple[str, ...]
+
+
+class DnMap:
+    """DN key (`dn.dn_key`) -> user anchor (None: known not to be a user in scope).
+
+    Shared by the connector's threads (concurrent `find` calls): updates, which touch both
+    directions of the map, hold a lock; lookups are single dict reads."""
+
+    def __init__(self, users_base: str, users_scope: str, unique: bool = False) -> None:
+        self._base = normalize_dn(users_base)
+        self._scope = users_scope
+        #: Member values are NameAndOptionalUID (``uniqueMember``): ``dn#'0101'B``.
+        self._unique = unique
+        self._dn_anchor: dict[str, str | None] = {}
+        self._anchor_dn: dict[str, str] = {}
+        self._lock = threading.Lock()
+        #: True after a complete users read: unknown DNs are then not users in scope.
+        self.complete = False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._dn_anchor.clear()
+            self._anchor_dn.clear()
+            self.complete = False
+
+    def add(self, ndn: str, anchor: str) -> None:
+        self.add_many([(ndn, anchor)])
+
+    def add_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record ``(DN key, anchor)`` pairs: a page of users at once."""
+        dn_anchor, anchor_dn = self._dn_anchor, self._anchor_dn
+        with self._lock:
+            for ndn, anchor in pairs:
+                old = anchor_dn.get(anchor)
+                if old is not None and old != ndn:  # renamed: the old DN names no user now
+                    dn_anchor[old] = None
+                dn_anchor[ndn] = anchor
+                anchor_dn[anchor] = ndn
+
+    def remove(self, anchor: str) -> None:
+        with self._lock:
+            old = self._anchor_dn.pop(anchor, None)
+            if old is not None:
+                self._dn_anchor[old] = None
+
+    def in_scope(self, ndn: str) -> bool:
+        suffix = "," + self._base
+        if not ndn.endswith(suffix):
+            return False
+        return self._scope == "sub" or one_level_below(ndn, self._base)
+
+    def resolve(self, dns: Iterable[list[str]], search: Searcher) -> list[Resolved]:
+        """Anchors for each group's member values (`dns` is an iterable of lists), and the
+        values within the users' scope that name no user (see `Resolved`)."""
+        unique = self._unique
+        groups = [[(member_key(d, unique), d) for d in values] for values in dns]
+        unknown: dict[str, str] = {}
+        if not self.complete:
+            for keyed in groups:
+                for ndn, value in keyed:
+                    if ndn not in self._dn_anchor and ndn not in unknown and self.in_scope(ndn):
+                        unknown[ndn] = value
+        if unknown:
+            self._lookup(sorted(unknown.items()), search)
+        get = self._dn_anchor.get
+        out = []
+        for keyed in groups:
+            anchors = [get(ndn) for ndn, _v in keyed]
+            missing = tuple(
+                v for (ndn, v), a in zip(keyed, anchors, strict=True)
+                if a is None and (self.in_scope(ndn) or not is_dn(v))
+            )  # fmt: skip
+            out.append(Resolved(frozenset(a for a in anchors if a is not None), missing))
+        return out
+
+    def _lookup(self, unknown: list[tuple[str, str]], search: Searcher) -> None:
+        """Look up `(key, value as written)` pairs: by the first RDN as written (a value
+        folded for comparison might not match on the server), then matched by key."""
+        for i in range(0, len(unknown), CHUNK):
+            chunk = unknown[i : i + CHUNK]
+            items = [f for f in (rdn_filter(v) for _k, v in chunk) if f is not None]
+            wanted = {k for k, _v in chunk}
+            if items:
+                for dn, anchor in search("(|" + "".join(sorted(set(items))) + ")"):
+                    ndn = normalize_dn(dn)
+                    if ndn in wanted:
+                        self.add(ndn, anchor)
+            with self._lock:
+                for ndn, _v in chunk:
+                    self._dn_anchor.setdefault(ndn, None)
