@@ -21,12 +21,22 @@ output_option = click.option("--output", "-o", type=click.Choice(["text", "json"
                              default="text", show_default=True)
 
 
-def load_config(path: str) -> Any:
+def load_config(path: str, *, secrets: bool = True) -> Any:
+    """The config, or exit 2 with the error. `secrets=False` for commands that open no
+    connector: they work from a shell without the service's credentials."""
     from syncd import config
     from syncd.errors import ConfigError
 
     try:
-        return config.load(path)
+        return config.load(path, secrets=secrets)
     except ConfigError as exc:
         click.echo(f"invalid config:\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def store_line(cfg: Any) -> str:
+    """Which state store a command opened: every command says it, so a second store (a shell
+    in another directory, another config) is never a silent surprise."""
+    from syncd.state.opening import safe_url
+
+    return f"state store: {safe_url(cfg.state_url)}"

@@ -15,6 +15,7 @@ from syncd.cli.common import (
     config_option,
     load_config,
     output_option,
+    store_line,
 )
 
 
@@ -24,9 +25,10 @@ from syncd.cli.common import (
 def status(config_path: str, output: str) -> None:
     """Last runs and link counts per flow, from the state store."""
     from syncd.cycle.render import summary_line
+    from syncd.state.opening import safe_url
     from syncd.state.store import Store
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, secrets=False)
     store = Store(cfg.state_url, readonly=True)
     doc: dict[str, Any] = {}
     try:
@@ -42,12 +44,14 @@ def status(config_path: str, output: str) -> None:
                                    "quarantined": p.quarantined,
                                    "error": f"{p.error_class}: {p.error}"}
                                   for p in store.pending(name).values()],
-                         "runs": [_run_json(r) for r in store.recent_runs(name)]}
+                         "runs": [_run_json(r) for r in store.recent_runs(name)],
+                         "state_store": safe_url(cfg.state_url)}
     finally:
         store.close()
     if output == "json":
         click.echo(json.dumps(doc, indent=2, default=str))
         return
+    click.echo(store_line(cfg))
     for name, d in doc.items():
         click.echo(f"flow {name}")
         links = ", ".join(f"{k}s {sum(v.values())} ({', '.join(f'{n} {s}' for s, n in v.items())})"
@@ -93,7 +97,7 @@ def release(config_path: str, flow: str, objects: tuple[str, ...]) -> None:
     """Let quarantined changes be retried on the next run (all, or the named objects)."""
     from syncd.state.store import Store
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, secrets=False)
     if flow not in cfg.flows:
         click.echo(f"unknown flow {flow!r}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -102,6 +106,7 @@ def release(config_path: str, flow: str, objects: tuple[str, ...]) -> None:
         n = sum(store.release(flow, o) for o in objects) if objects else store.release(flow)
     finally:
         store.close()
+    click.echo(store_line(cfg))
     click.echo(f"released {n} quarantined change(s) of flow {flow}")
 
 
@@ -117,15 +122,17 @@ def conflicts(ctx: click.Context, config_path: str, flow: str | None, output: st
         return
     from syncd.state.store import Store
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, secrets=False)
     store = Store(cfg.state_url, readonly=True)
     try:
         rows = store.conflicts(flow)
     finally:
         store.close()
-    if output == "json":
+    if output == "json":  # a list on stdout: the store is named on stderr
+        click.echo(store_line(cfg), err=True)
         click.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
         return
+    click.echo(store_line(cfg))
     if not rows:
         click.echo("no conflicts")
     for r in rows:
@@ -144,7 +151,7 @@ def conflicts_resolve(ctx: click.Context, conflict_id: str, take: str) -> None:
     """Settle one conflict; the next run writes the chosen value to both sides."""
     from syncd.state.store import Store
 
-    cfg = load_config(ctx.obj)
+    cfg = load_config(ctx.obj, secrets=False)
     store = Store(cfg.state_url)
     try:
         row = next((c for c in store.conflicts() if c["id"] == conflict_id), None)
@@ -155,6 +162,7 @@ def conflicts_resolve(ctx: click.Context, conflict_id: str, take: str) -> None:
         store.resolve_conflict(conflict_id, value)
     finally:
         store.close()
+    click.echo(store_line(cfg))
     click.echo(f"conflict {conflict_id} ({row['name']} {row['path']}) resolved to {value!r}; "
                f"the next run applies it")
 

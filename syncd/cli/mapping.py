@@ -51,7 +51,7 @@ def test_mapping(config_path: str, flow_name: str, kind: str, input_file: Any,
     from syncd.cycle.render import fmt
     from syncd.mapping.rules import MappingError
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, secrets=False)
     flow = cfg.flows.get(flow_name)
     if flow is None:
         click.echo(f"unknown flow {flow_name!r} (defined: {', '.join(cfg.flows) or 'none'})",

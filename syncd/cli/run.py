@@ -14,6 +14,7 @@ from syncd.cli.common import (
     config_option,
     load_config,
     output_option,
+    store_line,
 )
 
 
@@ -35,6 +36,7 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
     from syncd.cycle import engine, render
     from syncd.cycle.apply import print_progress
     from syncd.errors import StoreLocked, SyncdError
+    from syncd.state.opening import safe_url
 
     cfg = load_config(config_path)
     unknown = [f for f in flows if f not in cfg.flows]
@@ -62,8 +64,10 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     if output == "json":
-        click.echo(json.dumps(render.as_dict(results), indent=2, ensure_ascii=False))
+        doc = {**render.as_dict(results), "state_store": safe_url(cfg.state_url)}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
+        click.echo(store_line(cfg))
         click.echo(render.text(results, detail=dry_run or sum(
             len(r.plan.changes) if r.plan is not None else 0 for r in results) <= 500))
     if any(r.result == "refused" for r in results):
@@ -76,9 +80,17 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
 @config_option
 def validate(config_path: str) -> None:
     """Check the config file (and mappings) without connecting anywhere."""
+    from syncd.secrets import unresolved
     from syncd.state.opening import check_offline
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, secrets=False)
     check_offline(cfg.state_url)  # StoreError: exit 1 (the config is fine, the store is not)
     click.echo(f"{config_path}: ok — {len(cfg.connectors)} connectors, {len(cfg.flows)} flows")
+    click.echo(store_line(cfg))
+    for name, spec in cfg.connectors.items():
+        for where, ref in unresolved(spec.config, f"connectors.{name}"):
+            problem = ref.problem()
+            if problem is not None:  # a warning: the service may see what this shell cannot
+                click.echo(f"note: {where} = {ref.reference!r}: {problem} here (the service "
+                           "may have it, e.g. through LoadCredential=)")
 

@@ -1,13 +1,13 @@
-"""The config file: its schema (`schema`), what it becomes (`flows`), how it is read (`load`),
+"""The config file: its schema (`schema`), what it becomes (`flows`), how it is read (`loader`),
 and the value syntaxes it uses (`durations`, `crontab`).
 
 May import the plugin API (`syncd.model`, `errors`, `connector`, `registry`, `secrets`,
-`checks`), `syncd.mapping` (mappings and scopes are compiled at load) and `syncd.state.url`
+`checks`), `syncd.mapping` (mappings and scopes are compiled at load) and `syncd.state.opening`
 (the state URL is checked at load); nothing that runs a cycle.
 
 ``config.load(path)`` is the entry point, re-exported here.
 """
 
-from syncd.config.load import load
+from syncd.config.loader import load
 
 __all__ = ["load"]

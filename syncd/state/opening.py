@@ -52,6 +52,14 @@ def secret_of(url: str) -> SecretStr | None:
     return getattr(url, "secret", None)
 
 
+def safe_url(url: str) -> str:
+    """The store as shown to a person: the URL with any password masked (a `StateURL` never
+    holds a separately configured one)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(url)).render_as_string(hide_password=True)
+
+
 def check_state_url(text: str) -> str:
     """Config-time check of ``[state] url`` (ValueError: pydantic names the key)."""
     parse_state_url(text)

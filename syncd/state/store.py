@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlmodel import SQLModel
 
 from syncd.errors import ConfigError, StoreError, StoreLocked
@@ -39,6 +39,7 @@ from syncd.state.opening import (
     create_private,
     parse_state_url,
     remove_created,
+    safe_url,
     secret_of,
     translate_errors,
 )
@@ -153,7 +154,7 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin):
 
     @property
     def url_safe(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return safe_url(self.url)
 
     def close(self) -> None:
         for flow in list(self._locks):

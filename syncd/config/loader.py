@@ -23,6 +23,7 @@ from syncd.errors import ConfigError
 from syncd.mapping.attributes import Mapping
 from syncd.mapping.scope import Scope
 from syncd.model import Kind
+from syncd.secrets import DEFER
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -44,12 +45,39 @@ def _pydantic_error(exc: ValidationError, file: Path, prefix: str) -> ConfigErro
     return ConfigError("\n".join(lines))
 
 
-def default_state_url() -> str:
-    base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "."
-    return f"sqlite:///{Path(base).resolve() / DEFAULT_STATE_FILE}"
+#: Where the packaged units read their configs and keep their state (``StateDirectory=syncd``
+#: for syncd.service, ``syncd/%i`` for syncd@NAME.service with /etc/syncd/NAME.toml).
+SERVICE_CONFIG_DIR = Path("/etc/syncd")
+SERVICE_STATE_DIR = Path("/var/lib/syncd")
 
 
-def load(path: str | os.PathLike[str]) -> Config:
+def default_state_url(config_file: Path | None = None) -> str:
+    """The store used without ``[state] url``: the same for the service and for an admin's
+    shell on that host, so a manual `syncd run` cannot adopt everything again into a second
+    store beside the daemon's (and `status` cannot report "no runs yet" from one).
+
+    1. ``$STATE_DIRECTORY`` (systemd sets it for the service);
+    2. for a config in /etc/syncd: the service's state directory, /var/lib/syncd for
+       syncd.toml and /var/lib/syncd/NAME for NAME.toml (syncd@NAME.service);
+    3. otherwise next to the config file — never the current directory, which depends on
+       where the command happened to be typed."""
+    env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if env:
+        base = Path(env)
+    elif config_file is not None and config_file.resolve().parent == SERVICE_CONFIG_DIR:
+        stem = config_file.stem
+        base = SERVICE_STATE_DIR if stem == "syncd" else SERVICE_STATE_DIR / stem
+    elif config_file is not None:
+        base = config_file.resolve().parent
+    else:
+        base = Path(".")
+    return f"sqlite:///{base.resolve() / DEFAULT_STATE_FILE}"
+
+
+def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
+    """The config at `path`, checked completely. `secrets=False` leaves the connectors'
+    ``env:``/``file:`` references unresolved (`syncd.secrets.UnresolvedSecret`), for commands
+    that open no connector; the state store's password is always resolved."""
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -66,10 +94,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         model = FileModel.model_validate(raw)
     except ValidationError as exc:
         raise _pydantic_error(exc, file, "") from None
-    return _build(file, model)
+    return _build(file, model, secrets)
 
 
-def _build(file: Path, model: FileModel) -> Config:
+def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
     connectors: dict[str, ConnectorSpec] = {}
     classes: dict[str, type] = {}
     for name, table in model.connectors.items():
@@ -79,7 +107,7 @@ def _build(file: Path, model: FileModel) -> Config:
             raise ConfigError("missing 'type' (e.g. type = \"ldap\")", where)
         cls = registry.load(type_name, where)
         try:
-            cfg = cls.config_model.model_validate(table)
+            cfg = cls.config_model.model_validate(table, context=None if secrets else DEFER)
         except ValidationError as exc:
             raise _pydantic_error(exc, file, f"connectors.{name}") from None
         connectors[name] = ConnectorSpec(name, type_name, cfg)
@@ -145,8 +173,25 @@ def _build(file: Path, model: FileModel) -> Config:
 
     from syncd.state.opening import StateURL
 
-    state_url = StateURL(model.state.url or default_state_url(), model.state.password)
+    url = _anchored(model.state.url, file) if model.state.url else default_state_url(file)
+    state_url = StateURL(url, model.state.password)
     return Config(file, state_url, connectors, flows, model.metrics)
+
+
+def _anchored(url: str, file: Path) -> str:
+    """A relative SQLite path (``sqlite:///state.db``: three slashes) is relative to the config
+    file, not to wherever the command was typed: the service (cwd /) and an admin's shell
+    must open the same store."""
+    from syncd.state.opening import parse_state_url
+
+    parsed = parse_state_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or db in (None, "", ":memory:"):
+        return url
+    if Path(db).is_absolute():
+        return url
+    return parsed.set(database=str(file.resolve().parent / db)).render_as_string(
+        hide_password=False)
 
 
 def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:
