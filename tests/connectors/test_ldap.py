@@ -20,7 +20,7 @@ import ldap3
 import pytest
 from pydantic import ValidationError
 
-import syncd_connectors.ldap.paging as base_module
+import syncd_connectors.ldap.wire.paging as base_module
 from syncd.connector import Connector
 from syncd.errors import Fatal, Retriable
 from syncd.model import Batch

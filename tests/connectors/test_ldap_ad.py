@@ -16,7 +16,7 @@ import pytest
 from syncd.model import Batch, Entry
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
-from syncd_connectors.ldap.sync import make_cursor
+from syncd_connectors.ldap.feeds.cursor import make_cursor
 from tests.peers.ad_fixtures import ad_settings
 from tests.peers.samba import UAC_ACCOUNTDISABLE, SambaDC
 

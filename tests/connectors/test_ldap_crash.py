@@ -1,7 +1,7 @@
 """A syncrepl cursor and slapd killed (SIGKILL, a power loss) against a real OpenLDAP.
 
 syncprov then restarts with the contextCSN of its last checkpoint, older than its newest
-entries (`syncd_connectors.ldap.csn`). The connector must never answer "nothing changed" for
+entries (`syncd_connectors.ldap.feeds.csn`). The connector must never answer "nothing changed" for
 changes made after its cursor: a cookie the entries have outrun is no cursor.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd_connectors.ldap.csn import cookie_csn
+from syncd_connectors.ldap.feeds.csn import cookie_csn
 from tests.connectors.test_ldap_incremental import changes, full_read, opened
 from tests.peers.directory import PEOPLE, user_dn
 from tests.peers.slapd import Slapd

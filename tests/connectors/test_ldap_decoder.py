@@ -1,4 +1,4 @@
-"""The lean decoder (connectors/syncd_connectors/ldap/wire.py) against ldap3's stock decoder
+"""The lean decoder (connectors/syncd_connectors/ldap/wire/reply.py) against ldap3's stock decoder
 on a real slapd: both must produce identical entries, whatever the replies contain. Plus the
 decoder's strictness on damaged input: an error, never data.
 """
@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-import syncd_connectors.ldap.paging as base_module
+import syncd_connectors.ldap.wire.paging as base_module
 from syncd.errors import Fatal
 from syncd.model import Batch, Entry
-from syncd_connectors.ldap.ber import Malformed, ber_int, ber_seq, tlv
-from syncd_connectors.ldap.decode import Plan, make_entry, row_from_event
 from syncd_connectors.ldap.values import BINARY_ATTRIBUTES
-from syncd_connectors.ldap.wire import SearchEntry, parse_message, split_messages
+from syncd_connectors.ldap.wire.ber import Malformed, ber_int, ber_seq, tlv
+from syncd_connectors.ldap.wire.decode import Plan, make_entry, row_from_event
+from syncd_connectors.ldap.wire.events import SearchEntry
+from syncd_connectors.ldap.wire.reply import parse_message, split_messages
 from tests.connectors.test_ldap import connector
 from tests.peers.directory import BASE, PEOPLE, user_dn
 from tests.peers.ldap_fixtures import SMALL_USERS
@@ -279,9 +280,9 @@ def test_decoder_error_is_fatal_and_names_the_fallback(
 
 
 def test_dirsync_control_codecs() -> None:
-    from syncd_connectors.ldap.ber import children, decode_int, sequence
-    from syncd_connectors.ldap.sync import dirsync_request, dirsync_response
-    from syncd_connectors.ldap.wire import DIRSYNC
+    from syncd_connectors.ldap.feeds.controls import dirsync_request, dirsync_response
+    from syncd_connectors.ldap.wire.ber import children, decode_int, sequence
+    from syncd_connectors.ldap.wire.request import DIRSYNC
 
     oid, critical, value = dirsync_request(b"\x01cookie", max_bytes=1000)
     assert (oid, critical) == (DIRSYNC, True)
@@ -299,7 +300,7 @@ def test_dirsync_control_codecs() -> None:
 def test_sync_info_and_state_codecs() -> None:
     import uuid
 
-    from syncd_connectors.ldap.sync import sync_info, sync_state
+    from syncd_connectors.ldap.feeds.controls import sync_info, sync_state
 
     u = uuid.uuid4()
     state = ber_seq(tlv(0x0A, b"\x03"), tlv(0x04, u.bytes))
@@ -316,7 +317,7 @@ def test_sync_info_and_state_codecs() -> None:
         sync_info(tlv(0xA7, b""))
 
 
-# ---- requests (connectors/syncd_connectors/ldap/request.py) -----------------------------------
+# ---- requests (connectors/syncd_connectors/ldap/wire/request.py) ------------------------------
 
 
 @pytest.mark.parametrize("message_id", [1, 127, 128, 300, 70_000])
@@ -336,7 +337,7 @@ def test_search_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) 
     from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
     from ldap3.utils.asn1 import encode
 
-    from syncd_connectors.ldap.request import search_message, search_request
+    from syncd_connectors.ldap.wire.request import search_message, search_request
 
     args = (PEOPLE, "(&(objectClass=inetOrgPerson)(cn=Zoë*))", "sub", ("uid", "cn"))
     request = search_operation(

@@ -16,7 +16,7 @@ import pytest
 from syncd.model import Batch
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
-from syncd_connectors.ldap.sync import make_cursor, parse_cursor
+from syncd_connectors.ldap.feeds.cursor import make_cursor, parse_cursor
 from tests.connectors.test_ldap import spy_searches
 from tests.peers.directory import user_attrs
 from tests.peers.ds389 import Ds389
@@ -259,7 +259,7 @@ def test_killed_server_restarts_and_the_cursor_still_works(
 
 
 def test_syncuuid_to_nsuniqueid_and_cookie_numbers() -> None:
-    from syncd_connectors.ldap.sync import ds389_change_number, nsuniqueid
+    from syncd_connectors.ldap.feeds.controls import ds389_change_number, nsuniqueid
 
     assert nsuniqueid("69d0ee94-edc0-11f1-85c5-86d4dfeb9760") == (
         "69d0ee94-edc011f1-85c586d4-dfeb9760"

@@ -14,7 +14,7 @@ import pytest
 from syncd.errors import Fatal, Retriable
 from syncd.model import Batch
 from syncd_connectors.ldap.connector import LdapConnector
-from syncd_connectors.ldap.sync import make_cursor
+from syncd_connectors.ldap.feeds.cursor import make_cursor
 from tests.connectors.test_ldap import (
     all_entries,
     connector,

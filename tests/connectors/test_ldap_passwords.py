@@ -17,9 +17,9 @@ from syncd.errors import ConfigError
 from syncd.model import Entry
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
-from syncd_connectors.ldap.decode import Plan, row_from_event
 from syncd_connectors.ldap.values import PASSWORD_ATTRIBUTES, is_password_attribute
-from syncd_connectors.ldap.wire import SearchEntry
+from syncd_connectors.ldap.wire.decode import Plan, row_from_event
+from syncd_connectors.ldap.wire.events import SearchEntry
 from tests.peers.directory import user_dn, user_uid
 from tests.peers.ldap_fixtures import ldap_settings
 from tests.peers.slapd import Slapd

@@ -1,4 +1,4 @@
-"""LDAP write-back (connectors/syncd_connectors/ldap/write.py) against a real OpenLDAP, one
+"""LDAP write-back (connectors/syncd_connectors/ldap/write/writer.py) against a real OpenLDAP, one
 fresh server per test.
 
 Every outcome is checked with plain ldap3 searches (`server_entry`), independently of the
@@ -19,7 +19,7 @@ from syncd.testing import ConnectorContract
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
 from syncd_connectors.ldap.values import iso_timestamp
-from syncd_connectors.ldap.write import LdapWriter
+from syncd_connectors.ldap.write.writer import LdapWriter
 from tests.peers.directory import BASE, GROUPS, PEOPLE, group_dn, user_attrs, user_dn
 from tests.peers.ldap_fixtures import SEED, ldap_settings
 from tests.peers.slapd import Slapd

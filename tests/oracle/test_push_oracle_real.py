@@ -391,7 +391,7 @@ class RealPushOracle(RuleBasedStateMachine):
     def _read_cut_short(self) -> None:
         """slapd killed (SIGKILL: a crash) after the first page of a full read, then started
         again: it restarts with the contextCSN of its last checkpoint, older than its
-        entries (`syncd_connectors.ldap.csn`), and no cursor may hide later changes."""
+        entries (`syncd_connectors.ldap.feeds.csn`), and no cursor may hide later changes."""
         slapd = self.peers.slapd
         original = LdapConnector.read
 

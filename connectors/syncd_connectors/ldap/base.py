@@ -1,7 +1,8 @@
 """Plumbing of the LDAP connector: connection, searches, entry decoding, member resolution.
 
-Kept apart from `connector.py` (which decides *what* to read: full, syncrepl, watermark,
-DirSync) so each file stays readable. Everything here is shared by every kind of read.
+Kept apart from `connector.py` and `feeds/` (which decide *what* to read: full, syncrepl,
+watermark, DirSync) so each file stays readable. Everything here is shared by every kind of
+read.
 
 Threads: the engine may call `find` (and reads) from several apply threads at once, and an
 LDAP connection carries one search conversation at a time (the lean decoder reads replies
@@ -32,16 +33,13 @@ from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import ConfigError, Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
-from syncd_connectors.ldap.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
 from syncd_connectors.ldap.dn import dn_key
 from syncd_connectors.ldap.members import DnMap
-from syncd_connectors.ldap.paging import PagedSearch
 from syncd_connectors.ldap.tls import build_tls, certificate_problem, tls_warnings
 from syncd_connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, is_password_attribute
-from syncd_connectors.ldap.wire import (
-    SearchDone,
-    SearchEntry,
-)
+from syncd_connectors.ldap.wire.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
+from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry
+from syncd_connectors.ldap.wire.paging import PagedSearch
 
 log = logging.getLogger("syncd.connectors.ldap")
 
@@ -200,7 +198,7 @@ class LdapBase(PagedSearch):
         for name in wanted:
             if name != "*" and not ATTRIBUTE_RE.match(name):
                 raise ConfigError(f"{name!r} is not a valid LDAP attribute name")
-        # Passwords and their hashes are never asked for (and dropped by `decode.Plan` when
+        # Passwords and their hashes are never asked for (and dropped by `wire.decode.Plan` when
         # ``*`` or a careless server sends them): nothing syncd reads may show or store them.
         wanted = [a for a in wanted if not is_password_attribute(a)]
         # modifyTimestamp (operational: ``*`` omits it) feeds `Entry.modified`, which the

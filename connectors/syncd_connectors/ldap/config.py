@@ -148,9 +148,9 @@ class DisableSpec(BaseModel):
 class WriteSpec(BaseModel):
     """How entries of one kind are written (``[connectors.NAME.users.write]``).
 
-    Unset fields take per-kind defaults (see `syncd_connectors.ldap.write`): users ``uid=`` under
-    the search base as inetOrgPerson, groups ``cn=`` as groupOfNames with the bind DN as the
-    placeholder member that groupOfNames requires.
+    Unset fields take per-kind defaults (see `syncd_connectors.ldap.write.session`): users
+    ``uid=`` under the search base as inetOrgPerson, groups ``cn=`` as groupOfNames with the
+    bind DN as the placeholder member that groupOfNames requires.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -233,9 +233,9 @@ class LdapConfig(ConnectorConfig):
     binary_attributes: tuple[str, ...] = ()
     page_size: int = Field(default=500, ge=1, le=100_000)
     #: Incremental reads: ``auto`` picks syncrepl (RFC 4533: OpenLDAP syncprov, 389-ds
-    #: content sync where its feed can serve, see `syncd_connectors.ldap.ds389`), dirsync (Active
-    #: Directory) or watermark (``modifyTimestamp>=``, no deletes) from the root DSE;
-    #: ``none`` always reads fully and returns no cursor.
+    #: content sync where its feed can serve, see `syncd_connectors.ldap.feeds.ds389`),
+    #: dirsync (Active Directory) or watermark (``modifyTimestamp>=``, no deletes) from the
+    #: root DSE; ``none`` always reads fully and returns no cursor.
     incremental: Literal["auto", "syncrepl", "watermark", "dirsync", "none"] = "auto"
     #: Watermark reads start this many seconds before the previous read began, to cover
     #: clock skew between us and the server and second-granular timestamps (duplicates are

@@ -3,12 +3,12 @@
 Full reads are simple-paged searches (RFC 2696) yielded one `Batch` per page, so a 100k-entry
 directory never sits in memory; only the attributes the flow maps are asked for (plus the
 anchor, plus the member attribute for groups). Search replies are decoded by our own lean BER
-decoder (`wire.py`, ~10x ldap3's speed) unless ``decoder = "stock"``.
+decoder (`wire/`, ~10x ldap3's speed) unless ``decoder = "stock"``.
 
 Identity: `Entry.external_id` is the configured anchor (entryUUID; AD's binary objectGUID is
 rendered as its canonical UUID string), never the DN, which changes on rename.
 
-Incremental reads (``incremental``: syncrepl, watermark, DirSync) are `incremental.py`'s.
+Incremental reads (``incremental``: syncrepl, watermark, DirSync) are `feeds/`'s.
 
 Absence is not proof: before the engine deprovisions a linked entry a full listing did not
 return, `confirm_gone` looks its anchor up directly, within the same base, scope and filter.
@@ -22,13 +22,13 @@ session, then bulk lookups). Members that are not users in scope (including nest
 are ignored: nested groups are **not** flattened. memberOf is never requested (unless mapped):
 membership comes from the groups, and a user whose only change is memberOf is a no-op upsert.
 
-Writes (LDAP as a target or a two-way side) are `write.LdapWriter`'s, on connections of its
+Writes (LDAP as a target or a two-way side) are `write.writer.LdapWriter`'s, on connections of its
 own. Every read also asks for modifyTimestamp (-> `Entry.modified`) and fills `Entry.attrs`
 (one value -> str, several -> tuple) so the engine can match and diff LDAP as a target; both
-in the same single pass that decodes `Entry.raw` (`decode.py`).
+in the same single pass that decodes `Entry.raw` (`wire/decode.py`).
 
 Threads: `find` and reads may run on several threads at once; each thread has its own read
-connection (`base.py`), as each apply thread has its own write connection (`write.py`).
+connection (`base.py`), as each apply thread has its own write connection (`write/session.py`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from syncd.errors import ConfigError, ConnectorError, Fatal, Retriable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 from syncd_connectors.ldap.base import log
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, SearchSpec
-from syncd_connectors.ldap.incremental import FullReadNeeded, IncrementalReads
-from syncd_connectors.ldap.session import CHUNK
-from syncd_connectors.ldap.sync import BadCursor, parse_cursor
+from syncd_connectors.ldap.feeds.cursor import BadCursor, parse_cursor
+from syncd_connectors.ldap.feeds.incremental import FullReadNeeded, IncrementalReads
 from syncd_connectors.ldap.values import anchor_filter, anchor_string, is_password_attribute
-from syncd_connectors.ldap.wire import SearchDone, SearchEntry, SearchRef
-from syncd_connectors.ldap.write import LdapWriter
+from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry, SearchRef
+from syncd_connectors.ldap.write.session import CHUNK
+from syncd_connectors.ldap.write.writer import LdapWriter
 
 
 class LdapConnector(IncrementalReads):
@@ -211,7 +211,7 @@ class LdapConnector(IncrementalReads):
             return set()
         return {a for a, f in items.items() if f and a not in found}
 
-    # ---- writing (write.py) ----------------------------------------------------------------
+    # ---- writing (write/) -------------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:

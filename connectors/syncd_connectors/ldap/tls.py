@@ -1,7 +1,7 @@
 """TLS of the LDAP connector: verified settings, warnings about unsafe ones, clear errors.
 
 Why a module: three decisions that must be the same for the read connections (`base.py`)
-and the writer's (`session.py`), and that are testable without a server:
+and the writer's (`write/session.py`), and that are testable without a server:
 
 - `build_tls`: ldap3's own default ``Tls()`` validates nothing, so we always pass
   ``CERT_REQUIRED`` (ldap3 then checks the host name too) unless the admin explicitly set

@@ -17,8 +17,8 @@ from ldap3.utils.dn import escape_rdn
 
 from syncd.model import Kind
 from syncd_connectors.ldap.config import DisableSpec
-from syncd_connectors.ldap.session import NO_SUCH_ATTRIBUTE, WriteSession, log
 from syncd_connectors.ldap.values import normalize_dn, split_dn
+from syncd_connectors.ldap.write.session import NO_SUCH_ATTRIBUTE, WriteSession, log
 
 
 class Disabling(WriteSession):

@@ -1,6 +1,6 @@
 """Write-back of the LDAP connector: an LDAP directory as a target or a two-way side.
 
-Why a module of its own: reads are streaming and tuned (`base.py`, `wire.py`); writes are per
+Why a module of its own: reads are streaming and tuned (`ldap.base`, `wire/`); writes are per
 object and need other guarantees (per-object errors, idempotent replays). The writer keeps its
 own connections, one per apply thread (an ldap3 connection carries one conversation at a time),
 and never touches the read path's socket.
@@ -34,17 +34,17 @@ from ldap3.utils.dn import escape_rdn
 
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.ldap.config import ATTRIBUTE_RE
-from syncd_connectors.ldap.decode import Plan, make_entry, row_from_event
-from syncd_connectors.ldap.disable import Disabling
 from syncd_connectors.ldap.dn import member_key
-from syncd_connectors.ldap.session import (
+from syncd_connectors.ldap.values import normalize_dn, split_dn
+from syncd_connectors.ldap.wire.decode import Plan, make_entry, row_from_event
+from syncd_connectors.ldap.wire.events import SearchEntry
+from syncd_connectors.ldap.write.disable import Disabling
+from syncd_connectors.ldap.write.session import (
     NO_SUCH_ATTRIBUTE,
     OBJECT_CLASS_VIOLATION,
     VALUE_EXISTS,
     Stale,
 )
-from syncd_connectors.ldap.values import normalize_dn, split_dn
-from syncd_connectors.ldap.wire import SearchEntry
 
 #: Classes whose member attribute is a MUST: an empty group needs a placeholder member.
 _MUST_HAVE_MEMBER = frozenset({"groupofnames", "groupofuniquenames"})
@@ -81,7 +81,7 @@ class LdapWriter(Disabling):
         return out
 
     def _read_back(self, kind: Kind, dn: str) -> Entry:
-        """The created entry as a read of it would return it (same decoding: `decode.py`)."""
+        """The created entry as a read of it would return it (same decoding: `wire/decode.py`)."""
         request = ["*", self.config.anchor, "modifyTimestamp"]
         found = self._search(dn, "(objectClass=*)", ldap3.BASE, request)
         plan = Plan(kind, None, frozenset(self._binary), self._anchor, self._member)

@@ -1,6 +1,6 @@
 """What the lean search path sends: search requests and request control values.
 
-Why apart from `wire.py` (which reads replies): the request is encoded once per search by
+Why apart from `reply.py` (which reads replies): the request is encoded once per search by
 ldap3 (filter parsing and escaping stay ldap3's) and only its envelope -- message id and
 controls, which change every page -- is assembled here by hand, byte for byte as ldap3 would.
 """
@@ -15,12 +15,14 @@ from ldap3.operation.search import search_operation
 from ldap3.protocol.rfc4511 import ProtocolOp
 from ldap3.utils.asn1 import encode
 
-from syncd_connectors.ldap.ber import ber_int, ber_seq, tlv
+from syncd_connectors.ldap.wire.ber import ber_int, ber_seq, tlv
 
 #: A control to send: (OID, criticality, BER value or None).
 RequestControl = tuple[str, bool, bytes | None]
 
+#: Controls ldap3's stock decoder pre-decodes in replies (`stock.py` re-encodes them).
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
+DIRSYNC = "1.2.840.113556.1.4.841"
 
 
 def paged_control(size: int, cookie: bytes | None) -> RequestControl:

@@ -1,8 +1,8 @@
 """The LDAP writer's plumbing: per-thread connections, one operation and what its result
 means, where a kind's entries live, and anchor -> DN resolution.
 
-Why apart from `write.py`: this is the machinery every write method shares (and `disable.py`
-too); `write.py` keeps what each write *does*. Connections: one per apply thread (an ldap3
+Why apart from `writer.py`: this is the machinery every write method shares (and `disable.py`
+too); `writer.py` keeps what each write *does*. Connections: one per apply thread (an ldap3
 connection carries one conversation at a time), never the read path's.
 
 Errors: a result about this one object (schema, syntax, naming, access rights) is `Rejected`

@@ -10,7 +10,7 @@ for the common single-valued attribute.
 Two decoders produce the same `Row`:
 
 - `row_from_ber` reads a SearchResultEntry straight from the reply buffer (the lean decoder's
-  path, called by `wire.parse_message`), with the strictness of `wire.py`: every length is
+  path, called by `reply.parse_message`), with the strictness of `reply.py`: every length is
   checked against its container before anything is sliced.
 - `row_from_event` reads an already decoded `SearchEntry` (ldap3's stock decoder, and lean
   entries that carry controls, i.e. syncrepl). It is the reference: the lean-vs-stock
@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from syncd.model import Entry, Kind, Value
-from syncd_connectors.ldap.ber import Malformed, long_length, text
 from syncd_connectors.ldap.values import anchor_string, is_password_attribute, iso_timestamp
-
-if TYPE_CHECKING:
-    from syncd_connectors.ldap.wire import SearchEntry
+from syncd_connectors.ldap.wire.ber import Malformed, long_length, text
+from syncd_connectors.ldap.wire.events import SearchEntry
 
 #: What a read does with an attribute (bit flags; exactly KEPT = plain text, kept).
 KEPT, BINARY, ANCHOR, MEMBER, STAMP = 1, 2, 4, 8, 16
@@ -118,7 +115,7 @@ def _modified(stamp: bytes | None) -> str | None:
 
 
 def row_from_event(item: SearchEntry, plan: Plan) -> Row:
-    """The row of an entry decoded by ldap3 (or by `wire` when it carried controls)."""
+    """The row of an entry decoded by ldap3 (or by `reply` when it carried controls)."""
     raw: dict[str, tuple[str, ...]] = {}
     attrs: dict[str, Value] = {}
     anchor: str | None = None
@@ -329,7 +326,7 @@ def _attribute(
 
 _new = object.__new__
 #: Every field of a fresh user Entry with its default (fields added to the model later
-#: included): what `make_entry` (and base.py's inlined copy of it) starts from.
+#: included): what `make_entry` (and `ldap.base`'s inlined copy of it) starts from.
 ENTRY_DEFAULTS = dict(Entry("user", "").__dict__)
 
 

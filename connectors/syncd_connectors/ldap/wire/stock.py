@@ -1,4 +1,4 @@
-"""ldap3's own search path behind the `wire` events: the reference and the fallback.
+"""ldap3's own search path behind the same events (`events.py`): the reference and the fallback.
 
 Why keep it: the lean decoder is ours; ``decoder = "stock"`` is the way out should a server's
 replies trip it, and the lean-vs-stock equality tests use this path as the reference.
@@ -12,11 +12,9 @@ from typing import Any
 import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
 
-from syncd_connectors.ldap.ber import ber_int, ber_seq, tlv
-from syncd_connectors.ldap.decode import Plan
-from syncd_connectors.ldap.request import PAGED_RESULTS, RequestControl, scope_of
-from syncd_connectors.ldap.wire import (
-    DIRSYNC,
+from syncd_connectors.ldap.wire.ber import ber_int, ber_seq, tlv
+from syncd_connectors.ldap.wire.decode import Plan
+from syncd_connectors.ldap.wire.events import (
     Controls,
     Event,
     Failed,
@@ -26,6 +24,7 @@ from syncd_connectors.ldap.wire import (
     SearchIntermediate,
     SearchRef,
 )
+from syncd_connectors.ldap.wire.request import DIRSYNC, PAGED_RESULTS, RequestControl, scope_of
 
 
 def _stock_controls(raw: dict[str, Any] | None) -> Controls:

@@ -14,13 +14,13 @@ syncprov in ways that made every incremental read fall back to a full one (measu
   entries with state ``add``). So FALSE means nothing there; a *present* state or message
   still means "cannot trust this" as everywhere.
 - **syncUUIDs are the nsUniqueId's bytes**, not entryUUID's. Deleted entries are mapped to the
-  link's anchor: nsUniqueId directly (`sync.nsuniqueid`), entryUUID through the retro
+  link's anchor: nsUniqueId directly (`controls.nsuniqueid`), entryUUID through the retro
   changelog, which logs it as ``targetEntryUUID`` when configured to
   (``nsslapd-attribute: entryuuid:targetEntryUUID``, as 389-ds documents for its own
   OpenLDAP mode), one search per read that saw deletes, within the read's change numbers.
 - **Changed entries come back with every user attribute and no operational one** (no
   entryUUID, nsUniqueId or modifyTimestamp): they are re-read by nsUniqueId from the
-  configured base and filter, with the requested attributes (``incremental.py``).
+  configured base and filter, with the requested attributes (`syncrepl.py`).
 - **An entry that stops matching the filter is not reported** (the plugin skips a changed
   entry out of scope instead of sending a delete): the changelog records of the read's range
   name it, and it is reported deleted, as a full read would no longer list it.
@@ -43,9 +43,9 @@ from ldap3.utils.conv import escape_filter_chars
 
 from syncd_connectors.ldap.base import LdapBase, log
 from syncd_connectors.ldap.config import SearchSpec
-from syncd_connectors.ldap.sync import sync_request
+from syncd_connectors.ldap.feeds.controls import sync_request
 from syncd_connectors.ldap.values import normalize_dn, one_level_below
-from syncd_connectors.ldap.wire import SearchDone, SearchEntry
+from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry
 
 CHANGELOG = "cn=changelog"
 #: nsUniqueIds per changelog or re-read search (an OR filter each).

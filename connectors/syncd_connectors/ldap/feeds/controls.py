@@ -1,28 +1,19 @@
-"""Incremental-read building blocks: cursors and the BER of the sync controls.
+"""The BER of the change feeds' controls: RFC 4533 content sync and AD's DirSync.
 
-Three mechanisms, chosen by ``incremental`` in the config (``auto`` detects):
-
-- ``syncrepl``: RFC 4533 content synchronisation, refreshOnly (OpenLDAP syncprov). ldap3 has
-  no support, so the controls are encoded/decoded here by hand.
+- ``syncrepl``: RFC 4533 content synchronisation, refreshOnly (OpenLDAP syncprov, 389-ds).
+  ldap3 has no support, so the controls are encoded/decoded here by hand.
 - ``dirsync``: Active Directory's DirSync control (MS-ADTS 3.1.1.3.4.1.3).
-- ``watermark``: ``modifyTimestamp>=T`` for servers with neither; sees no deletes.
 
-Cursors are opaque to the engine but readable to an admin: ``MECH:FINGERPRINT:PAYLOAD``.
-The fingerprint hashes what the cursor's meaning depends on (base, filter, scope, requested
-attributes, anchor): after a config change a cookie would silently miss entries that newly
-match, so a mismatch makes the connector fall back to a full read instead.
+Values come and go as raw BER (`wire.events.Controls`); anything unexpected is `Malformed`.
+The cursors that carry the cookies are `cursor.py`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from syncd_connectors.ldap.ber import (
+from syncd_connectors.ldap.wire.ber import (
     Malformed,
     ber_int,
     ber_seq,
@@ -31,8 +22,7 @@ from syncd_connectors.ldap.ber import (
     sequence,
     tlv,
 )
-from syncd_connectors.ldap.request import RequestControl
-from syncd_connectors.ldap.wire import DIRSYNC
+from syncd_connectors.ldap.wire.request import DIRSYNC, RequestControl
 
 SYNC_REQUEST = "1.3.6.1.4.1.4203.1.9.1.1"
 SYNC_STATE = "1.3.6.1.4.1.4203.1.9.1.2"
@@ -43,50 +33,11 @@ SYNC_REFRESH_REQUIRED = 4096
 AD_CAPABILITY = "1.2.840.113556.1.4.800"
 SHOW_DELETED = "1.2.840.113556.1.4.417"
 
-MECHANISMS = ("syncrepl", "watermark", "dirsync")
 STATE_PRESENT, STATE_ADD, STATE_MODIFY, STATE_DELETE = 0, 1, 2, 3
 
 # DirSync flags: object security (no replication right needed), ancestors first.
 DIRSYNC_OBJECT_SECURITY = 0x1
 DIRSYNC_ANCESTORS_FIRST = 0x800
-
-
-class BadCursor(ValueError):
-    """The cursor cannot be used (malformed, other mechanism, other search): read fully."""
-
-
-def fingerprint(*parts: str | Sequence[str]) -> str:
-    h = hashlib.blake2b(digest_size=6)
-    for part in parts:
-        text = part if isinstance(part, str) else ",".join(sorted(a.lower() for a in part))
-        h.update(text.encode() + b"\0")
-    return h.hexdigest()
-
-
-def make_cursor(mechanism: str, fp: str, payload: bytes) -> str:
-    text = base64.urlsafe_b64encode(payload).decode("ascii")
-    return f"{mechanism}:{fp}:{text}"
-
-
-def parse_cursor(cursor: str, mechanism: str, fp: str) -> bytes:
-    """The payload of `cursor`, or BadCursor saying why it cannot be used."""
-    mech, sep, rest = cursor.partition(":")
-    if not sep or mech not in MECHANISMS:
-        raise BadCursor(f"not a cursor of this connector: {cursor[:40]!r}")
-    if mech != mechanism:
-        raise BadCursor(f"cursor is for {mech} but this connector now uses {mechanism}")
-    got_fp, sep, text = rest.partition(":")
-    if not sep:
-        raise BadCursor("malformed cursor (no fingerprint)")
-    if got_fp != fp:
-        raise BadCursor("the search (base, filter, scope, attributes) changed since the cursor")
-    try:
-        payload = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise BadCursor("malformed cursor payload") from None
-    if not payload:
-        raise BadCursor("empty cursor payload")
-    return payload
 
 
 # ---- RFC 4533 ------------------------------------------------------------------------------

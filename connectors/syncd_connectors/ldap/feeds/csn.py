@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 from ldap3.utils.conv import escape_filter_chars
 
-from syncd_connectors.ldap.ds389 import Ds389Feed
-from syncd_connectors.ldap.wire import SearchDone, SearchEntry
+from syncd_connectors.ldap.feeds.ds389 import Ds389Feed
+from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry
 
 _CSN = re.compile(rb"(?:^|,)csn=([^,]*)")
 

@@ -1,12 +1,12 @@
-"""The lean search path: requests written to ldap3's socket, replies parsed by `wire`.
+"""The lean search path: requests written to ldap3's socket, replies parsed by `reply`.
 
 ldap3 keeps the connection (connect, StartTLS, bind, timeouts); a search here encodes its
 request with ldap3's encoder, writes it to ldap3's socket (plain or TLS) and parses the replies
-with `wire.parse_message` / `wire.scan_rows`. Two shapes:
+with `reply.parse_message` / `reply.scan_rows`. Two shapes:
 
 - `lean_search`: one search, decoded as the bytes arrive (syncrepl, DirSync, lookups);
 - `send_search` + `receive_reply` + `parse_reply`: one page at a time, whole, so a paged read
-  can send the next page's request before decoding this one (`base.LdapBase._paged`).
+  can send the next page's request before decoding this one (`paging.PagedSearch._paged`).
 """
 
 from __future__ import annotations
@@ -16,19 +16,13 @@ from collections.abc import Iterator, Sequence
 import ldap3
 from ldap3.core.exceptions import LDAPException
 
-from syncd_connectors.ldap.ber import Malformed, header
-from syncd_connectors.ldap.decode import Plan, Row
-from syncd_connectors.ldap.request import RequestControl, search_message, search_request
-from syncd_connectors.ldap.wire import (
-    _RECV,
-    Event,
-    Failed,
-    Interrupted,
-    SearchDone,
-    parse_message,
-    scan_rows,
-    split_messages,
-)
+from syncd_connectors.ldap.wire.ber import Malformed, header
+from syncd_connectors.ldap.wire.decode import Plan, Row
+from syncd_connectors.ldap.wire.events import Event, Failed, Interrupted, SearchDone
+from syncd_connectors.ldap.wire.reply import parse_message, scan_rows, split_messages
+from syncd_connectors.ldap.wire.request import RequestControl, search_message, search_request
+
+_RECV = 1 << 18  # socket read size of the lean path
 
 
 def send_search(

@@ -1,6 +1,6 @@
 """Searches and paged reads of the LDAP connector, through either decoder.
 
-A mixin of `base.LdapBase` (which owns connections, `_msg` and the config): kept apart so
+A mixin of `ldap.base.LdapBase` (which owns connections, `_msg` and the config): kept apart so
 each file stays readable. The lean decoder's paged read is pipelined (`_paged_lean`).
 """
 
@@ -13,21 +13,21 @@ from collections.abc import Iterator, Sequence
 import ldap3
 
 from syncd.errors import Fatal, Retriable
-from syncd_connectors.ldap.ber import Malformed, sequence
 from syncd_connectors.ldap.config import LdapConfig
-from syncd_connectors.ldap.decode import Plan, Row, row_from_event
-from syncd_connectors.ldap.lean import lean_search, parse_reply, receive_reply, send_search
-from syncd_connectors.ldap.request import PAGED_RESULTS, RequestControl, paged_control
-from syncd_connectors.ldap.stock import stock_search
-from syncd_connectors.ldap.wire import (
+from syncd_connectors.ldap.wire.ber import Malformed, sequence
+from syncd_connectors.ldap.wire.decode import Plan, Row, row_from_event
+from syncd_connectors.ldap.wire.events import (
     Event,
     Failed,
     Interrupted,
     SearchDone,
     SearchEntry,
     SearchRef,
-    parse_message,
 )
+from syncd_connectors.ldap.wire.lean import lean_search, parse_reply, receive_reply, send_search
+from syncd_connectors.ldap.wire.reply import parse_message
+from syncd_connectors.ldap.wire.request import PAGED_RESULTS, RequestControl, paged_control
+from syncd_connectors.ldap.wire.stock import stock_search
 
 log = logging.getLogger("syncd.connectors.ldap")
 

@@ -1,18 +1,11 @@
-"""Search results off the wire: a lean BER decoder, and the stock ldap3 path behind one API.
+"""The lean decoder: the LDAP messages of a search reply, as events or straight as rows.
 
-Why: ldap3 decodes every response through generic ASN.1 machinery and looks up its config
-~86 times per entry; a 100k-user read spends most of its time there (PEERS.md: ldap3 ~5k
-entries/s vs ldapsearch ~48k/s). ldap3 stays in charge of the connection (connect, StartTLS,
-bind, timeouts); for a search, `lean_search` encodes the request with ldap3's own encoder,
-writes it to ldap3's socket (plain or TLS) and parses the replies itself with a hand-written
-decoder that only knows the handful of messages a search can produce.
-
-Both paths (ldap3's is in `stock.py`) yield the same events (`SearchEntry`, `SearchRef`,
-`SearchIntermediate`, and a final `SearchDone`), so the connector has one code path and tests
-can compare the two.
-Control values are always raw BER bytes (`controls`: OID -> value or None). Given a
-`decode.Plan`, the lean path decodes plain entries (no controls) straight into `decode.Row`
-tuples instead (`decode.row_from_ber`): the hot path of a full read, one pass per entry.
+Why by hand: see the package docstring (`wire/`): ldap3's generic ASN.1 decoding was most of
+a 100k-entry read. This decoder only knows the handful of messages a search can produce and
+yields the events of `events.py`, as ldap3's path does (`stock.py`), so the connector has one
+code path and tests can compare the two. Given a `decode.Plan`, plain entries (no controls)
+are decoded straight into `decode.Row` tuples instead (`decode.row_from_ber`): the hot path
+of a full read, one pass per entry.
 
 BER primitives live in `ber.py`, request encoding in `request.py`; this module reads replies.
 
@@ -24,54 +17,27 @@ data in a sync source means wrong deprovisioning. Network trouble raises `Interr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from syncd_connectors.ldap.ber import Malformed, children, decode_int, header, long_length, text
-from syncd_connectors.ldap.decode import Plan, Row, row_from_ber
-
-Controls = dict[str, bytes | None]
+from syncd_connectors.ldap.wire.ber import (
+    Malformed,
+    children,
+    decode_int,
+    header,
+    long_length,
+    text,
+)
+from syncd_connectors.ldap.wire.decode import Plan, Row, row_from_ber
+from syncd_connectors.ldap.wire.events import (
+    Controls,
+    Event,
+    Interrupted,
+    SearchDone,
+    SearchEntry,
+    SearchIntermediate,
+    SearchRef,
+)
 
 NOTICE_OF_DISCONNECTION = "1.3.6.1.4.1.1466.20036"
-DIRSYNC = "1.2.840.113556.1.4.841"
-_RECV = 1 << 18  # socket read size of the lean path (lean.py)
-
-
-class Interrupted(Exception):
-    """The connection timed out, was reset or closed by the server mid-search."""
-
-
-class Failed(Exception):
-    """The library refused the operation (e.g. an invalid filter): not transient."""
-
-
-@dataclass(slots=True)
-class SearchEntry:
-    dn: str
-    #: Lower-cased attribute names -> raw values.
-    attrs: dict[str, list[bytes]]
-    controls: Controls | None = None
-
-
-@dataclass(slots=True)
-class SearchRef:
-    uris: list[str]
-
-
-@dataclass(slots=True)
-class SearchIntermediate:
-    name: str | None
-    value: bytes | None
-
-
-@dataclass(slots=True)
-class SearchDone:
-    code: int
-    matched: str
-    message: str
-    controls: Controls
-
-
-Event = SearchEntry | SearchRef | SearchIntermediate | SearchDone
 
 # ---- message decoding ----------------------------------------------------------------------
 

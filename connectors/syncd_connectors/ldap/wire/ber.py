@@ -2,7 +2,7 @@
 
 Why by hand: control values (paged results, content sync, DirSync) and search replies are
 small, fixed shapes; ldap3's generic ASN.1 machinery is what made 100k-entry reads slow
-(see `wire.py`). Requests themselves are encoded by ldap3.
+(see the `wire` package). Requests themselves are encoded by ldap3.
 
 Strictness: every length is checked against its container, every tag against what is
 expected; anything else raises `Malformed`, never a best guess.
