@@ -2,7 +2,8 @@
 config with the one error format.
 
 Exit codes are part of the interface (documented in the README): 0 success (also when nothing
-changed), 1 the run had failures, 2 invalid config or usage, 3 refused by a safety check.
+changed), 1 the run had failures, 2 invalid config or usage, 3 refused by a safety check,
+4 changes planned (only with ``--detailed-exitcode``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import click
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+#: With ``--detailed-exitcode``: the plan had changes (a CI gate on a dry run).
+EXIT_CHANGES = 4
 
 config_option = click.option(
     "--config", "-c", "config_path", envvar="SYNCD_CONFIG", required=True,

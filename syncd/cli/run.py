@@ -8,6 +8,7 @@ import sys
 import click
 
 from syncd.cli.common import (
+    EXIT_CHANGES,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -29,9 +30,12 @@ from syncd.cli.common import (
               help="Ignore stored cursors: read every source completely (a reconcile).")
 @click.option("--only", "only", default=None, metavar="OBJECT",
               help="Provision just this object now (name or anchor), with --flow if several.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help=f"Exit {EXIT_CHANGES} instead of 0 when the plan had changes (pending in a "
+                   "dry run, applied otherwise); 1, 2 and 3 keep their meaning.")
 @output_option
 def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: bool,
-        full: bool, only: str | None, output: str) -> None:
+        full: bool, only: str | None, output: str, detailed_exitcode: bool) -> None:
     """Run each flow once: read, plan, check, apply."""
     from syncd.cycle import engine, render
     from syncd.cycle.apply import print_progress
@@ -74,6 +78,9 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         sys.exit(EXIT_REFUSED)
     if any(r.result in ("failed", "aborted") for r in results):
         sys.exit(EXIT_FAILED)
+    if detailed_exitcode and any(
+            r.plan is not None and (r.plan.changes or r.plan.streamed) for r in results):
+        sys.exit(EXIT_CHANGES)
 
 
 @click.command()

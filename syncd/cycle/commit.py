@@ -26,6 +26,7 @@ def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Conn
     `shown` is the plan reported (a streamed read's changes were applied already and only
     `plan`, what is left, is checked and applied here)."""
     res.plan = shown if shown is not None else plan
+    name_members(res, store, flow.name)
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
     if res.dry_run:
         return
@@ -65,3 +66,22 @@ def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Conn
 def target_stats(target: Connector) -> dict[str, int]:
     """The counters a target exposes as `stats` (e.g. {"http_429": 3}), for metrics."""
     return dict(getattr(target, "stats", {}) or {})
+
+
+#: Base attributes that name a person or group, in order of preference (LDAP targets keep
+#: lower-cased names).
+NAME_KEYS = ("userName", "username", "uid", "displayName", "displayname", "cn", "mail")
+
+
+def name_members(res: FlowResult, store: Store, flow: str) -> None:
+    """Member changes name people, not anchors: members not read in this run (an incremental
+    cycle reads only what changed) are named from their links' base, one query."""
+    assert res.plan is not None
+    ids = {i for c in res.plan.changes if c.op == "set_members" or c.kind == "group"
+           for i in (*c.add, *c.remove, *c.source_add, *c.source_remove)} - set(res.names)
+    if not ids:
+        return
+    for sid, lk in store.links(flow, "user", ids).items():
+        name = next((str(v) for k in NAME_KEYS if (v := lk.base.get(k))), None)
+        if name:
+            res.names[sid] = name

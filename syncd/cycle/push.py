@@ -114,7 +114,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
             delete_after=flow.delete_after, now=now,
             held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)
-            | unconfirmed, lookup_errors=cands.errors))
+            | unconfirmed, lookup_errors=cands.errors, left_scope=rd.left_scope))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
             user_read, user_links = rd, links

@@ -36,6 +36,8 @@ class SourceRead:
     seen: int = 0
     #: Deleted at the source (incremental) or read but out of scope.
     gone: set[str] = field(default_factory=set)
+    #: Of `gone`, those read but out of scope -> the scope condition they fail.
+    left_scope: dict[str, str] = field(default_factory=dict)
     cursor: str | None = None
     error: str | None = None
     error_class: type[Exception] | None = None
@@ -148,8 +150,10 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         out.cursor = batch.cursor
     for e in batch.entries:
         out.seen += 1
-        if not kf.scope.contains(e.raw):
+        failing = kf.scope.failing(e.raw)
+        if failing is not None:
             out.gone.add(e.external_id)
+            out.left_scope[e.external_id] = failing
             out.items.pop(e.external_id, None)
             continue
         if not e.raw and (e.members_added is not None or e.members_removed is not None):

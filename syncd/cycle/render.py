@@ -49,6 +49,33 @@ def change_lines(c: Change, names: Mapping[str, str], detail: bool = True) -> li
     return lines
 
 
+#: Plans longer than this open with counts per operation and attribute, so 3,000 identical
+#: title updates read as one line before their detail.
+SUMMARY_AT = 20
+
+
+def attribute_summary(changes: Sequence[Change]) -> list[str]:
+    """One line per kind and operation: how many, and per attribute (or member) how often."""
+    counts: dict[tuple[str, str], int] = {}
+    paths: dict[tuple[str, str], dict[str, int]] = {}
+    for c in changes:
+        key = (c.kind, c.op)
+        counts[key] = counts.get(key, 0) + 1
+        per = paths.setdefault(key, {})
+        for path in c.attrs:
+            per[path] = per.get(path, 0) + 1
+        for label, ids in (("members added", c.add), ("members removed", c.remove)):
+            if ids:
+                per[label] = per.get(label, 0) + len(ids)
+    lines = ["by operation and attribute:"]
+    for (kind, op), n in counts.items():
+        ranked = sorted(paths[(kind, op)].items(), key=lambda kv: (-kv[1], kv[0]))
+        detail = ", ".join(f"{p} {k}" for p, k in ranked[:12])
+        more = f", … {len(ranked) - 12} more" if len(ranked) > 12 else ""
+        lines.append(f"  {n} {op} {kind}" + (f": {detail}{more}" if detail else ""))
+    return lines
+
+
 def summary_line(s: Mapping[str, Mapping[str, int]]) -> str:
     parts = []
     for kind, ops in s.items():
@@ -67,6 +94,8 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
         if r.plan is not None:
             for n in r.plan.notes:
                 out.append(f"  note: {n}")
+            if len(r.plan.changes) > SUMMARY_AT:
+                out += ["  " + line for line in attribute_summary(r.plan.changes)]
             for c in r.plan.changes:
                 out += ["  " + line for line in change_lines(c, r.names, detail)]
             for h in r.plan.held:
@@ -104,9 +133,11 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
                 total[kind][op] += n
         if r.plan is not None:
             changes += [{"flow": r.flow, **c.to_dict()} for c in r.plan.changes]
+            named = {i for c in r.plan.changes for i in (*c.add, *c.remove) if i in r.names}
         flows.append({
             "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,
             "reads": r.reads,
+            "member_names": {i: r.names[i] for i in sorted(named)} if r.plan is not None else {},
             "summary": s, "applied": r.applied, "duration_s": round(r.duration, 3),
             "held": [vars(h) for h in r.plan.held] if r.plan is not None else [],
             "notes": list(r.plan.notes) if r.plan is not None else [],

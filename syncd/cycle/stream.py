@@ -94,6 +94,7 @@ class _Stream:
         self.store, self.target, self.applier, self.pending = store, target, applier, pending
         self.seen: set[str] = set()
         self.out_of_scope: set[str] = set()
+        self.left_scope: dict[str, str] = {}  # of those, the scope condition each fails
         self.claimed: dict[str, str] = {}  # target ids adopted earlier in this read
         self.planned: dict[int, str] = {}  # identifiers taken earlier in this read
         self.index: Candidates | None = None
@@ -112,6 +113,7 @@ class _Stream:
         """Note what a page read (seen, held) and hold back its entries in retry backoff."""
         self.seen |= set(page.items) | {h.source_id for h in page.held}
         self.out_of_scope |= page.gone  # read, and the flow's scope excludes it: proven
+        self.left_scope.update(page.left_scope)
         self.held += page.held
         mine = {s: p for s, p in self.pending.items() if s in page.items}
         hold_retries(page, mine, now, self.held, self.kind)
@@ -233,7 +235,8 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     tail = KindInput(kind, {}, store.links(flow.name, kind, gone) if gone else {},
                      deprovision=kf.deprovision, complete=out.complete, full=True,
                      linked_count=linked_count, disabled=disabled,
-                     delete_after=flow.delete_after, now=now)
+                     delete_after=flow.delete_after, now=now,
+                     left_scope={s: st.left_scope[s] for s in gone if s in st.left_scope})
     log.debug("%s: read %d entries in pages, %d changes applied, %d collected, %d not seen",
               kind, out.seen, sum(sum(v.values()) for v in st.counts.values()),
               len(st.collected), len(gone))

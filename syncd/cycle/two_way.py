@@ -152,10 +152,11 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             None, full=False, gone_ids=frozenset(rd.gone),
             claimed={**claims(store, flow.name, kf.kind, cands),
                      **{lk.target_id: lk.source_id for lk in links.values()}},
-            lookup_errors=cands.errors)
+            lookup_errors=cands.errors, left_scope=rd.left_scope)
         if flow.create == "none":
             push = KindInput(kf.kind, {}, gone_links, complete=rd.complete, full=False,
-                             gone_ids=frozenset(rd.gone), deprovision=kf.deprovision)
+                             gone_ids=frozenset(rd.gone), deprovision=kf.deprovision,
+                             left_scope=rd.left_scope)
         c, h, n = plan_kind(push)
         changes += c
         held += h

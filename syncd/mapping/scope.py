@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -80,6 +80,13 @@ class Condition:
             text += " (case-sensitive)"
         return f"not ({text})" if self.negate else text
 
+    def why_not(self) -> str:
+        """Why an entry failing this condition is out of scope, without double negatives."""
+        if self.negate:
+            inner = str(replace(self, negate=False))
+            return f"{inner}, which the scope excludes"
+        return f"{self} does not hold"
+
 
 def _compile(item: object, where: str) -> Condition:
     if not isinstance(item, dict):
@@ -137,6 +144,11 @@ class Scope:
     """All conditions must hold. No conditions: everything is in scope."""
 
     conditions: tuple[Condition, ...] = ()
+    #: `Condition.why_not` of each, once: `failing` runs for every out-of-scope entry read.
+    texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "texts", tuple(c.why_not() for c in self.conditions))
 
     @classmethod
     def everything(cls) -> Scope:
@@ -158,6 +170,14 @@ class Scope:
 
     def contains(self, raw: RawAttrs) -> bool:
         return all(c.holds(raw) for c in self.conditions)
+
+    def failing(self, raw: RawAttrs) -> str | None:
+        """Why `raw` is out of scope: the first condition it fails (None: in scope), for what
+        a plan says when an entry leaves the scope."""
+        for c, text in zip(self.conditions, self.texts, strict=True):
+            if not c.holds(raw):
+                return text
+        return None
 
     def source_attributes(self) -> frozenset[str]:
         """Lower-cased raw attributes the conditions read: the source must fetch these too."""

@@ -72,6 +72,8 @@ class KindInput:
     now: datetime | None = None
     #: Read but held back (mapping error, quarantine, backoff): still there, never "gone".
     held_ids: frozenset[str] = frozenset()
+    #: Read but out of the flow's scope -> the condition they fail (for the plan's reason).
+    left_scope: Mapping[str, str] = field(default_factory=dict)
     #: (match path, match_value) -> why the target refused that lookup: such an entry is
     #: held (creating without having looked is how duplicates happen), the rest goes on.
     lookup_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
@@ -307,21 +309,31 @@ def _unlinked(
                   base=attrs, reason="not on target"), None
 
 
+def why_gone(ki: KindInput, source_id: str) -> str:
+    """What a person reviewing the plan needs to tell a filter mistake from a real leaver."""
+    condition = ki.left_scope.get(source_id)
+    if condition is not None:
+        return f"left the scope: {condition}"
+    if ki.full:
+        return "no longer in the source (a direct lookup confirmed it)"
+    return "deleted in the source, or moved out of the connector's base or filter"
+
+
 def _deprovision(ki: KindInput, link: Link) -> Change | None:
     name = str(link.base.get("userName") or link.base.get("displayName") or link.source_id)
+    why = why_gone(ki, link.source_id)
     if ki.deprovision == "delete":
-        return Change("delete", ki.kind, link.source_id, name, link.target_id,
-                      reason="gone from source or scope")
+        return Change("delete", ki.kind, link.source_id, name, link.target_id, reason=why)
     if link.status != "active":
         return None  # already disabled
     if ki.kind == "group":
         members = tuple(sorted(link.members or ()))
         return Change("deprovision", "group", link.source_id, name, link.target_id,
                       remove=members, base=dict(link.base),
-                      reason="gone from source or scope: members syncd added are removed")
+                      reason=f"{why}; the members syncd added are removed")
     return Change("deprovision", ki.kind, link.source_id, name, link.target_id,
                   attrs={"active": False}, before={"active": link.base.get("active", True)},
-                  base={**link.base, "active": False}, reason="gone from source or scope")
+                  base={**link.base, "active": False}, reason=why)
 
 
 def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> list[Change]:

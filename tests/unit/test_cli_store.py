@@ -105,3 +105,71 @@ def test_service_and_shell_agree_on_the_store(tmp_path: Path,
     for path, state_dir in ((main_cfg, var), (hr_cfg, var / "hr")):  # what systemd sets
         monkeypatch.setenv("STATE_DIRECTORY", str(state_dir))
         assert load_module.load(path, secrets=False).state_url == shell[path.name]
+
+
+PLAN_CONFIG = """
+[state]
+url = "sqlite:///{state}"
+[connectors.src]
+type = "memory"
+directory = "{src}"
+[connectors.dst]
+type = "memory"
+directory = "{dst}"
+[flows.f]
+source = "src"
+target = "dst"
+deprovision = "disable"
+[flows.f.safety]
+max_deprovision_percent = 100
+max_member_removal_percent = 100
+max_rewrite_percent = 100
+[[flows.f.users.scope]]
+attribute = "title"
+equals = "gone"
+not = true
+[flows.f.users.mapping]
+userName = "uid"
+title = "title"
+[flows.f.groups.mapping]
+displayName = "cn"
+"""
+
+
+def test_plans_read_well(tmp_path: Path) -> None:
+    """Names for members an incremental cycle did not read, why each deprovisioning happens,
+    a summary per operation and attribute, and --detailed-exitcode."""
+    from syncd.testing import DIRECTORIES, directory
+
+    src = directory("plans-src")
+    try:
+        for i in range(30):
+            src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+        src.put("group", {"cn": "g"}, "g1")
+        src.set_group_members("g1", {"s0", "s1"})
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(PLAN_CONFIG.format(state=tmp_path / "s.db", src="plans-src",
+                                          dst="plans-dst"))
+        assert cli("run", "--config", str(cfg))[0] == 0
+        code, out, _ = cli("run", "--dry-run", "--detailed-exitcode", "--config", str(cfg))
+        assert code == 0, out  # in sync: 0 even with --detailed-exitcode
+        src.put("user", {"uid": "u1", "title": "gone"}, "s1")  # leaves the scope
+        src.remove("user", "s2")  # deleted
+        src.set_group_members("g1", {"s0", "s1", "s3"})
+        for i in range(4, 30):
+            src.put("user", {"uid": f"u{i}", "title": "senior"}, f"s{i}")
+        code, out, err = cli("run", "--dry-run", "--detailed-exitcode", "--config", str(cfg))
+        assert code == 4, (out, err)
+        line = next(x for x in out.splitlines() if "deprovision user u1" in x)
+        assert "(left the scope: title equals ['gone'], which the scope excludes)" in line
+        line = next(x for x in out.splitlines() if "deprovision user u2" in x)
+        assert "deleted in the source" in line
+        assert "by operation and attribute:" in out
+        assert "26 update user: title 26" in out
+        members = next(x for x in out.splitlines() if "members add:" in x)
+        assert "u3" in members and "s3" not in members  # s3 was not read this cycle
+        code, out, _ = cli("run", "--dry-run", "-o", "json", "--config", str(cfg))
+        assert json.loads(out)["flows"][0]["member_names"]["s3"] == "u3"
+    finally:
+        DIRECTORIES.pop("plans-src", None)
+        DIRECTORIES.pop("plans-dst", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.errors import ConfigError
 from syncd.mapping.scope import Scope
@@ -167,3 +169,32 @@ def test_scope_must_be_a_list(items: Any) -> None:
     err = config_error(items)
     assert err.where == WHERE
     assert "scope is a list of condition tables" in str(err)
+
+
+CONDITION = st.fixed_dictionaries(
+    {"attribute": st.sampled_from(["title", "dept"])},
+    optional={"not": st.booleans()},
+).flatmap(lambda base: st.one_of(
+    st.builds(lambda v: {**base, "equals": v}, st.sampled_from(["a", "B", "c"])),
+    st.builds(lambda vs: {**base, "in": vs}, st.lists(st.sampled_from(["a", "b", "C"]),
+                                                      min_size=1, max_size=3)),
+    st.builds(lambda p: {**base, "present": p}, st.booleans()),
+))
+RAW = st.fixed_dictionaries({}, optional={
+    "title": st.lists(st.sampled_from(["a", "b", "c", ""]), max_size=2).map(tuple),
+    "dept": st.lists(st.sampled_from(["a", "B", ""]), max_size=2).map(tuple)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(CONDITION, max_size=3), raw=RAW)
+def test_failing_names_a_failed_condition_exactly_when_out_of_scope(
+        items: list[dict[str, Any]], raw: RawAttrs) -> None:
+    """What a plan says about an entry that left the scope agrees with the scope itself:
+    a reason exactly when the entry is out, and it is the first condition that fails."""
+    scope = Scope.from_config(items, "t")
+    reason = scope.failing(raw)
+    assert (reason is None) == scope.contains(raw)
+    if reason is not None:
+        first = next(c for c in scope.conditions if not c.holds(raw))
+        assert reason == first.why_not()
+        assert ("which the scope excludes" in reason) == first.negate
