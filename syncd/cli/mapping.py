@@ -10,6 +10,7 @@ import click
 
 from syncd.cli.common import (
     EXIT_CONFIG,
+    EXIT_FAILED,
     config_option,
     load_config,
     output_option,
@@ -37,21 +38,29 @@ def _jsonable(v: Any) -> Any:
 
 @click.command("test-mapping")
 @config_option
-@click.option("--flow", "flow_name", required=True, help="The flow whose mapping to use.")
+@click.option("--flow", "flow_name", default=None,
+              help="The flow whose mapping to use (default: the only one).")
 @click.option("--kind", type=click.Choice(["user", "group"]), default="user", show_default=True)
 @click.option("--input", "input_file", type=click.File("r"), required=True,
               help="Sample source entry as a JSON object (name -> value or list); - for stdin.")
 @output_option
-def test_mapping(config_path: str, flow_name: str, kind: str, input_file: Any,
+def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file: Any,
                  output: str) -> None:
     """Show what a flow's mapping and scope make of one sample source entry.
 
-    Nothing connects anywhere: this is for writing and debugging mappings offline.
+    Nothing connects anywhere (no secrets needed): this is for writing and debugging mappings
+    offline. Exits 1 when the entry would be held (a mapping error), 0 otherwise.
     """
     from syncd.cycle.render import fmt
     from syncd.mapping.rules import MappingError
 
     cfg = load_config(config_path, secrets=False)
+    if flow_name is None:
+        if len(cfg.flows) != 1:
+            click.echo(f"--flow is needed: the config has {len(cfg.flows)} flows "
+                       f"({', '.join(cfg.flows) or 'none'})", err=True)
+            sys.exit(EXIT_CONFIG)
+        (flow_name,) = cfg.flows
     flow = cfg.flows.get(flow_name)
     if flow is None:
         click.echo(f"unknown flow {flow_name!r} (defined: {', '.join(cfg.flows) or 'none'})",
@@ -82,7 +91,7 @@ def test_mapping(config_path: str, flow_name: str, kind: str, input_file: Any,
                                   "managed": e.managed, "error": e.error}
                            for path, e in explained.items()},
         }, indent=2, ensure_ascii=False))
-        return
+        sys.exit(EXIT_FAILED if held else 0)
     click.echo(f"flow {flow_name}, {kind}s")
     click.echo(f"  in scope: {'yes' if in_scope else 'NO'} (scope: {kf.scope})")
     width = max((len(p) for p in explained), default=0)
@@ -99,4 +108,6 @@ def test_mapping(config_path: str, flow_name: str, kind: str, input_file: Any,
         click.echo(f"  entry would be HELD: {held}")
     if unused:
         click.echo(f"  not used by the mapping or scope: {', '.join(unused)}")
+    if held:
+        sys.exit(EXIT_FAILED)
 

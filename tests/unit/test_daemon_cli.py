@@ -86,10 +86,12 @@ def test_mapping_error_is_shown_as_held(tmp_path: Path) -> None:
     cfg, inp = setup(tmp_path, {**ANN, "enabled": "maybe"})
     res = CliRunner().invoke(main, ["test-mapping", "-c", str(cfg), "--flow", "f",
                                     "--input", str(inp), "-o", "json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # held: a script can tell
     doc = json.loads(res.stdout)
     assert doc["attributes"]["active"]["error"]
     assert doc["held"] and "active" in doc["held"]
+    text = CliRunner().invoke(main, ["test-mapping", "-c", str(cfg), "--input", str(inp)])
+    assert text.exit_code == 1 and "entry would be HELD" in text.stdout  # one flow: no --flow
 
 
 def test_bad_flow_kind_or_input_is_exit_2(tmp_path: Path) -> None:
