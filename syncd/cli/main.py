@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from syncd.cli import inspect, mapping, run, service
+from syncd.cli import inspect, log, mapping, plan, run, service
 from syncd.cli.common import EXIT_CONFIG, EXIT_FAILED
 
 
@@ -43,8 +43,9 @@ def main(verbose: int) -> None:
 
 
 
-for command in (run.run, run.validate, inspect.status, inspect.release, inspect.conflicts,
-                inspect.connectors, inspect.explain, service.daemon, mapping.test_mapping):
+for command in (run.run, run.validate, inspect.status, log.log_command, inspect.release,
+                inspect.conflicts, inspect.connectors, inspect.explain, service.daemon,
+                mapping.test_mapping, plan.plan, plan.apply):
     main.add_command(command)
 
 

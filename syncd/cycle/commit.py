@@ -25,6 +25,8 @@ def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Conn
 
     `shown` is the plan reported (a streamed read's changes were applied already and only
     `plan`, what is left, is checked and applied here)."""
+    if opts.review is not None:  # a saved plan: only its still-valid reviewed changes
+        plan, shown, saves = opts.review(plan), None, []
     res.plan = shown if shown is not None else plan
     name_members(res, store, flow.name)
     check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)

@@ -20,6 +20,7 @@ from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.two_way import two_way_cycle
 from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
+from syncd.plan.value import Plan
 from syncd.redact import redact
 from syncd.state.store import Store
 
@@ -29,7 +30,8 @@ log = logging.getLogger("syncd.engine")
 def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = False,
         allow_deletes: bool = False, full: bool = False,
         progress: Callable[[str], None] | None = None,
-        stop: threading.Event | None = None) -> list[FlowResult]:
+        stop: threading.Event | None = None,
+        review: Callable[[Plan], Plan] | None = None) -> list[FlowResult]:
     """Run flows once. Setting `stop` (SIGTERM in the daemon) lets the changes in flight
     finish and be recorded, submits no more, and ends the run as ``aborted``.
     `full` ignores stored cursors: a full read of every source (a reconcile)."""
@@ -38,7 +40,8 @@ def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = F
     connectors = Connectors(config)
     try:
         return [run_flow(config.flows[n], store, connectors, dry_run=dry_run,
-                         allow_deletes=allow_deletes, full=full, progress=progress, stop=stop)
+                         allow_deletes=allow_deletes, full=full, progress=progress, stop=stop,
+                         review=review)
                 for n in names if stop is None or not stop.is_set()]
     finally:
         connectors.close()
@@ -48,7 +51,8 @@ def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = F
 def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
              allow_deletes: bool = False, full: bool = False,
              progress: Callable[[str], None] | None = None,
-             stop: threading.Event | None = None) -> FlowResult:
+             stop: threading.Event | None = None,
+             review: Callable[[Plan], Plan] | None = None) -> FlowResult:
     started = time.monotonic()
     res = FlowResult(flow.name, dry_run)
     store.lock(flow.name)  # StoreLocked propagates: the caller reports it
@@ -57,7 +61,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
         try:
             with log_context(run_id=res.run_id, flow=flow.name):
                 cycle = two_way_cycle if flow.mode == "two_way" else push_cycle
-                cycle(flow, store, connectors, res, Options(allow_deletes, full, progress, stop))
+                cycle(flow, store, connectors, res,
+                      Options(allow_deletes, full, progress, stop, review))
         except SafetyRefused as exc:
             res.result, res.refused = "refused", exc.reasons
         except ConnectorError as exc:

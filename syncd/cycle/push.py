@@ -45,7 +45,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
     items_by_kind: dict[Kind, dict[str, Item]] = {}
     user_read: SourceRead | None = None
     user_links: dict[str, Link] = {}
-    applier = None if res.dry_run else Applier(flow, target, store, res.run_id or "",
+    applier = None if res.dry_run or opts.review else Applier(flow, target, store, res.run_id or "",
                                                 opts.progress, opts.stop, source=source)
     streamed: Streamed | None = None
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users

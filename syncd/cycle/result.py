@@ -68,3 +68,8 @@ class Options:
     full: bool = False
     progress: Callable[[str], None] | None = None
     stop: threading.Event | None = None
+    #: Applying a saved plan (`syncd.cycle.saved`): the freshly computed plan goes through
+    #: this before the safety check, which keeps only the reviewed changes still valid; no
+    #: page is applied while reading, and no cursor moves (what was left out is planned
+    #: again by the next run).
+    review: Callable[[Plan], Plan] | None = None
