@@ -16,7 +16,7 @@ import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.config.flows import Config, Flow, KindFlow
@@ -42,6 +42,8 @@ class Located:
     link: Link | None = None
     item: Item | None = None
     in_scope: bool = False
+    #: Why it is out of scope: the condition it fails.
+    out_of_scope: str | None = None
     mapping_error: str | None = None
     target: list[Entry] = field(default_factory=list)
 
@@ -81,18 +83,50 @@ def _find(source: Connector, kind: Kind, attr: str, value: str,
     return source.find(kind, attr, value)
 
 
-def _find_source(source: Connector, kf: KindFlow, who: str, link: Link | None
-                 ) -> Entry | None:
+def _find_source(source: Connector, kf: KindFlow, who: str, link: Link | None,
+                 anchor: str | None = None) -> Entry | None:
+    """The source entry `who` names: through the match keys (written back to their source
+    attributes), then — for an object never synced, known only by a held row's anchor, or
+    named by its anchor or DN — by the connector's anchor attribute and the DN's first RDN."""
     reverse = kf.mapping.reverse()
     keys = [reverse[m][0] for m in kf.match if m in reverse]
     values = [who]
     if link is not None:
         values += [str(link.base[m]) for m in kf.match if link.base.get(m)]
+    wanted = link.source_id if link is not None else anchor
     for attr in keys:
         for value in values:
             for e in _find(source, kf.kind, attr, value, used_attributes(kf)):
-                if link is None or e.external_id == link.source_id:
+                if wanted is None or e.external_id == wanted:
                     return e
+    return _by_anchor_or_dn(source, kf, who, wanted)
+
+
+def _by_anchor_or_dn(source: Connector, kf: KindFlow, who: str, wanted: str | None
+                     ) -> Entry | None:
+    anchor_attr = getattr(getattr(source, "config", None), "anchor", None)
+    tries: list[tuple[str, str]] = []
+    if isinstance(anchor_attr, str):
+        tries += [(anchor_attr, v) for v in dict.fromkeys(x for x in (wanted, who) if x)]
+    rdn = who.split(",", 1)[0] if "=" in who and "," in who else ""
+    if "=" in rdn:  # a DN: look its first RDN up, keep the entry whose DN it is
+        tries.append(tuple(rdn.split("=", 1)))  # type: ignore[arg-type]
+    for attr, value in tries:
+        try:
+            found = _find(source, kf.kind, attr.strip(), value.strip(), used_attributes(kf))
+        except SyncdError:
+            continue  # not an attribute this source can be searched by
+        for e in found:
+            if e.external_id in (wanted, who) or (e.name or "").casefold() == who.casefold():
+                return e
+    return None
+
+
+def _held_anchor(store: Store, flow: Flow, kind: Kind, who: str) -> str | None:
+    """A held or quarantined object that was never linked: its pending row names it."""
+    for sid, p in store.pending(flow.name, kind).items():
+        if who in (sid, p.name) or who.casefold() == p.name.casefold():
+            return sid
     return None
 
 
@@ -100,12 +134,14 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
            ) -> Located | None:
     for kf in flow.kinds:
         link = _find_link(store, flow, kf.kind, who)
-        entry = _find_source(source, kf, who, link)
+        held = None if link is not None else _held_anchor(store, flow, kf.kind, who)
+        entry = _find_source(source, kf, who, link, held)
         if entry is None and link is None:
             continue
         loc = Located(kf.kind, kf, entry, link)
         if entry is not None:
-            loc.in_scope = kf.scope.contains(entry.raw)
+            loc.out_of_scope = kf.scope.failing(entry.raw)
+            loc.in_scope = loc.out_of_scope is None
             try:
                 attrs: dict[str, Value] = kf.mapping.map(entry.raw)
                 if kf.kind == "user" and "active" not in kf.mapping.paths:
@@ -140,11 +176,21 @@ def plan_one(flow: Flow, loc: Located, now: datetime, store: Store | None = None
                     e for e in loc.target if str(e.attrs.get(key, "")).casefold()
                     == str(v).casefold()]
     gone = frozenset({sid}) if not items and links else frozenset()
+    universe = None
+    if kf.kind == "group" and store is not None and loc.item is not None:
+        # As in a quiet cycle: members are restricted to the users the flow links; users
+        # not linked yet are added by the run that creates them.
+        named = set(loc.item.members or ()) | set(loc.link.members or () if loc.link else ())
+        universe = frozenset(store.link_ids(flow.name, "user", among=named)) if named else (
+            frozenset())
     # Candidates another entry owns are collisions, exactly as in a run (ownership).
     claimed = claims(store, flow.name, kf.kind, cands) if store is not None and cands else {}
     ki = KindInput(kf.kind, items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
-                   cands, True, None, full=False, gone_ids=gone, delete_after=flow.delete_after,
-                   now=now, claimed=claimed)
+                   cands, True, universe, full=False, gone_ids=gone,
+                   delete_after=flow.delete_after, now=now, claimed=claimed,
+                   left_scope={sid: loc.out_of_scope} if loc.out_of_scope else {},
+                   disabled={sid: loc.link} if loc.link is not None
+                   and loc.link.status != "active" else {})
     plan = plan_flow(flow.name, [ki])
     held = plan.held
     if loc.mapping_error:
@@ -177,7 +223,7 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
             "flow": flow.name, "kind": loc.kind, "source_id": sid,
             "source": None if loc.source is None else {
                 "name": loc.source.name, "raw": _shown(loc.kf, loc.source.raw)},
-            "in_scope": loc.in_scope,
+            "in_scope": loc.in_scope, "out_of_scope": loc.out_of_scope,
             "mapping": {p: {"rule": e.rule, "result": _j(e.result), "managed": e.managed,
                             "error": e.error}
                         for p, e in (loc.kf.mapping.explain(loc.source.raw).items()
@@ -187,7 +233,8 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
             "link": None if loc.link is None else {
                 "target_id": loc.link.target_id, "status": loc.link.status,
                 "origin": loc.link.origin, "base": {k: _j(v) for k, v in loc.link.base.items()},
-                "status_at": str(loc.link.status_at) if loc.link.status_at else None},
+                "status_at": str(loc.link.status_at) if loc.link.status_at else None,
+                "delete_at": _delete_at(flow, loc.link)},
             "plan": [c.to_dict() for c in plan.changes],
             "held": [vars(h) for h in plan.held],
             "pending": None if pending is None else {
@@ -229,6 +276,14 @@ def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
         store.unlock(flow.name)
         conns.close()
         store.close()
+
+
+def _delete_at(flow: Flow, link: Link) -> str | None:
+    """When a disabled link's target object is hard-deleted (``delete_after``), if ever."""
+    if link.status == "active" or flow.delete_after is None or link.status_at is None:
+        return None
+    at = link.status_at if link.status_at.tzinfo else link.status_at.replace(tzinfo=UTC)
+    return (at + timedelta(seconds=flow.delete_after)).isoformat()
 
 
 def _shown(kf: KindFlow, raw: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:

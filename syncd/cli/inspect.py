@@ -22,8 +22,13 @@ from syncd.cli.common import (
 @click.command()
 @config_option
 @output_option
-def status(config_path: str, output: str) -> None:
-    """Last runs and link counts per flow, from the state store."""
+@click.option("--runs", "runs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="How many of each flow's last runs to show.")
+@click.option("--hide-empty", is_flag=True,
+              help="Skip runs that ended ok having planned and applied nothing.")
+def status(config_path: str, output: str, runs: int, hide_empty: bool) -> None:
+    """Last runs and link counts per flow, from the state store (the whole provisioning
+    log: syncd log)."""
     from syncd.cycle.render import summary_line
     from syncd.state.opening import safe_url
     from syncd.state.store import Store
@@ -44,7 +49,8 @@ def status(config_path: str, output: str) -> None:
                                    "quarantined": p.quarantined,
                                    "error": f"{p.error_class}: {p.error}"}
                                   for p in store.pending(name).values()],
-                         "runs": [_run_json(r) for r in store.recent_runs(name)],
+                         "runs": [_run_json(r) for r in
+                                  store.runs(name, runs, hide_empty=hide_empty)],
                          "state_store": safe_url(cfg.state_url)}
     finally:
         store.close()
@@ -65,8 +71,9 @@ def status(config_path: str, output: str) -> None:
             state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"
             click.echo(f"    {state}: {p['op']} {p['kind']} {p['name']} "
                        f"(attempt {p['attempts']}): {p['error']}")
-        if not d["runs"]:
-            click.echo("  no runs yet")
+        if not d["runs"] and runs:
+            click.echo("  no runs that planned or applied anything (--hide-empty)"
+                       if hide_empty else "  no runs yet")
         for r in d["runs"]:
             s = r["summary"]
             when = str(r["started_at"])[:19]
@@ -208,15 +215,22 @@ def explain(config_path: str, flow_name: str | None, output: str, who: str) -> N
     if src:
         for k, v in sorted(src["raw"].items()):
             click.echo(f"    {k}: {', '.join(map(str, v))}")
-        click.echo(f"scope: {'in scope' if doc['in_scope'] else 'OUT OF SCOPE'}")
+        click.echo("scope: " + ("in scope" if doc["in_scope"] else
+                                f"OUT OF SCOPE: {doc['out_of_scope']}"))
         click.echo("mapping:")
         for p, m in doc["mapping"].items():
             res = f"ERROR {m['error']}" if m["error"] else (
                 json.dumps(m["result"], ensure_ascii=False) if m["managed"] else "(kept)")
             click.echo(f"    {p} = {res}    <- {m['rule']}")
     link = doc["link"]
-    click.echo("link: " + ("none (not yet linked)" if link is None else
-                           f"target {link['target_id']}, {link['status']}, {link['origin']}"))
+    if link is None:
+        click.echo("link: none (never synced)")
+    else:
+        since = f" since {link['status_at'][:19]}" if link["status_at"] else ""
+        state = "ACTIVE" if link["status"] == "active" else link["status"].upper() + since
+        click.echo(f"link: target {link['target_id']}, {state}, {link['origin']}"
+                   + (f"; target object deleted at {link['delete_at'][:19]}"
+                      if link["delete_at"] else ""))
     if link:
         for k, v in sorted(link["base"].items()):
             click.echo(f"    base {k}: {json.dumps(v, ensure_ascii=False)}")

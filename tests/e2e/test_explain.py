@@ -94,3 +94,50 @@ def test_explain_never_shows_password_hashes(sync_scim2: Sync) -> None:
     for shown in (out, text):
         assert hashed not in shown and "ZXhwbGFpbi1tdXN0" not in shown
         assert "userpassword" not in shown.lower()
+
+
+def _uuid_of(sync: Sync, dn: str) -> str:
+    import ldap3
+
+    conn = ldap3.Connection(ldap3.Server(sync.ldap.url), sync.ldap.admin_dn,
+                            sync.ldap.admin_password, auto_bind=True)
+    conn.search(dn, "(objectClass=*)", search_scope="BASE", attributes=["entryUUID"])
+    value = str(conn.entries[0].entryUUID.value)
+    conn.unbind()
+    return value
+
+
+def test_explain_finds_a_never_synced_object_by_anchor_or_dn(sync_scim2: Sync) -> None:
+    s = sync_scim2
+    assert s.run().code == 0
+    s.ldap.add(f"dn: uid=newbie,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New\n"
+               f"sn: Bie\n")
+    dn = f"uid=newbie,{PEOPLE}"
+    for who in (_uuid_of(s, dn), dn, "newbie"):
+        code, out = cli(s, "explain", "-o", "json", who)
+        assert code == 0, (who, out)
+        doc = json.loads(out)
+        assert doc["source"]["name"].lower() == dn.lower() and doc["link"] is None
+        assert [c["op"] for c in doc["plan"]] == ["create"]
+    code, text = cli(s, "explain", dn)
+    assert "link: none (never synced)" in text
+
+
+def test_explain_says_why_out_of_scope_and_when_a_disabled_object_goes(
+        sync_scim2: Sync) -> None:
+    s = sync_scim2
+    s.write(extra='delete_after = "30d"',
+            scope='[[flows.corp-to-app.users.scope]]\nattribute = "title"\n'
+                  'equals = "gone"\nnot = true')
+    assert s.run().code == 0
+    s.ldap.modify(f"dn: {user_dn(3)}\nchangetype: modify\nreplace: title\ntitle: gone\n")
+    code, text = cli(s, "explain", user_uid(3))
+    assert code == 0, text
+    assert "OUT OF SCOPE: title equals ['gone'], which the scope excludes" in text
+    assert "left the scope" in text  # the planned deprovisioning says why
+    assert s.run().code == 0
+    code, out = cli(s, "explain", "-o", "json", user_uid(3))
+    link = json.loads(out)["link"]
+    assert link["status"] == "disabled" and link["delete_at"] is not None
+    code, text = cli(s, "explain", user_uid(3))
+    assert "DISABLED since" in text and "target object deleted at" in text
