@@ -13,12 +13,13 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from syncd import registry
 from syncd.config.durations import parse_duration
 from syncd.config.flows import Config, ConnectorSpec, Flow, KindFlow
-from syncd.config.schema import DEFAULT_STATE_FILE, FileModel, KindModel
+from syncd.config.schema import DEFAULT_STATE_FILE, AlertsModel, FileModel, KindModel
+from syncd.config.suggest import did_you_mean
 from syncd.errors import ConfigError
 from syncd.mapping.attributes import Mapping
 from syncd.mapping.scope import Scope
@@ -33,14 +34,15 @@ def _loc(parts: tuple[int | str, ...]) -> str:
     return out
 
 
-def _pydantic_error(exc: ValidationError, file: Path, prefix: str) -> ConfigError:
+def _pydantic_error(exc: ValidationError, file: Path, prefix: str,
+                    model: type[BaseModel] | None = None) -> ConfigError:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         key = _loc(tuple(err["loc"]))
         full = f"{prefix}.{key}" if prefix and key else (prefix or key)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + did_you_mean(model, tuple(err["loc"]))
         lines.append(f"{file}: {full}: {msg}")
     return ConfigError("\n".join(lines))
 
@@ -90,10 +92,19 @@ def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
                           f"{exc.start} ({exc.reason}); save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    # [alerts] apart: its header secrets, like the connectors', are resolved only by
+    # commands that use them (the daemon), not by those that only read the store.
+    alerts = raw.pop("alerts", None)
     try:
         model = FileModel.model_validate(raw)
     except ValidationError as exc:
-        raise _pydantic_error(exc, file, "") from None
+        raise _pydantic_error(exc, file, "", FileModel) from None
+    if alerts is not None:
+        try:
+            model = model.model_copy(update={"alerts": AlertsModel.model_validate(
+                alerts, context=None if secrets else DEFER)})
+        except ValidationError as exc:
+            raise _pydantic_error(exc, file, "alerts") from None
     return _build(file, model, secrets)
 
 
@@ -109,7 +120,7 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
         try:
             cfg = cls.config_model.model_validate(table, context=None if secrets else DEFER)
         except ValidationError as exc:
-            raise _pydantic_error(exc, file, f"connectors.{name}") from None
+            raise _pydantic_error(exc, file, f"connectors.{name}", cls.config_model) from None
         connectors[name] = ConnectorSpec(name, type_name, cfg)
         classes[name] = cls
 
@@ -171,11 +182,18 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
             parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
             fm.schedule, fm.authority, fm.tie_breaker, fm.create, fm.reverse_deprovision)
 
+    for i, ref in enumerate(model.alerts.flows or ()):
+        if ref not in flows:
+            known = ", ".join(sorted(flows)) or "none defined"
+            raise ConfigError(f"unknown flow {ref!r} (defined: {known})",
+                              f"{file}: alerts.flows[{i}]")
+
     from syncd.state.opening import StateURL
 
     url = _anchored(model.state.url, file) if model.state.url else default_state_url(file)
     state_url = StateURL(url, model.state.password)
-    return Config(file, state_url, connectors, flows, model.metrics)
+    return Config(file, state_url, connectors, flows, model.metrics, model.state.journal_keep,
+                  alerts=model.alerts)
 
 
 def _anchored(url: str, file: Path) -> str:

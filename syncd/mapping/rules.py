@@ -232,7 +232,7 @@ class Rule:
 _Scalar = StrictStr | StrictBool | StrictInt
 
 
-class _RuleTable(BaseModel):
+class RuleTable(BaseModel):
     """The table form of a rule, exactly as it may appear in config."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
@@ -281,7 +281,7 @@ def _attr(name: str, key: str) -> str:
 
 def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
     try:
-        t = _RuleTable.model_validate(dict(table))
+        t = RuleTable.model_validate(dict(table))
     except PydanticValidationError as e:
         raise _pydantic_error(e, table, where) from None
     given = [k for k in _SOURCE_KEYS if table.get(k) is not None]

@@ -29,7 +29,7 @@ _KEYS = ("attribute", *_OPS, "not", "case_sensitive")
 _ATTR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.;:-]*$")
 
 
-class _ConditionTable(BaseModel):
+class ConditionTable(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     attribute: StrictStr
@@ -93,7 +93,7 @@ def _compile(item: object, where: str) -> Condition:
         raise ConfigError(f"a scope condition is a table like {{ attribute = \"x\", equals = "
                           f"\"y\" }}, got {item!r}", where=where)
     try:
-        t = _ConditionTable.model_validate(item)
+        t = ConditionTable.model_validate(item)
     except PydanticValidationError as e:
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else "attribute"

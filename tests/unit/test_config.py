@@ -323,3 +323,24 @@ def test_validate_checks_the_sqlite_store_offline(tmp_path: Path) -> None:
                         f'url = "sqlite:///{tmp_path / "file" / "sub" / "s.db"}"')
     res = CliRunner().invoke(main, ["validate", "--config", str(write(tmp_path, text))])
     assert res.exit_code == 1 and "is not a directory" in res.stderr
+
+
+@pytest.mark.parametrize(("typo", "where", "meant"), [
+    ('deprovision = "disable"', 'deprovison = "disable"', "deprovision"),
+    ('match = ["userName"]', 'match = ["userName"]\n[flows.corp-to-app.safety]\n'
+                             'max_deprovisons = 3', "max_deprovision"),
+    ('bind_password = "env:CORP_LDAP_PASSWORD"', 'bind_pasword = "env:CORP_LDAP_PASSWORD"',
+     "bind_password"),
+    ('[state]\nurl', '[state]\nurll = "x"\nurl', "url"),
+    ('users = {{ base = "ou=people,dc=example,dc=org",', 'users = {{ bse = "x", '
+     'base = "ou=people,dc=example,dc=org",', "base"),
+])
+def test_unknown_key_suggests_the_known_one(tmp_path: Path, typo: str, where: str,
+                                             meant: str) -> None:
+    msg = error_of(tmp_path, GOOD.replace(typo, where, 1))
+    assert f"unknown key (did you mean {meant!r}?)" in msg, msg
+
+
+def test_unknown_key_far_from_any_suggests_nothing(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, GOOD.replace('deprovision = "disable"', 'zzzqqq = 1', 1))
+    assert "flows.corp-to-app.zzzqqq: unknown key" in msg and "did you mean" not in msg
