@@ -60,10 +60,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """For a terminal: local time first (a long run's lines say when), level, message."""
+
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{f}={getattr(record, f)}" for f in FIELDS
                          if getattr(record, f, None) is not None)
-        line = f"{record.levelname.lower():7} {redact(record.getMessage(), limit=None)}"
+        when = datetime.fromtimestamp(record.created).astimezone().strftime("%H:%M:%S")
+        line = (f"{when} {record.levelname.lower():7} "
+                f"{redact(record.getMessage(), limit=None)}")
         return f"{line}  {extra}" if extra else line
 
 

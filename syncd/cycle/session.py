@@ -85,7 +85,7 @@ class Session:
         self.on_done: Callable[[_Outcome], None] | None = None
         self._running: set[Future[list[_Outcome]]] = set()
         self._outcomes: list[_Outcome] = []
-        self._last = time.monotonic()
+        self._last = self._started = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
         self._unreachable = 0  # consecutive outcomes that could not reach the peer
 
@@ -149,7 +149,16 @@ class Session:
             self._last = time.monotonic()
             of = f"/{self.total}" if self.total is not None else ""
             progress(f"{self.applier.flow.name}: {self.done}{of} changes applied "
-                     f"({len(self.result.failures)} failed)")
+                     f"({len(self.result.failures)} failed){self._eta()}")
+
+    def _eta(self, now: float | None = None) -> str:
+        """``, about 3m12s left`` from the rate so far, when the total is known."""
+        elapsed = (time.monotonic() if now is None else now) - self._started
+        if self.total is None or not self.done or self.done >= self.total or elapsed <= 0:
+            return ""
+        left = round((self.total - self.done) * elapsed / self.done)
+        return f", about {left // 60}m{left % 60:02d}s left" if left >= 60 else (
+            f", about {left}s left")
 
     def _note_reachability(self, out: _Outcome) -> None:
         """A few changes in a row that got no answer at all: the peer is down; halt."""
