@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from syncd.config.schema import MetricsModel, SafetyModel, ScheduleModel
+from syncd.config.schema import AlertsModel, MetricsModel, SafetyModel, ScheduleModel
 from syncd.connector import ConnectorConfig
 from syncd.mapping.attributes import Mapping
 from syncd.mapping.scope import Scope
@@ -61,3 +61,5 @@ class Config:
     connectors: dict[str, ConnectorSpec]
     flows: dict[str, Flow]
     metrics: MetricsModel = field(default_factory=MetricsModel)
+    #: ``[alerts]``: webhooks and a command told about runs that need attention.
+    alerts: AlertsModel = field(default_factory=AlertsModel)

@@ -5,13 +5,26 @@ bundle) are checked offline here, as validators, so every mistake names its key.
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from syncd.checks import ListenAddress
+from syncd.checks import CAFile, ListenAddress
 from syncd.config.durations import parse_duration
-from syncd.secrets import Secret
+from syncd.net import is_loopback
+from syncd.secrets import Secret, UnresolvedSecret
 
 DEFAULT_STATE_FILE = "syncd-state.db"
 
@@ -94,6 +107,101 @@ class MetricsModel(_Strict):
     listen: ListenAddress | None = None  # "127.0.0.1:9464"
 
 
+#: What ``[alerts] events`` may name; `syncd.daemon.alerts` derives them from each run.
+AlertEvent = Literal["refused", "quarantined", "failed", "aborted", "recovered"]
+ALERT_EVENTS: tuple[AlertEvent, ...] = ("refused", "quarantined", "failed", "aborted",
+                                        "recovered")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class WebhookModel(_Strict):
+    """One receiver of alerts: a JSON POST per event."""
+
+    #: Declared before `url`, whose check reads it.
+    allow_http: bool = False
+    url: str
+    #: Header values are secrets (``env:``/``file:``/literal): never logged or printed.
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    tls_verify: bool = True
+    ca_file: CAFile | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError(f"{value!r}: the port is not a number from 0 to 65535") from None
+        if parts.fragment:
+            raise ValueError("must not carry a #fragment")
+        if (parts.scheme == "http" and not is_loopback(parts.hostname)
+                and not info.data.get("allow_http")):
+            raise ValueError(f"http:// to {parts.hostname} sends the alert and its headers in "
+                             "clear text: use https://, or set allow_http = true (plain http "
+                             "is allowed without it only to 127.0.0.1, ::1 or localhost)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, secret in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if not isinstance(secret, UnresolvedSecret) and any(
+                    ch in secret.get_secret_value() for ch in "\r\n\0"):
+                raise ValueError(f"the value of header {name} holds a line break")
+        return value
+
+
+class AlertsModel(_Strict):
+    """``[alerts]``: who is told when a flow needs attention (`syncd.daemon.alerts`)."""
+
+    webhooks: list[WebhookModel] = Field(default_factory=list)
+    #: A program and its arguments, run per event with the event as JSON on stdin (no shell).
+    command: list[str] | None = None
+    command_timeout: Duration = "10s"
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
+    #: Only these flows (None: every flow).
+    flows: list[str] | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value or not value[0]:
+            raise ValueError('give the program and its arguments, e.g. '
+                             '["/usr/local/bin/notify", "--flag"]')
+        prog = Path(value[0])
+        if not prog.is_absolute():
+            raise ValueError(f"{value[0]!r}: give the program's absolute path (it runs "
+                             "without a shell, and the service's PATH is not a shell's)")
+        if not prog.is_file() or not os.access(prog, os.X_OK):
+            raise ValueError(f"{value[0]}: not an executable file")
+        return value
+
+    @field_validator("command_timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r}: give a duration above zero, e.g. \"10s\"")
+        return value
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> AlertsModel:
+        if self.model_fields_set and not self.webhooks and self.command is None:
+            raise ValueError("[alerts] sends nowhere: add webhooks = [...] and/or command = "
+                             "[...]")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhooks) or self.command is not None
+
+
 Authority = Literal["source", "target", "newest", "manual"]
 
 
@@ -135,6 +243,7 @@ class FileModel(_Strict):
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     flows: dict[str, FlowModel] = Field(default_factory=dict)
     metrics: MetricsModel = Field(default_factory=MetricsModel)
+    alerts: AlertsModel = Field(default_factory=AlertsModel)
 
 
 
