@@ -18,7 +18,8 @@ runs happen on its thread pool):
   an ERROR; valid -> reschedule.
 - systemd: READY=1 once jobs are scheduled, WATCHDOG=1 from a scheduler job every
   WatchdogSec/2, STATUS= with the last result per flow, RELOADING=1/READY=1 around reloads,
-  STOPPING=1 (see `syncd.daemon.sdnotify`). Metrics: `syncd.daemon.metrics`.
+  STOPPING=1 (see `syncd.daemon.sdnotify`). Metrics: `syncd.daemon.metrics`. Alerts
+  (``[alerts]``): `syncd.daemon.alerts`, told after each run, delivered in the background.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from syncd.config.schema import ScheduleModel
 from syncd.cycle import engine
 from syncd.cycle.render import summary_line
 from syncd.cycle.result import FlowResult
+from syncd.daemon.alerts import Alerts
 from syncd.daemon.metrics import Metrics, parse_listen
 from syncd.daemon.sdnotify import Notifier, watchdog_interval
 from syncd.errors import ConfigError, StoreError, StoreLocked
@@ -91,6 +93,7 @@ class Daemon:
         self.stop = threading.Event()
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
+        self.alerts = Alerts(self.config.alerts)
         self.scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(MAX_WORKERS),
                        "control": ThreadPoolExecutor(1)},
@@ -128,6 +131,7 @@ class Daemon:
         self.scheduler.start()  # blocks until _shutdown() (from the control thread)
         control.join(timeout=10)
         self.metrics.close()
+        self.alerts.close()  # the last alerts (a run aborted by the stop) go out first
         log.info("stopped")
         self.notifier.close()
         return 0
@@ -191,6 +195,7 @@ class Daemon:
             self.notifier.ready(self._status_text())
             return False
         self.config = new
+        self.alerts.configure(new.alerts)
         self._schedule(new)
         try:
             self.metrics.serve(new.metrics.listen)
@@ -242,11 +247,13 @@ class Daemon:
         except StoreError as exc:  # corrupt, unwritable, full, or the database is down
             log.error("flow %s not run: %s", name, exc, extra={"flow": name})
             self._run_error(name, "state store unavailable")
+            self.alerts.run_error(name, f"state store unavailable: {exc}")
             return []
         except Exception as exc:
             log.exception("flow %s: run crashed: %s", name, type(exc).__name__,
                           extra={"flow": name})
             self._run_error(name, f"crashed ({type(exc).__name__})")
+            self.alerts.run_error(name, f"run crashed: {type(exc).__name__}: {exc}")
             return []
         finally:
             for lock in reversed(locks):
@@ -282,9 +289,10 @@ class Daemon:
                                    f"{len(res.failures)} failed at {when}")
         flow = cfg.flows.get(res.flow)
         target = flow.target if flow is not None else ""
-        store = self._open_store(cfg) if self.metrics.address else None
+        store = self._open_store(cfg) if self.metrics.address or self.alerts.enabled else None
         try:
             self.metrics.record(res, target, store)
+            self.alerts.after_run(res, store)
         finally:
             if store is not None:
                 store.close()
