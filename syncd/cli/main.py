@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from syncd.cli import inspect, log, mapping, plan, run, scaffold, service
+from syncd.cli import check, inspect, log, mapping, plan, report, run, scaffold, service
 from syncd.cli.common import EXIT_CONFIG, EXIT_FAILED
 
 
@@ -43,10 +43,11 @@ def main(verbose: int) -> None:
 
 
 
-for command in (run.run, run.validate, inspect.status, log.log_command, inspect.release,
+for command in (run.run, run.validate, check.check, inspect.status, log.log_command,
+                inspect.release,
                 inspect.conflicts, inspect.connectors, inspect.explain, service.daemon,
                 mapping.test_mapping, plan.plan, plan.apply, scaffold.init,
-                scaffold.config_schema):
+                scaffold.config_schema, report.report):
     main.add_command(command)
 
 

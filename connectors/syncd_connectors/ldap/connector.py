@@ -43,10 +43,12 @@ from syncd.errors import ConfigError, ConnectorError, Fatal, Retriable
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 from syncd_connectors.ldap.base import log
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, SearchSpec
+from syncd_connectors.ldap.feeds.controls import SYNC_REQUEST
 from syncd_connectors.ldap.feeds.cursor import BadCursor, parse_cursor
 from syncd_connectors.ldap.feeds.incremental import FullReadNeeded, IncrementalReads
 from syncd_connectors.ldap.values import anchor_filter, anchor_string, is_password_attribute
 from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry, SearchRef
+from syncd_connectors.ldap.wire.request import PAGED_RESULTS
 from syncd_connectors.ldap.write.session import CHUNK
 from syncd_connectors.ldap.write.writer import LdapWriter
 
@@ -210,6 +212,26 @@ class LdapConnector(IncrementalReads):
             )
             return set()
         return {a for a, f in items.items() if f and a not in found}
+
+    # ---- syncd check ----------------------------------------------------------------------------
+
+    def probe(self) -> dict[str, object]:
+        """What `syncd check` shows about this directory: the server, the TLS in use, the
+        change feed incremental reads will use, and the controls the reads rely on."""
+        root = self._root_dse()
+        controls = set(root.get("supportedcontrol", ()))
+        url = self.config.url.lower()
+        tls = ("ldaps" if url.startswith("ldaps://") else
+               "StartTLS" if self.config.start_tls else "none (plain LDAP)")
+        return {
+            "vendor": (root.get("vendorname") or ["(not said)"])[0],
+            "naming contexts": ", ".join(root.get("namingcontexts", ())) or "(none listed)",
+            "tls": tls + ("" if self.config.tls_verify else ", certificate NOT verified"),
+            "incremental reads": self.mechanism() or "none (full reads only)",
+            "paged results": PAGED_RESULTS in controls,
+            "content sync (RFC 4533)": SYNC_REQUEST in controls,
+            "anchor": self.config.anchor,
+        }
 
     # ---- writing (write/) -------------------------------------------------------------------
 
