@@ -79,7 +79,10 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
                 error = redact("; ".join(res.errors + res.refused)) or None
                 store.finish_run(res.run_id, res.result, {
                     "plan": summary, "applied": res.applied, "failed": len(res.failures),
-                    "duration_s": round(res.duration, 3)}, error)
+                    "duration_s": round(res.duration, 3),
+                    # each reason on its own, for the status page
+                    **({"refused": [redact(r) for r in res.refused]} if res.refused else {}),
+                }, error)
         log.debug("flow %s %s: %s applied, %s failed in %.2fs", flow.name, res.result,
                   res.applied, len(res.failures), res.duration,
                   extra={"run_id": res.run_id, "flow": flow.name})

@@ -2,8 +2,9 @@
 
 Everything is recorded from what a run returns (`syncd.cycle.result.FlowResult`) and from the state
 store after the run, in the daemon's own process, into a private registry (not the global
-one: tests and reloads can build several). The HTTP endpoint is prometheus-client's own
-threaded server; nothing is served when ``listen`` is not set.
+one: tests and reloads can build several). The HTTP endpoint (`syncd.daemon.web`) serves them
+on ``/metrics`` and, given the config (the daemon's), the read-only status page on ``/`` and
+``/status``; nothing is served when ``listen`` is not set.
 
 Exposed (all labelled by ``flow`` unless said otherwise):
 
@@ -26,7 +27,6 @@ from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
-from prometheus_client.exposition import start_http_server
 
 from syncd.cycle.result import FlowResult
 
@@ -47,9 +47,11 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class Metrics:
-    """The daemon's metrics; `serve` exposes them over HTTP."""
+    """The daemon's metrics; `serve` exposes them over HTTP, with the status page when
+    `page` gives the current config."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: Callable[[], Any] | None = None) -> None:
+        self.page = page
         self.registry = CollectorRegistry()
         r = self.registry
         self.duration = Histogram("syncd_run_duration_seconds", "Duration of flow runs",
@@ -83,10 +85,13 @@ class Metrics:
         self.close()
         if listen is None:
             return
+        from syncd.daemon.web import start_server
+
         host, port = parse_listen(listen)
-        server, _thread = start_http_server(port, host, registry=self.registry)
+        server = start_server(host, port, self.registry, self.page)
         self._server, self.address = server, listen
-        log.info("metrics on http://%s/metrics", listen)
+        log.info("metrics on http://%s/metrics%s", listen,
+                 f", status page on http://{listen}/" if self.page is not None else "")
 
     def close(self) -> None:
         if self._server is not None:

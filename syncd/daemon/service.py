@@ -92,7 +92,7 @@ class Daemon:
             parse_listen(self.config.metrics.listen)
         self.stop = threading.Event()
         self.notifier = notifier or Notifier()
-        self.metrics = Metrics()
+        self.metrics = Metrics(page=lambda: self.config)  # the status page reads the store
         self.alerts = Alerts(self.config.alerts)
         self.scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(MAX_WORKERS),
