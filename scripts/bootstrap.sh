@@ -43,6 +43,20 @@ if [ ! -x /usr/sbin/ns-slapd ] || [ ! -x /usr/sbin/dscreate ]; then
     fi
 fi
 
+# Chromium and its driver (Debian's): the status page is tested in a real headless browser
+# (tests/e2e/test_status_browser.py); selenium is pointed at /usr/bin/chromedriver, so nothing
+# is downloaded at test time.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    cmd="apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver"
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing chromium and chromium-driver from Debian" >&2
+        bash -c "$cmd" >/dev/null
+    else
+        echo "bootstrap: chromium/chromium-driver missing (the status page's browser test will fail); as root run:" >&2
+        echo "  $cmd" >&2
+    fi
+fi
+
 # systemd-analyze (Debian's systemd package) verifies the unit files in the test suite.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
