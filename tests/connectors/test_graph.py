@@ -427,7 +427,7 @@ def test_msgraph_is_imported_lazily() -> None:
             "import sys; bad = [m for m in ('msgraph', 'msgraph_core', 'azure.identity',"
             " 'kiota_http') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    helps = ("import sys; sys.argv = ['syncd', '--help']\nfrom syncd.cli import main\n"
+    helps = ("import sys; sys.argv = ['syncd', '--help']\nfrom syncd.cli.main import main\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "assert 'msgraph' not in sys.modules")
     subprocess.run([sys.executable, "-c", helps], check=True, cwd=REPO, capture_output=True)

@@ -44,7 +44,7 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(
     env = {**os.environ, "E2E_LDAP_PASSWORD": big_slapd.admin_password,
            "E2E_SCIM_TOKEN": scim2_server.token or ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "syncd.cli", "run", "-c", str(sync.config), "-o", "json"],
+        [sys.executable, "-m", "syncd", "run", "-c", str(sync.config), "-o", "json"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     created = 0

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from syncd import config
-from syncd.cycle import engine
+from syncd.cycle import engine, setup
 from syncd.errors import Retriable
 from syncd.state.store import Store
 from syncd.testing import DIRECTORIES, directory, fail_with
@@ -220,7 +220,7 @@ class PushOracle(RuleBasedStateMachine):
                 cur = store.cursor("f", "src", kind)
                 if cur.value is not None:
                     store.save_cursor("f", "src", kind, "expired-cookie", full=False,
-                                      fingerprint=engine.fingerprint(self.cfg.flows["f"], kind))
+                                      fingerprint=setup.fingerprint(self.cfg.flows["f"], kind))
         finally:
             store.close()
         self.cycle()
