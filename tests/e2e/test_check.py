@@ -25,6 +25,8 @@ def test_a_working_setup_passes_and_says_what_it_saw(sync_scim2: Sync) -> None:
     assert doc["connectors"]["corp"]["ok"] and doc["connectors"]["app"]["ok"]
     probe = doc["connectors"]["corp"]["probe"]  # the LDAP connector says what it found
     assert probe["incremental reads"] == "syncrepl" and probe["paged results"] is True
+    app = doc["connectors"]["app"]["probe"]  # and the SCIM connector what discovery found
+    assert app["patch"] == "yes" and "users /Users" in app["endpoints"]
     users = doc["flows"]["corp-to-app"]["user"]
     assert users["sampled"] > 0 and users["in_scope"] == users["sampled"]
     assert users["attributes"]["uid"] == users["sampled"]

@@ -210,6 +210,23 @@ class ScimSession:
             name=str(attrs.get("userName" if kind == "user" else "displayName", "")),
         )  # fmt: skip
 
+    def probe(self) -> dict[str, object]:
+        """What `syncd check` shows about this SCIM server: what its own description
+        (/ServiceProviderConfig, /Schemas, /ResourceTypes) made of it, as syncd uses it."""
+        caps = self._caps
+        return {
+            "endpoints": ", ".join(f"{k}s {v}" for k, v in sorted(self._endpoints.items())),
+            "bulk": f"yes, {caps.bulk_max_operations} operations per request"
+                    if caps.bulk else "no",
+            "patch": "yes" if caps.patch else "no (updates are PUT)",
+            "etag": "yes (members replaced with If-Match)" if self._limits.etag else "no",
+            "page size": self._page_size,
+            "delete": "deactivates only (soft delete)" if caps.delete_is_soft else "removes",
+            "attributes not kept": "; ".join(
+                f"{k}s: {', '.join(sorted(v))}" for k, v in sorted(self._unsupported.items())
+                if v) or "none",
+        }
+
     def _discover(self) -> None:
         found = discover(self._client, self.config, self.name)
         self._valid_shapes.clear()  # the schema may differ now
