@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from syncd.config.schema import AlertsModel, MetricsModel, SafetyModel, ScheduleModel
+from syncd.config.schema import (
+    DEFAULT_JOURNAL_KEEP,
+    AlertsModel,
+    MetricsModel,
+    SafetyModel,
+    ScheduleModel,
+    journal_keep_seconds,
+)
 from syncd.connector import ConnectorConfig
 from syncd.mapping.attributes import Mapping
 from syncd.mapping.scope import Scope
@@ -61,5 +68,12 @@ class Config:
     connectors: dict[str, ConnectorSpec]
     flows: dict[str, Flow]
     metrics: MetricsModel = field(default_factory=MetricsModel)
+    #: ``[state] journal_keep`` as written ("90d", "forever").
+    journal_keep: str = DEFAULT_JOURNAL_KEEP
     #: ``[alerts]``: webhooks and a command told about runs that need attention.
     alerts: AlertsModel = field(default_factory=AlertsModel)
+
+    @property
+    def journal_keep_seconds(self) -> float | None:
+        """How long the journal keeps runs, in seconds; None: forever."""
+        return journal_keep_seconds(self.journal_keep)

@@ -27,6 +27,9 @@ from syncd.net import is_loopback
 from syncd.secrets import Secret, UnresolvedSecret
 
 DEFAULT_STATE_FILE = "syncd-state.db"
+#: How long the run journal keeps runs and their changes by default; "forever": no pruning.
+DEFAULT_JOURNAL_KEEP = "90d"
+KEEP_FOREVER = "forever"
 
 
 class _Strict(BaseModel):
@@ -45,10 +48,36 @@ def _cron(v: str) -> str:
     return check_cron(v)
 
 
+def journal_keep_seconds(v: str) -> float | None:
+    """Seconds a ``journal_keep`` value keeps (None: forever); ValueError naming the forms."""
+    if v.strip().lower() == KEEP_FOREVER:
+        return None
+    try:
+        seconds = parse_duration(v)
+    except ValueError:
+        if v.strip().replace(".", "", 1).isdigit():
+            raise ValueError(f"{v!r} has no unit: give a duration such as \"90d\", or "
+                             f"\"{KEEP_FOREVER}\" to never prune") from None
+        raise ValueError(f"{v!r} is neither a duration (e.g. \"90d\", \"12w\") nor "
+                         f"\"{KEEP_FOREVER}\"") from None
+    if seconds <= 0:
+        raise ValueError(f"{v!r} would keep no history: give a duration such as \"90d\", "
+                         f"or \"{KEEP_FOREVER}\" to never prune")
+    return seconds
+
+
+def _journal_keep(v: str) -> str:
+    journal_keep_seconds(v)
+    return v
+
+
 class StateModel(_Strict):
     url: Annotated[str, AfterValidator(_state_url)] | None = None
     #: The database password as a secret reference, for a server URL without one.
     password: Secret | None = None
+    #: Runs (and their journaled changes) older than this are pruned by the daemon, daily;
+    #: each flow's last run is always kept. "forever" keeps everything.
+    journal_keep: Annotated[str, AfterValidator(_journal_keep)] = DEFAULT_JOURNAL_KEEP
 
     @model_validator(mode="after")
     def _password_use(self) -> StateModel:

@@ -33,6 +33,7 @@ from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.model import Kind, StoredAttrs, canonical_json
 from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
+from syncd.state.journal import JournalMixin
 from syncd.state.opening import (
     CONNECT_TIMEOUT_S,
     check_sqlite_path,
@@ -45,10 +46,10 @@ from syncd.state.opening import (
 )
 from syncd.state.records import Link, aware, cap_error, now
 from syncd.state.retries import RetriesMixin
-from syncd.state.tables import ChangeRow, LinkRow, RunRow
+from syncd.state.tables import ChangeRow, LinkRow, RunRow, create_missing_indexes
 
 
-class Store(CursorsMixin, RetriesMixin, ConflictsMixin):
+class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin):
     """The state store at `url` (a `StateURL` brings its password along). Opening it checks
     what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
     does not answer — and raises `StoreError` naming the store and the reason; a store that
@@ -81,6 +82,7 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin):
                                   else "SELECT 1"))
             if not readonly:
                 SQLModel.metadata.create_all(self.engine)
+                create_missing_indexes(self.engine)  # a store made by an older syncd
         except StoreError:
             self.close()
             if created and self._sqlite_path is not None:
@@ -290,13 +292,15 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin):
                 error=cap_error(error)))
 
     def log_changes(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Journal changes in one executemany, stamped now (a row may bring its own `at`:
+        imports and tests of the provisioning log)."""
         if not rows:
             return
         assert self.engine is not None
         ts = now()
         with self.engine.begin() as conn:
             conn.execute(ChangeRow.__table__.insert(),  # type: ignore[attr-defined]
-                         [{**r, "at": ts, "error": cap_error(r.get("error"))}
+                         [{**r, "at": r.get("at") or ts, "error": cap_error(r.get("error"))}
                           for r in rows])
 
     def recent_runs(self, flow: str, limit: int = 5) -> list[dict[str, Any]]:

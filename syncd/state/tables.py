@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Index, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
@@ -67,30 +67,45 @@ class PendingRow(SQLModel, table=True):
 
 
 class RunRow(SQLModel, table=True):
+    """One run of one flow. Indexes: the journal's runs by flow and time (`syncd log`, the
+    last run per flow that pruning keeps) and by result (the runs that did not end ok)."""
+
     __tablename__ = "run"
+    __table_args__ = (Index("ix_run_flow_started_at", "flow", "started_at"),)
     id: str = Field(primary_key=True)
     flow: str = Field(index=True)
-    started_at: datetime
+    started_at: datetime = Field(index=True)
     finished_at: datetime | None = None
-    result: str = "running"
+    result: str = Field(default="running", index=True)
     summary: str = "{}"
     error: str | None = None
 
 
 class ChangeRow(SQLModel, table=True):
+    """One applied (or failed) change: the provisioning log. `syncd log` reads it newest
+    first, filtered by flow, op or result (each indexed with the time, so the newest N are
+    an index walk), by run, by object (source id, target id, or the name without regard to
+    ASCII case: ``ix_change_name_lower``) or by time."""
+
     __tablename__ = "change"
+    __table_args__ = (Index("ix_change_flow_at", "flow", "at"),
+                      Index("ix_change_op_at", "op", "at"),
+                      Index("ix_change_result_at", "result", "at"))
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True)
     flow: str
     kind: str
     op: str
     source_id: str | None = Field(default=None, index=True)
-    target_id: str | None = None
+    target_id: str | None = Field(default=None, index=True)
     name: str = ""
     detail: str = "{}"
     result: str
     error: str | None = None
-    at: datetime
+    at: datetime = Field(index=True)
+
+
+Index("ix_change_name_lower", func.lower(ChangeRow.__table__.c.name))  # type: ignore[attr-defined]
 
 
 class ConflictRow(SQLModel, table=True):
@@ -128,3 +143,27 @@ class Rows:
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
 
+
+
+def create_missing_indexes(engine: Engine) -> list[str]:
+    """Create the declared indexes a store lacks; their names. `create_all` creates a table
+    with its indexes but never adds an index to a table that exists, so a store made by an
+    older syncd would otherwise query a million journal rows without them. The catalog is
+    read first (no lock on the tables when nothing is missing, as on every open but the
+    first); ``CREATE INDEX IF NOT EXISTS`` keeps two processes opening at once harmless."""
+    from sqlalchemy import text
+    from sqlalchemy.schema import CreateIndex
+
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            q = "SELECT name FROM sqlite_master WHERE type = 'index'"
+        else:
+            q = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        have = {r[0] for r in conn.execute(text(q))}
+    missing = [ix for t in SQLModel.metadata.sorted_tables for ix in t.indexes
+               if ix.name not in have]
+    if missing:
+        with engine.begin() as conn:
+            for ix in missing:
+                conn.execute(CreateIndex(ix, if_not_exists=True))
+    return [str(ix.name) for ix in missing]
