@@ -16,6 +16,8 @@ runs happen on its thread pool):
   engine lets changes in flight finish, records them and ends the run "aborted"), then
   ``shutdown(wait=True)``. SIGHUP re-reads the config: invalid -> keep the running one and log
   an ERROR; valid -> reschedule.
+- The run journal is pruned by a job of its own, at start and then daily: runs older than
+  ``[state] journal_keep`` and their changes, each flow's last run excepted.
 - systemd: READY=1 once jobs are scheduled, WATCHDOG=1 from a scheduler job every
   WatchdogSec/2, STATUS= with the last result per flow, RELOADING=1/READY=1 around reloads,
   STOPPING=1 (see `syncd.daemon.sdnotify`). Metrics: `syncd.daemon.metrics`. Alerts
@@ -28,8 +30,9 @@ import logging
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -66,6 +69,9 @@ MISFIRE_GRACE_S = 600
 MAX_WORKERS = 32
 #: How long a job waits for a connector lock before looking at the stop event again.
 LOCK_POLL_S = 0.5
+#: The journal is pruned at start and then this often.
+PRUNE_INTERVAL_S = 86400
+PRUNE_JOB = "prune-journal"
 
 def trigger_for(schedule: ScheduleModel | None) -> BaseTrigger:
     """The APScheduler trigger for a flow's ``schedule`` (None: every DEFAULT_INTERVAL)."""
@@ -118,6 +124,9 @@ class Daemon:
 
     def run(self) -> int:
         self._schedule(self.config)
+        self.scheduler.add_job(self.prune_journal, IntervalTrigger(seconds=PRUNE_INTERVAL_S),
+                               id=PRUNE_JOB, name="prune the run journal",
+                               next_run_time=datetime.now(UTC))
         self.metrics.serve(self.config.metrics.listen)
         interval = watchdog_interval()
         if interval is not None:
@@ -261,6 +270,32 @@ class Daemon:
         for res in results:
             self._finished(cfg, res)
         return results
+
+    def prune_journal(self) -> tuple[int, int] | None:
+        """The job: delete the runs older than ``[state] journal_keep`` and their changes
+        (each flow's last run stays), logging how many went; (runs, changes), or None when
+        nothing was pruned. Never raises: a store that cannot be written now is tried again
+        the next day."""
+        from syncd.state.store import Store
+
+        cfg = self.config  # read per run: a reload may change journal_keep
+        keep = cfg.journal_keep_seconds
+        if keep is None or self.stop.is_set():
+            return None
+        started = time.monotonic()
+        try:
+            store = Store(cfg.state_url)
+            try:
+                runs, changes = store.prune_journal(datetime.now(UTC) - timedelta(seconds=keep))
+            finally:
+                store.close()
+        except Exception as exc:
+            log.error("journal not pruned: %s: %s", type(exc).__name__, exc)
+            return None
+        log.info("journal pruned: %d run(s) and %d change(s) older than %s "
+                 "(state.journal_keep), %.2fs", runs, changes, cfg.journal_keep,
+                 time.monotonic() - started)
+        return runs, changes
 
     def _acquire(self, connectors: Iterable[str]) -> list[threading.Lock] | None:
         held: list[threading.Lock] = []

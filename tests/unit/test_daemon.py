@@ -29,7 +29,7 @@ from syncd.config.flows import Config
 from syncd.config.schema import ScheduleModel
 from syncd.cycle import engine
 from syncd.cycle.result import FlowResult
-from syncd.daemon.service import DEFAULT_INTERVAL, Daemon, trigger_for
+from syncd.daemon.service import DEFAULT_INTERVAL, PRUNE_JOB, Daemon, trigger_for
 from syncd.errors import StoreLocked
 
 CONNECTORS = """
@@ -195,7 +195,7 @@ def test_every_flow_runs_once_at_startup_then_waits_for_its_schedule(
     assert drive(d, scenario) == 0
     assert sorted(s.flow for s in recorder.spans) == ["a", "b"]
     now = datetime.now(UTC)
-    assert set(seen) == {"flow:a", "flow:b"}
+    assert set(seen) == {"flow:a", "flow:b", PRUNE_JOB}
     assert 3500 < (seen["flow:a"] - now).total_seconds() <= 3600
     assert 850 < (seen["flow:b"] - now).total_seconds() <= 900  # the 15 min default
 
@@ -284,7 +284,7 @@ def test_sighup_with_broken_config_keeps_running_the_old_one(
         seen.update({j.id: j.trigger for j in d.scheduler.get_jobs()})
     assert drive(d, scenario) == 0
     assert d.config is before
-    assert set(seen) == {"flow:a"}
+    assert set(seen) == {"flow:a", PRUNE_JOB}
     assert isinstance(seen["flow:a"], IntervalTrigger)
     assert seen["flow:a"].interval.total_seconds() == 3600
     (err,) = [m for m in logs.messages(logging.ERROR) if "reload failed" in m]
@@ -307,7 +307,7 @@ def test_sighup_with_good_config_reschedules(tmp_path: Path, recorder: Recorder,
         seen["jobs"] = {j.id: j for j in d.scheduler.get_jobs()}
     assert drive(d, scenario) == 0
     jobs = seen["jobs"]
-    assert set(jobs) == {"flow:a", "flow:new"}
+    assert set(jobs) == {"flow:a", "flow:new", PRUNE_JOB}
     trigger = jobs["flow:a"].trigger
     assert isinstance(trigger, CronTrigger)
     nxt = trigger.get_next_fire_time(None, datetime(2024, 1, 6, 12, tzinfo=UTC))  # a Saturday
