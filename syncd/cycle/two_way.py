@@ -173,8 +173,11 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         changes += c2
         held += h2
         out.conflicts[kf.kind] = conflicts
+        # Objects evaluated this cycle: their conflicts not raised again are stale — also
+        # those of objects leaving the flow (deleted at the source, or out of its scope).
         out.evaluated[kf.kind] = {ch.source_id for ch in c2} | set(ti.source) | {
-            lk.source_id for lk in links.values() if lk.target_id in td.entries}
+            lk.source_id for lk in links.values() if lk.target_id in td.entries} | (
+            set(rd.gone) & set(links))
         if td.complete:
             c3, n3 = plan_target_only(ti)
             changes += c3

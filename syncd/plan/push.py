@@ -359,15 +359,24 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
         return list(changes)
     out = list(changes)
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
-    for n, c in enumerate(out):  # groups created in this plan: their first members
-        if c.kind == "group" and c.op == "set_members" and c.source_id not in groups:
-            first = set(c.add) & leaving
-            if first:
-                out[n] = replace(c, add=tuple(a for a in c.add if a not in first),
+    for n, c in enumerate(out):
+        # Members this plan would add who leave in it: the first members of a group it
+        # creates, or members added since the last cycle (on either side) to a group that
+        # exists. A user syncd deletes on the source leaves the source group too, even when
+        # it was only just added there (no referential integrity to do it).
+        if c.kind == "group" and c.op == "set_members":
+            late = (set(c.add) | set(c.source_add)) & leaving
+            if late:
+                members = c.members
+                if members is not None:
+                    members = tuple(m for m in members if m not in late)
+                out[n] = replace(c, add=tuple(a for a in c.add if a not in late),
+                                 source_add=tuple(a for a in c.source_add if a not in late),
                                  source_remove=tuple(sorted(set(c.source_remove)
-                                                            | (first & erased))))
-    out = [c for c in out if not (  # a first membership left with nothing to do
-        c.op == "set_members" and c.source_id not in groups and c.members is None
+                                                            | (set(c.add) & late & erased))),
+                                 members=members)
+    out = [c for c in out if not (  # a membership change left with nothing to do
+        c.op == "set_members" and c.members is None
         and not (c.add or c.remove or c.source_add or c.source_remove))]
     by_group = {c.source_id: i for i, c in enumerate(out)
                 if c.kind == "group" and c.op == "set_members"}

@@ -385,3 +385,48 @@ def test_user_back_in_scope_rejoins_its_groups(peers: Peers) -> None:  # noqa: F
         m.another_incremental_cycle()  # compares with a fresh full sync
     finally:
         m.teardown()
+
+
+def test_conflict_of_an_object_deleted_at_the_source_is_no_longer_listed(tw: TwoWay) -> None:
+    """Two-way oracle sequence (random exploration, shrunk by hand): create_on_source(s1);
+    cycle; edit_both(s1, department: source d2, target none); cycle (conflict held);
+    resolve_conflict(take source); delete_on_source(s1); cycle -> `syncd conflicts` still
+    lists s1's department, for an object that left the flow. A deprovisioned or deleted
+    object's conflicts go with it."""
+    tw.src.put("user", {"uid": "s1", "title": "a", "dept": "d1"}, "src-s1")
+    tw.run()
+    tw.edit_source("src-s1", dept="d2")
+    tw.edit_target("s1", **{"enterprise.department": None})
+    tw.run()
+    (held,) = tw.conflicts()
+    store = Store(tw.cfg.state_url)
+    try:
+        store.resolve_conflict(held["id"], "d2")
+    finally:
+        store.close()
+    tw.src.remove("user", "src-s1")
+    tw.run(allow_deletes=True)
+    assert tw.conflicts() == []
+
+
+def test_member_added_at_the_source_as_it_is_deleted_there_does_not_stay(tw: TwoWay) -> None:
+    """Two-way oracle sequence (random exploration with the kill fault, reduced by hand),
+    ``reverse_deprovision = "delete"``: t2 created on the target and synced to the source;
+    then, between two cycles, t2 is added to the source group gs0 and deleted on the
+    target; cycle -> syncd deletes t2 on the source, but gs0 (a directory without
+    referential integrity) keeps naming it, and the next cycle plans its removal: the
+    removal belongs to the cycle that deletes it."""
+    tw.configure(create="both", reverse="delete")
+    tw.src.put("user", {"uid": "s0", "title": "a", "dept": "d1"}, "src-s0")
+    tw.src.put("group", {"cn": "gs0"}, "src-gs0")
+    tw.src.set_group_members("src-gs0", {"src-s0"})
+    tw.dst.put("user", {"userName": "t2", "nickName": "n2"}, "dst-t2")
+    tw.run()
+    (t2,) = [o for o, a in tw.src.objects["user"].items() if a.get("uid") == "t2"]
+    tw.src.set_group_members("src-gs0", {"src-s0", t2})
+    tw.dst.remove("user", "dst-t2")
+    tw.run(allow_deletes=True)
+    assert t2 not in tw.src.objects["user"]
+    assert tw.src.members["src-gs0"] == {"src-s0"}
+    again = tw.run()
+    assert again.plan is not None and again.plan.changes == ()
