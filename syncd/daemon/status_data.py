@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,15 +156,13 @@ def gather(cfg: Any, *, runs: int = RUNS, obj: str | None = None,
         store = Store(cfg.state_url, readonly=True)
         try:
             flows = tuple(_flow(store, f, runs) for f in cfg.flows.values())
-            history = None
-            if obj:
-                history = _history(store, obj, flow, [flow] if flow else list(cfg.flows))
+            history = (_history(store, obj, flow, [flow] if flow else list(cfg.flows))
+                       if obj else None)
         finally:
             store.close()
     except SyncdError as exc:  # StoreError and ConfigError: the page says why
-        return Snapshot(base.generated_at, base.store, base.config_path,
-                        error=redact(str(exc)))
-    return Snapshot(base.generated_at, base.store, base.config_path, flows, history)
+        return replace(base, error=redact(str(exc)))
+    return replace(base, flows=flows, history=history)
 
 
 def _flow(store: Any, flow: Any, runs: int) -> FlowView:
