@@ -317,6 +317,7 @@ class Daemon:
         problems = res.errors + [f"refused: {r}" for r in res.refused]
         if problems:
             line += " — " + "; ".join(problems)
+        line += self._next_run(res.flow)
         log.log(logging.INFO if res.result == "ok" else logging.WARNING, line,
                 extra={"flow": res.flow, "run_id": res.run_id})
         when = datetime.now().strftime("%H:%M:%S")
@@ -331,6 +332,17 @@ class Daemon:
         finally:
             if store is not None:
                 store.close()
+
+    def _next_run(self, name: str) -> str:
+        """``; next run 14:05:00`` (local time): an admin watching the journal knows when
+        to expect the next line."""
+        scheduler = getattr(self, "scheduler", None)  # None: a run outside the scheduler
+        try:
+            job = scheduler.get_job(_job_id(name)) if scheduler is not None else None
+        except Exception:  # a log line must never fail a run
+            job = None
+        when = getattr(job, "next_run_time", None)
+        return f"; next run {when.astimezone():%H:%M:%S}" if when is not None else ""
 
     def _open_store(self, cfg: Config) -> Any | None:
         from syncd.state.store import Store

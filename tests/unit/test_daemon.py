@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -343,6 +344,7 @@ def test_run_summary_is_logged_at_info_with_the_counts(
     (rec,) = [r for r in logs.records if "flow a run ok" in r.getMessage()]
     assert rec.levelno == logging.INFO
     assert "1 applied, 0 failed" in rec.getMessage()
+    assert re.search(r"; next run \d\d:\d\d:\d\d$", rec.getMessage()), rec.getMessage()
     assert getattr(rec, "flow", None) == "a" and getattr(rec, "run_id", None) == "r1"
 
 
