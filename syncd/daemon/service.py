@@ -108,6 +108,7 @@ class Daemon:
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._running = threading.Event()
         self._scheduled: dict[str, ScheduleModel | None] = {}
+        self._triggers: dict[str, Any] = {}  # per flow, for "next run" in the logs
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._status: dict[str, str] = {}
@@ -233,6 +234,7 @@ class Daemon:
             else:
                 continue
             self._scheduled[name] = flow.schedule
+            self._triggers[name] = trigger
             log.info("flow %s scheduled: %s", name, trigger, extra={"flow": name})
 
     # -- one run ---------------------------------------------------------------------------
@@ -335,13 +337,15 @@ class Daemon:
 
     def _next_run(self, name: str) -> str:
         """``; next run 14:05:00`` (local time): an admin watching the journal knows when
-        to expect the next line."""
-        scheduler = getattr(self, "scheduler", None)  # None: a run outside the scheduler
+        to expect the next line. From the flow's trigger, not the scheduler: asking the
+        scheduler from a job takes its lock, which a shutdown holds while it waits for the
+        job (a deadlock)."""
+        trigger = getattr(self, "_triggers", {}).get(name)
         try:
-            job = scheduler.get_job(_job_id(name)) if scheduler is not None else None
+            when = (trigger.get_next_fire_time(None, datetime.now(UTC))
+                    if trigger is not None else None)
         except Exception:  # a log line must never fail a run
-            job = None
-        when = getattr(job, "next_run_time", None)
+            when = None
         return f"; next run {when.astimezone():%H:%M:%S}" if when is not None else ""
 
     def _open_store(self, cfg: Config) -> Any | None:
