@@ -7,7 +7,8 @@ without a word about the attribute. For every connector: its secrets resolve her
 reports (LDAP: root DSE, feeds; SCIM: ServiceProviderConfig, schemas). For every flow: a
 sample of source entries, how many carry each attribute the mapping and scope read (none
 at all is an error: a typo, or an attribute the bind account cannot read), and how many are
-in scope. Exit 1 on any problem. Writes nothing anywhere.
+in scope. Exit 1 on any problem. Writes nothing to any directory; what the probes found is
+kept in the state store, and `syncd status` shows it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ def check(config_path: str, output: str) -> None:
         for conn in opened.values():
             with contextlib.suppress(Exception):  # closing must not hide the findings
                 conn.close()
+    _remember(cfg, report)
     if output == "json":
         click.echo(json.dumps({**vars(report), "ok": not report.problems}, indent=2,
                               default=str))
@@ -140,6 +142,26 @@ def check(config_path: str, output: str) -> None:
         _text(cfg, report)
     if report.problems:
         sys.exit(EXIT_FAILED)
+
+
+def _remember(cfg: Any, report: Report) -> None:
+    """Keep what the probes found in the state store, for `syncd status` (best effort: a
+    store that cannot be written is a problem of its own, reported by every other command)."""
+    from syncd.state.store import Store
+
+    found = {n: c["probe"] for n, c in report.connectors.items() if c.get("probe")}
+    if not found:
+        return
+    try:
+        store = Store(cfg.state_url)
+    except Exception as exc:
+        report.problems.append(f"state store: findings not kept: {exc}")
+        return
+    try:
+        for name, facts in found.items():
+            store.save_facts(name, facts)
+    finally:
+        store.close()
 
 
 def _text(cfg: Any, report: Report) -> None:

@@ -37,8 +37,12 @@ def status(config_path: str, output: str, runs: int, hide_empty: bool) -> None:
     store = Store(cfg.state_url, readonly=True)
     doc: dict[str, Any] = {}
     try:
+        facts = store.facts()  # what `syncd check` learned about each connector's server
         for name in cfg.flows:
+            flow = cfg.flows[name]
             doc[name] = {"links": store.link_counts(name),
+                         "servers": {c: facts[c] for c in (flow.source, flow.target)
+                                     if c in facts},
                          **store.pending_counts(name),
                          "cursor_age_s": store.cursor_age(name),
                          "conflicts": len(store.conflicts(name)),
@@ -67,6 +71,9 @@ def status(config_path: str, output: str, runs: int, hide_empty: bool) -> None:
         click.echo(f"  cursor age: {'none yet' if age is None else f'{age:.0f}s'}; "
                    f"pending retries: {d['pending']}; quarantined: {d['quarantined']}; "
                    f"conflicts held: {d['conflicts']}; schedule: {d['schedule']}")
+        for conn, f in d["servers"].items():
+            said = "; ".join(f"{k}: {v}" for k, v in sorted(f["facts"].items()))
+            click.echo(f"  {conn} (syncd check {str(f['checked_at'])[:16]}): {said}")
         for p in d["held"]:
             state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"
             click.echo(f"    {state}: {p['op']} {p['kind']} {p['name']} "

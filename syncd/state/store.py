@@ -33,6 +33,7 @@ from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.model import Kind, StoredAttrs, canonical_json
 from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
+from syncd.state.facts import FactsMixin
 from syncd.state.journal import JournalMixin
 from syncd.state.opening import (
     CONNECT_TIMEOUT_S,
@@ -49,7 +50,7 @@ from syncd.state.retries import RetriesMixin
 from syncd.state.tables import ChangeRow, LinkRow, RunRow, create_missing_indexes
 
 
-class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin):
+class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin):
     """The state store at `url` (a `StateURL` brings its password along). Opening it checks
     what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
     does not answer — and raises `StoreError` naming the store and the reason; a store that

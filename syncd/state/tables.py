@@ -126,6 +126,16 @@ class ConflictRow(SQLModel, table=True):
     detected_at: datetime
 
 
+class FactRow(SQLModel, table=True):
+    """What `syncd check` learned about a connector's server, shown by `syncd status`."""
+
+    __tablename__ = "fact"
+    connector: str = Field(primary_key=True)
+    checked_at: datetime
+    #: JSON object of the connector's probe (no secrets: probes report capabilities).
+    facts: str
+
+
 class Rows:
     """What the store's mixins share: the engine and the one bulk-write primitive (an
     executemany ``insert ... on conflict do update``, the same on SQLite and PostgreSQL)."""

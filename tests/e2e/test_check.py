@@ -32,6 +32,12 @@ def test_a_working_setup_passes_and_says_what_it_saw(sync_scim2: Sync) -> None:
     assert users["attributes"]["uid"] == users["sampled"]
     code, text = check(sync_scim2)
     assert code == 0 and "all checks passed" in text
+    status = CliRunner().invoke(main, ["status", "-c", str(sync_scim2.config), "-o", "json"])
+    servers = json.loads(status.stdout)["corp-to-app"]["servers"]  # what check learned, kept
+    assert servers["app"]["facts"]["patch"] == "yes"
+    assert servers["corp"]["facts"]["incremental reads"] == "syncrepl"
+    text = CliRunner().invoke(main, ["status", "-c", str(sync_scim2.config)]).stdout
+    assert "app (syncd check " in text and "patch: yes" in text
     assert sync_scim2.run("--dry-run").code == 0  # and nothing was written by the check
     assert sync_scim2.http.get("/Users").json()["totalResults"] == 0
 
