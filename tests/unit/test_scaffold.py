@@ -37,7 +37,7 @@ def test_init_writes_a_config_that_loads_and_fits_the_schema(
         validator: jsonschema.Draft202012Validator) -> None:
     out = tmp_path / "syncd.toml"
     args = ["init", "--source", source, "--target", target, "--out", str(out)]
-    code, text, err = cli(*args, *(["--two-way"] if two_way else []))
+    code, _text, err = cli(*args, *(["--two-way"] if two_way else []))
     assert code == 0, err
     cfg = config.load(out, secrets=False)  # no secrets needed to check the shape
     assert cfg.flows
