@@ -142,6 +142,25 @@ def test_no_import_cycles(graph: dict[str, set[str]]) -> None:
     assert cycles(graph) == []
 
 
+#: Inside the LDAP connector: the wire fast path knows nothing of feeds or writes, the
+#: feeds nothing of writes (see the subpackages' docstrings).
+LDAP_FORBIDDEN = {
+    "syncd_connectors.ldap.wire": ("syncd_connectors.ldap.feeds", "syncd_connectors.ldap.write",
+                                   "syncd_connectors.ldap.connector"),
+    "syncd_connectors.ldap.feeds": ("syncd_connectors.ldap.write",
+                                    "syncd_connectors.ldap.connector"),
+    "syncd_connectors.ldap.write": ("syncd_connectors.ldap.feeds",
+                                    "syncd_connectors.ldap.connector"),
+}
+
+
+def test_ldap_subpackages_keep_their_direction(graph: dict[str, set[str]]) -> None:
+    bad = [f"{mod} -> {dep}" for mod, deps in graph.items() for dep in deps
+           for pkg, banned in LDAP_FORBIDDEN.items()
+           if mod.startswith(pkg) and dep.startswith(banned)]
+    assert bad == []
+
+
 def test_modules_are_small_and_plainly_named() -> None:
     big = {str(p.relative_to(REPO)): n for p in modules().values()
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
