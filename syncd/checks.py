@@ -3,7 +3,8 @@ bundle. Used as pydantic validators, so `syncd validate` (and every command, at 
 them as config errors naming the key — instead of the daemon failing to bind, or a TLS
 handshake failing with a library's traceback at the first connection.
 
-Cheap to import: connector config modules use `CAFile` (see connectors/syncd_connectors/*/config.py).
+Cheap to import: connector config modules use `CAFile`
+(see connectors/syncd_connectors/*/config.py).
 """
 
 from __future__ import annotations

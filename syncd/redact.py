@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "[redacted]"
 #: Texts kept for humans are capped: an error body can be megabytes (or a whole HTML page).
@@ -38,6 +40,17 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
                  |access_token|refresh_token|id_token|api_key|apikey)["']?\s*[:=]\s*)
                  (?!\[redacted\])("[^"]*"|'[^']*'|[^\s,;&}<]+)"""), r"\1" + MASK),
 )
+
+
+#: Attribute names whose values are secrets wherever syncd keeps or shows them: a mapped
+#: initial password, a password hash a bind account could read (userPassword, unicodePwd).
+SECRET_ATTRIBUTE = re.compile(r"(?i)pass(?:word|wd)?|pwd|secret|token|credential|private|hash"
+                              r"|pkcs12|(?:^|[._-])key$|apikey")
+
+
+def mask_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with every secret attribute's value replaced by the mask."""
+    return {k: MASK if SECRET_ATTRIBUTE.search(k) else v for k, v in values.items()}
 
 
 def register(value: str) -> None:

@@ -23,6 +23,7 @@ from syncd.config.flows import Config, Flow, KindFlow
 from syncd.connector import Connector
 from syncd.cycle.commit import check_apply_commit
 from syncd.cycle.read import claims
+from syncd.cycle.render import shown
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target
 from syncd.errors import SyncdError
@@ -30,6 +31,7 @@ from syncd.mapping.rules import MappingError
 from syncd.model import Entry, Kind, Value
 from syncd.plan.push import Item, KindInput, plan_flow
 from syncd.plan.value import Hold, Plan
+from syncd.redact import MASK, SECRET_ATTRIBUTE, mask_attributes
 from syncd.state.records import Link
 from syncd.state.store import Store
 
@@ -224,18 +226,21 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
             "source": None if loc.source is None else {
                 "name": loc.source.name, "raw": _shown(loc.kf, loc.source.raw)},
             "in_scope": loc.in_scope, "out_of_scope": loc.out_of_scope,
-            "mapping": {p: {"rule": e.rule, "result": _j(e.result), "managed": e.managed,
+            "mapping": {p: {"rule": e.rule, "result": _secret(p, _j(e.result)),
+                            "managed": e.managed,
                             "error": e.error}
                         for p, e in (loc.kf.mapping.explain(loc.source.raw).items()
                                      if loc.source else ())},
-            "target": [{"id": e.external_id, "attrs": {k: _j(v) for k, v in e.attrs.items()}}
+            "target": [{"id": e.external_id,
+                        "attrs": mask_attributes({k: _j(v) for k, v in e.attrs.items()})}
                        for e in loc.target],
             "link": None if loc.link is None else {
                 "target_id": loc.link.target_id, "status": loc.link.status,
-                "origin": loc.link.origin, "base": {k: _j(v) for k, v in loc.link.base.items()},
+                "origin": loc.link.origin,
+                "base": mask_attributes({k: _j(v) for k, v in loc.link.base.items()}),
                 "status_at": str(loc.link.status_at) if loc.link.status_at else None,
                 "delete_at": _delete_at(flow, loc.link)},
-            "plan": [c.to_dict() for c in plan.changes],
+            "plan": [shown(c) for c in plan.changes],
             "held": [vars(h) for h in plan.held],
             "pending": None if pending is None else {
                 "op": pending.op, "error_class": pending.error_class, "error": pending.error,
@@ -291,6 +296,10 @@ def _shown(kf: KindFlow, raw: Mapping[str, tuple[str, ...]]) -> dict[str, list[s
     connector returned beyond that stays out of the output)."""
     used = set(used_attributes(kf))
     return {k: list(v) for k, v in raw.items() if k.lower() in used}
+
+
+def _secret(path: str, value: Any) -> Any:
+    return MASK if SECRET_ATTRIBUTE.search(path) and value is not None else value
 
 
 def _j(v: Value) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +19,9 @@ import click
 
 from syncd.cli.common import config_option, load_config, store_line
 from syncd.plan.value import OPS
-from syncd.redact import MASK, redact
+from syncd.redact import MASK, SECRET_ATTRIBUTE, redact
 
 #: Attribute names whose values are never shown, whatever the mapping put there.
-_SECRET_ATTR = re.compile(r"pass(?:word|wd)|pwd|credential|pkcs12|secret", re.IGNORECASE)
 #: Journal fields shown as they are (the rest of a change's detail is its values).
 _PLAIN = ("id", "op", "kind", "source_id", "target_id", "name", "reason")
 CSV_FIELDS = ("at", "flow", "run_id", "kind", "op", "name", "source_id", "target_id",
@@ -152,7 +150,7 @@ def shown(e: Any) -> dict[str, Any]:
 
 
 def _masked(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: MASK if _SECRET_ATTR.search(k) else _clean(v) for k, v in values.items()}
+    return {k: MASK if SECRET_ATTRIBUTE.search(k) else _clean(v) for k, v in values.items()}
 
 
 def _clean(value: Any) -> Any:

@@ -30,7 +30,7 @@ from syncd.errors import Collision, Conflict, Fatal, Rejected, Retriable
 from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan.push import diff, label, match_value
 from syncd.plan.value import Change, Plan
-from syncd.redact import redact
+from syncd.redact import mask_attributes, redact
 from syncd.state.records import Link
 from syncd.state.store import Store
 
@@ -356,6 +356,9 @@ def _journal(flow: str, run_id: str, o: _Outcome) -> dict[str, Any]:
     c = o.change
     detail: dict[str, Any] = c.to_dict()
     detail.pop("base", None)
+    for key in ("attrs", "before", "source_attrs", "source_before"):
+        if key in detail:  # a mapped password is sent, never kept
+            detail[key] = mask_attributes(detail[key])
     return {
         "run_id": run_id, "flow": flow, "kind": c.kind, "op": c.op,
         "source_id": c.source_id, "target_id": o.target_id or c.target_id, "name": c.name,

@@ -13,6 +13,7 @@ from typing import Any
 from syncd.cycle.result import FlowResult
 from syncd.model import Value
 from syncd.plan.value import Change
+from syncd.redact import mask_attributes
 
 SIGN = {"create": "+", "adopt": "=", "update": "~", "set_members": "±",
         "deprovision": "-", "delete": "x"}
@@ -35,12 +36,13 @@ def change_lines(c: Change, names: Mapping[str, str], detail: bool = True) -> li
     lines = [head]
     if not detail:
         return lines
-    for path in sorted(c.attrs):
-        new = c.attrs[path]
+    attrs, before = mask_attributes(c.attrs), mask_attributes(c.before)
+    for path in sorted(attrs):
+        new = attrs[path]
         if c.op == "create":
             lines.append(f"    {path}: {fmt(new)}")
         else:
-            lines.append(f"    {path}: {fmt(c.before.get(path))} → {fmt(new)}")
+            lines.append(f"    {path}: {fmt(before.get(path))} → {fmt(new)}")
     for label, ids in (("add", c.add), ("remove", c.remove)):
         if ids:
             shown = ", ".join(names.get(i, i) for i in ids[:50])
@@ -74,6 +76,15 @@ def attribute_summary(changes: Sequence[Change]) -> list[str]:
         more = f", … {len(ranked) - 12} more" if len(ranked) > 12 else ""
         lines.append(f"  {n} {op} {kind}" + (f": {detail}{more}" if detail else ""))
     return lines
+
+
+def shown(c: Change) -> dict[str, Any]:
+    """A change as output and saved plans carry it: secret attributes masked."""
+    d = c.to_dict()
+    for key in ("attrs", "before", "base", "source_attrs", "source_before"):
+        if key in d:
+            d[key] = mask_attributes(d[key])
+    return d
 
 
 def summary_line(s: Mapping[str, Mapping[str, int]]) -> str:
@@ -132,7 +143,7 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
                 total.setdefault(kind, {}).setdefault(op, 0)
                 total[kind][op] += n
         if r.plan is not None:
-            changes += [{"flow": r.flow, **c.to_dict()} for c in r.plan.changes]
+            changes += [{"flow": r.flow, **shown(c)} for c in r.plan.changes]
             named = {i for c in r.plan.changes for i in (*c.add, *c.remove) if i in r.names}
         flows.append({
             "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,

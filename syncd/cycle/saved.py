@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.flows import Config
+from syncd.cycle.render import shown
 from syncd.cycle.result import FlowResult
 from syncd.cycle.setup import fingerprint
 from syncd.errors import ConfigError
@@ -51,7 +52,7 @@ def make(config: Config, results: Sequence[FlowResult], state_store: str) -> dic
             "errors": list(r.errors),
             "fingerprints": {kf.kind: fingerprint(flow, kf.kind) for kf in flow.kinds},
             "names": dict(r.names),
-            "plan": r.plan.to_dict() if r.plan is not None else None,
+            "plan": _masked(r.plan) if r.plan is not None else None,
         })
     return {"syncd_plan": FORMAT, "created_at": datetime.now(UTC).isoformat(),
             "config": str(config.path), "config_sha256": config_digest(config.path),
@@ -89,8 +90,17 @@ def _identity(c: Change) -> tuple[str, str, str, str]:
     return (c.kind, c.op, c.source_id or f"target:{c.target_id}", c.side)
 
 
+def _masked(plan: Plan) -> dict[str, Any]:
+    """The plan as saved: secret attributes (a mapped password) masked — a plan file is
+    reviewed and kept, and a password is sent, never kept."""
+    return {**plan.to_dict(), "changes": [shown(c) for c in plan.changes]}
+
+
 def _content(c: Change) -> dict[str, Any]:
-    d = json.loads(json.dumps(c.to_dict(), sort_keys=True))
+    """What must be equal for a reviewed change to be applied: everything but its wording,
+    secret attributes masked on both sides (the saved plan holds them masked; their values
+    come from the config, whose digest the plan carries)."""
+    d = json.loads(json.dumps(shown(c), sort_keys=True))
     return {k: v for k, v in d.items() if k not in _WORDING}
 
 

@@ -15,14 +15,13 @@ renderer's job (`syncd.daemon.status_page`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.cycle.render import summary_line
-from syncd.redact import MASK, redact
+from syncd.redact import MASK, SECRET_ATTRIBUTE, redact
 from syncd.state.records import aware
 
 #: Runs shown per flow, newest first.
@@ -35,9 +34,8 @@ MAX_FAILURES = 5
 MAX_HISTORY = 200
 #: Longest value shown (an attribute value, an error): the page stays readable.
 MAX_VALUE = 300
-#: Attribute names whose values are never shown.
-SECRET_NAME = re.compile(r"(?i)pass(word|wd)?|pwd|secret|token|credential|private|hash"
-                         r"|(^|[._-])key$|apikey")
+#: Attribute names whose values are never shown (the one list: `syncd.redact`).
+SECRET_NAME = SECRET_ATTRIBUTE
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from syncd.errors import ConfigError, Rejected
 from syncd.mapping.transforms import Pipeline, TransformError, build_pipeline
 from syncd.model import RawAttrs, Value
+from syncd.redact import SECRET_ATTRIBUTE
 
 OnEmpty = Literal["clear", "keep", "default"]
 Apply = Literal["always", "on_create"]
@@ -216,11 +217,15 @@ class Rule:
 
     def describe(self) -> str:
         """One line for logs and ``explain``: where the value comes from and what happens."""
-        parts = [str(self.source)]
+        secret = SECRET_ATTRIBUTE.search(self.path) is not None
+        # a constant or default for a password is the password: never in a description
+        parts = ["const [redacted]" if secret and isinstance(self.source, _Const)
+                 else str(self.source)]
         if self.pipeline:
             parts.append(str(self.pipeline))
         if self.on_empty != "clear":
-            extra = f" {self.default!r}" if self.on_empty == "default" else ""
+            shown = "[redacted]" if secret else repr(self.default)
+            extra = f" {shown}" if self.on_empty == "default" else ""
             parts.append(f"on_empty={self.on_empty}{extra}")
         if self.apply != "always":
             parts.append(f"apply={self.apply}")
