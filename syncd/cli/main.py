@@ -16,11 +16,11 @@ from syncd.cli.common import EXIT_CONFIG, EXIT_FAILED
 
 
 class _Group(click.Group):
-    """Store and config errors raised inside any command end as one line and the documented
-    exit code (1 runtime, 2 config), never as a traceback."""
+    """Store, config and other syncd errors raised inside any command end as one line and the
+    documented exit code (1 runtime, 2 config), never as a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from syncd.errors import ConfigError, StoreError
+        from syncd.errors import ConfigError, StoreError, SyncdError
 
         try:
             return super().invoke(ctx)
@@ -30,6 +30,9 @@ class _Group(click.Group):
         except ConfigError as exc:
             click.echo(f"invalid config:\n{exc}", err=True)
             sys.exit(EXIT_CONFIG)
+        except SyncdError as exc:  # e.g. the daemon holds the flow's lock: one line, exit 1
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
 
 
 @click.group(cls=_Group)

@@ -193,3 +193,19 @@ def test_review_keeps_exactly_the_reviewed_changes_still_planned(
     assert kept == expected
     out = review.outcomes["f"]
     assert len(out.kept) + len(out.stale) + len(out.not_approved) == len(reviewed)
+
+
+def test_apply_while_the_daemon_holds_the_flow_is_one_line(env: Env) -> None:
+    from syncd.state.store import Store
+
+    env.src.put("user", {"uid": "u1", "title": "new"}, "s1")
+    assert env.cli("plan", "-c", str(env.cfg), "--out", str(env.plan))[0] == 0
+    store = Store(f"sqlite:///{env.cfg.parent / 's.db'}")
+    store.lock("f")  # as a running daemon's cycle would
+    try:
+        code, out = env.cli("apply", str(env.plan))
+    finally:
+        store.unlock("f")
+        store.close()
+    assert code == 1 and out.startswith("error: ") and "Traceback" not in out, out
+    assert env.titles()["u1"] == "t"
