@@ -48,6 +48,11 @@ SECRET_ATTRIBUTE = re.compile(r"(?i)pass(?:word|wd)?|pwd|secret|token|credential
                               r"|pkcs12|(?:^|[._-])key$|apikey")
 
 
+def mask_value(attribute: str, value: Any) -> Any:
+    """`value`, or the mask when `attribute` names a secret (an absent value stays absent)."""
+    return MASK if value is not None and SECRET_ATTRIBUTE.search(attribute) else value
+
+
 def mask_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with every secret attribute's value replaced by the mask."""
     return {k: MASK if SECRET_ATTRIBUTE.search(k) else v for k, v in values.items()}

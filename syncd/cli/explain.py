@@ -31,7 +31,7 @@ from syncd.mapping.rules import MappingError
 from syncd.model import Entry, Kind, Value
 from syncd.plan.push import Item, KindInput, plan_flow
 from syncd.plan.value import Hold, Plan
-from syncd.redact import MASK, SECRET_ATTRIBUTE, mask_attributes
+from syncd.redact import mask_attributes, mask_value
 from syncd.state.records import Link
 from syncd.state.store import Store
 
@@ -226,7 +226,7 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
             "source": None if loc.source is None else {
                 "name": loc.source.name, "raw": _shown(loc.kf, loc.source.raw)},
             "in_scope": loc.in_scope, "out_of_scope": loc.out_of_scope,
-            "mapping": {p: {"rule": e.rule, "result": _secret(p, _j(e.result)),
+            "mapping": {p: {"rule": e.rule, "result": mask_value(p, _j(e.result)),
                             "managed": e.managed,
                             "error": e.error}
                         for p, e in (loc.kf.mapping.explain(loc.source.raw).items()
@@ -296,10 +296,6 @@ def _shown(kf: KindFlow, raw: Mapping[str, tuple[str, ...]]) -> dict[str, list[s
     connector returned beyond that stays out of the output)."""
     used = set(used_attributes(kf))
     return {k: list(v) for k, v in raw.items() if k.lower() in used}
-
-
-def _secret(path: str, value: Any) -> Any:
-    return MASK if SECRET_ATTRIBUTE.search(path) and value is not None else value
 
 
 def _j(v: Value) -> Any:

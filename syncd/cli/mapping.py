@@ -15,7 +15,7 @@ from syncd.cli.common import (
     load_config,
     output_option,
 )
-from syncd.redact import MASK, SECRET_ATTRIBUTE
+from syncd.redact import MASK, mask_value
 
 
 def _raw(doc: Any) -> dict[str, tuple[str, ...]]:
@@ -31,11 +31,6 @@ def _raw(doc: Any) -> dict[str, tuple[str, ...]]:
             ("TRUE" if v else "FALSE") if isinstance(v, bool) else str(v)
             for v in values if v is not None)
     return out
-
-
-def _secret(path: str, value: Any) -> Any:
-    """A mapped password is shown masked: it is sent, never printed."""
-    return MASK if SECRET_ATTRIBUTE.search(path) and value is not None else value
 
 
 def _jsonable(v: Any) -> Any:
@@ -93,7 +88,7 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
         click.echo(json.dumps({
             "flow": flow_name, "kind": kind, "in_scope": in_scope, "scope": str(kf.scope),
             "held": held, "unused_attributes": unused,
-            "attributes": {path: {"rule": e.rule, "result": _secret(path, _jsonable(e.result)),
+            "attributes": {path: {"rule": e.rule, "result": mask_value(path, _jsonable(e.result)),
                                   "managed": e.managed, "error": e.error}
                            for path, e in explained.items()},
         }, indent=2, ensure_ascii=False))
@@ -107,7 +102,7 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
         elif not e.managed:
             shown = "(not managed for this entry: left alone on the target)"
         else:
-            shown = fmt(e.result) if _secret(path, e.result) is e.result else MASK
+            shown = fmt(e.result) if mask_value(path, e.result) is e.result else MASK
         click.echo(f"  {path:<{width}} = {shown}")
         click.echo(f"  {'':<{width}}   <- {e.rule}")
     if held:
