@@ -202,6 +202,7 @@ def explain(config_path: str, flow_name: str | None, output: str, who: str) -> N
     from syncd.cli.explain import dumps
     from syncd.cli.explain import explain as explain_one
     from syncd.errors import ConnectorError, SyncdError
+    from syncd.state.opening import safe_url
 
     cfg = load_config(config_path)
     flow_name = _pick_flow(cfg, flow_name)
@@ -214,8 +215,9 @@ def explain(config_path: str, flow_name: str | None, output: str, who: str) -> N
         click.echo(str(exc), err=True)
         sys.exit(EXIT_FAILED)
     if output == "json":
-        click.echo(dumps(doc))
+        click.echo(dumps({**doc, "state_store": safe_url(cfg.state_url)}))
         return
+    click.echo(store_line(cfg))
     click.echo(f"{doc['kind']} {who} in flow {doc['flow']} (source id {doc['source_id']})")
     src = doc["source"]
     click.echo("source: " + ("not found (gone from the source)" if src is None else src["name"]))

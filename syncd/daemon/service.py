@@ -57,6 +57,7 @@ from syncd.daemon.metrics import Metrics, parse_listen
 from syncd.daemon.sdnotify import Notifier, watchdog_interval
 from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.log import context as log_context
+from syncd.state.opening import safe_url
 
 log = logging.getLogger("syncd.daemon")
 
@@ -161,7 +162,8 @@ class Daemon:
     def _started(self, _event: SchedulerEvent) -> None:
         self._running.set()
         n = len(self._scheduled)
-        log.info("daemon started: %d flow(s) scheduled from %s", n, self.config_path)
+        log.info("daemon started: %d flow(s) scheduled from %s, state store %s", n,
+                 self.config_path, safe_url(self.config.state_url))
         self.notifier.ready(f"{n} flow(s) scheduled")
 
     def _control_loop(self) -> None:

@@ -23,6 +23,7 @@ def test_explain_shows_every_stage_and_the_next_plan(sync_scim2: Sync) -> None:
     code, out = cli(s, "explain", "-o", "json", user_uid(1))
     assert code == 0, out
     doc = json.loads(out)
+    assert doc["state_store"] == f"sqlite:///{s.state}"  # which store explain read
     assert doc["kind"] == "user" and doc["in_scope"] is True
     assert doc["source"]["raw"]["title"] == ["Boss"]
     assert doc["mapping"]["title"]["result"] == "Boss"
