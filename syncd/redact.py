@@ -55,7 +55,7 @@ def mask_value(attribute: str, value: Any) -> Any:
 
 def mask_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with every secret attribute's value replaced by the mask."""
-    return {k: MASK if SECRET_ATTRIBUTE.search(k) else v for k, v in values.items()}
+    return {k: mask_value(k, v) for k, v in values.items()}
 
 
 def register(value: str) -> None:

@@ -92,6 +92,9 @@ def apply(plan_file: str, config_path: str | None, approve: tuple[str, ...],
     except (OSError, ValueError) as exc:
         click.echo(f"cannot read plan {plan_file}: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    if not isinstance(doc, dict):
+        click.echo(f"cannot read plan {plan_file}: not a saved plan", err=True)
+        sys.exit(EXIT_CONFIG)
     cfg = load_config(config_path or str(doc.get("config", "")))
     try:
         reviewed = saved.load(doc, cfg, plan_file)
@@ -99,6 +102,9 @@ def apply(plan_file: str, config_path: str | None, approve: tuple[str, ...],
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    if not reviewed:  # (an empty list of flows would mean every flow)
+        click.echo(f"{plan_file}: no flow of this plan has changes to apply")
+        return
     results = engine.run(cfg, flows=list(reviewed), review=review,
                          allow_deletes=approve_all or bool(approve))
     report = {name: vars(o) for name, o in review.outcomes.items()}

@@ -89,8 +89,9 @@ def add_groups_naming(source: Connector, kf: KindFlow, users: set[str],
         _failed(source, kf, exc, out)
         return
     _take(kf, Batch(kf.kind, tuple(entries), full=False), extra)
+    held = {h.source_id for h in out.held}
     for sid, it in extra.items.items():
-        if sid not in out.items and sid not in out.gone:
+        if sid not in out.items and sid not in out.gone and sid not in held:
             out.items[sid] = it
     out.held += [h for h in extra.held if h.source_id not in out.items]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,8 +69,12 @@ def load(doc: Mapping[str, Any], config: Config, where: str) -> dict[str, Plan]:
         raise ConfigError(f"{where}: the config {config.path} changed since this plan was "
                           "made: make a new plan (syncd plan --out)")
     plans: dict[str, Plan] = {}
-    for f in doc.get("flows", ()):
-        name = f.get("flow")
+    flows = doc.get("flows")
+    if not isinstance(flows, list) or not all(
+            isinstance(f, Mapping) and isinstance(f.get("flow"), str) for f in flows):
+        raise ConfigError(f"{where}: malformed plan (flows)")
+    for f in flows:
+        name = f["flow"]
         flow = config.flows.get(name)
         if flow is None:
             raise ConfigError(f"{where}: flow {name!r} is not in {config.path}")
@@ -81,7 +85,7 @@ def load(doc: Mapping[str, Any], config: Config, where: str) -> dict[str, Plan]:
         if f.get("plan") is not None:
             try:
                 plans[name] = Plan.from_dict(f["plan"])
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ConfigError(f"{where}: flow {name}: malformed plan ({exc!r})") from None
     return plans
 
@@ -104,32 +108,59 @@ def _content(c: Change) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in _WORDING}
 
 
-def _object(c: Change) -> tuple[str, str]:
-    return (c.kind, c.source_id or f"target:{c.target_id}")
+def _object(flow: str, c: Change) -> tuple[str, str, str]:
+    return (flow, c.kind, c.source_id or f"target:{c.target_id}")
 
 
-def approvals(reviewed: Mapping[str, Plan], tokens: Iterable[str]) -> frozenset[tuple[str, str]]:
-    """The objects `--approve` names: by name (case-insensitive) when some change is about an
-    object of that name, else by anchor (source id or target id, exact). A token that names
-    no object of the plan, or several, is an error: approving the wrong object is what this
-    command exists to prevent."""
-    changes = [c for p in reviewed.values() for c in p.changes]
-    out: set[tuple[str, str]] = set()
+def approvals(reviewed: Mapping[str, Plan], tokens: Iterable[str]
+              ) -> frozenset[tuple[str, str, str]]:
+    """The objects `--approve` names, each (flow, kind, id): by name (case-insensitive) when
+    some change is about an object of that name, else by anchor (source id or target id,
+    exact). A token that names no object of the plan, or several (also the same id in two
+    flows), is an error: approving the wrong object is what this command exists to prevent."""
+    changes = [(flow, c) for flow, p in reviewed.items() for c in p.changes]
+    out: set[tuple[str, str, str]] = set()
     problems = []
     for token in tokens:
-        hits = {_object(c): c.name for c in changes if c.name.casefold() == token.casefold()}
+        hits = {_object(f, c): c.name for f, c in changes
+                if c.name.casefold() == token.casefold()}
         if not hits:
-            hits = {_object(c): c.name for c in changes if token in (c.source_id, c.target_id)}
+            hits = {_object(f, c): c.name for f, c in changes
+                    if token in (c.source_id, c.target_id)}
         if not hits:
             problems.append(f"{token!r}: no change of this plan is about it")
         elif len(hits) > 1:
-            which = ", ".join(f"{k} {n} ({sid})" for (k, sid), n in sorted(hits.items()))
+            which = ", ".join(f"{k} {n} ({sid}, flow {f})"
+                              for (f, k, sid), n in sorted(hits.items()))
             problems.append(f"{token!r} names several objects ({which}): approve by anchor")
         else:
             out |= set(hits)
     if problems:
         raise ConfigError("--approve: " + "; ".join(problems))
     return frozenset(out)
+
+
+def _leaving_members(fresh: Plan, keep: list[Change], chosen: set[tuple[str, str, str, str]]
+                     ) -> list[Change]:
+    """The membership removals that go with the users a kept change deprovisions or deletes
+    (`follow_members` put them in group changes): applied with them even where the group's
+    change itself was not kept — a user deleted while still named by a group would stay
+    there, its link gone, for ever."""
+    leaving = {c.source_id for c in keep
+               if c.kind == "user" and c.op in ("deprovision", "delete")}
+    if not leaving:
+        return []
+    out = []
+    for c in fresh.changes:
+        if c.op != "set_members" or _identity(c) in chosen:
+            continue
+        remove = tuple(m for m in c.remove if m in leaving)
+        source_remove = tuple(m for m in c.source_remove if m in leaving)
+        if remove or source_remove:
+            out.append(replace(c, add=(), source_add=(), remove=remove,
+                               source_remove=source_remove, members=None,
+                               reason="members deprovisioned by approved changes"))
+    return out
 
 
 @dataclass
@@ -151,7 +182,7 @@ class Review:
 
     reviewed: Mapping[str, Plan]
     #: `approvals`: the objects whose changes alone are applied (empty: all reviewed).
-    approve: frozenset[tuple[str, str]] = frozenset()
+    approve: frozenset[tuple[str, str, str]] = frozenset()
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
     def __call__(self, fresh: Plan) -> Plan:
@@ -165,11 +196,12 @@ class Review:
             cur = now.get(_identity(c))
             if cur is None or _content(cur) != _content(c):
                 out.stale.append(c.name)
-            elif self.approve and _object(c) not in self.approve:
+            elif self.approve and _object(fresh.flow, c) not in self.approve:
                 out.not_approved.append(c.name)
             else:
                 keep.append(cur)
                 out.kept.append(c.name)
+        keep += _leaving_members(fresh, keep, {_identity(c) for c in keep})
         seen = {_identity(c) for c in reviewed.changes}
         out.unreviewed = sum(1 for k in now if k not in seen)
         return Plan(fresh.flow, Plan.ordered(keep), fresh.held, fresh.notes, fresh.linked)

@@ -17,7 +17,9 @@ from syncd.state.tables import FactRow, Rows
 
 class FactsMixin(Rows):
     def save_facts(self, connector: str, facts: dict[str, Any]) -> None:
-        text = redact(json.dumps(facts, default=str, sort_keys=True), limit=None)
+        shown = {k: redact(v, limit=None) if isinstance(v, str) else v
+                 for k, v in facts.items()}  # redacted values: the JSON stays JSON
+        text = json.dumps(shown, default=str, sort_keys=True)
         self._upsert(FactRow.__table__, ["connector"], [{  # type: ignore[attr-defined]
             "connector": connector, "checked_at": now(), "facts": text}])
 
@@ -32,5 +34,11 @@ class FactsMixin(Rows):
                 rows = list(conn.execute(select(t)))
         except (OperationalError, ProgrammingError):  # no such table yet
             return {}
-        return {r.connector: {"checked_at": aware(r.checked_at), "facts": json.loads(r.facts)}
-                for r in rows}
+        out = {}
+        for r in rows:
+            try:
+                out[r.connector] = {"checked_at": aware(r.checked_at),
+                                    "facts": json.loads(r.facts)}
+            except ValueError:  # never let a stored finding break `status`
+                continue
+        return out

@@ -38,6 +38,8 @@ deprovision = "disable"
 [flows.f.users.mapping]
 userName = "uid"
 title = "title"
+[flows.f.groups.mapping]
+displayName = "cn"
 """
 
 
@@ -159,9 +161,12 @@ def test_an_ambiguous_approval_is_refused() -> None:
                       Change("deprovision", "user", "s2", "t1", "t3")))
     with pytest.raises(ConfigError, match="names several objects"):
         approvals({"f": plan}, ["staff"])
-    assert approvals({"f": plan}, ["g1"]) == {("group", "g1")}
+    assert approvals({"f": plan}, ["g1"]) == {("f", "group", "g1")}
     # a name wins over an anchor that happens to look the same
-    assert approvals({"f": plan}, ["t1"]) == {("user", "s2")}
+    assert approvals({"f": plan}, ["t1"]) == {("f", "user", "s2")}
+    # the same object id in two flows is two objects: naming it approves neither
+    with pytest.raises(ConfigError, match="names several objects"):
+        approvals({"f": plan, "g": plan}, ["g1"])
 
 
 KEYS = st.tuples(st.sampled_from(["user", "group"]), st.sampled_from("abcdef"),
@@ -185,11 +190,11 @@ def test_review_keeps_exactly_the_reviewed_changes_still_planned(
     objects; never a change only one side has, never a reviewed one whose values moved."""
     mine = Plan("f", tuple(_change(k, v) for k, v in reviewed.items()))
     now = Plan("f", Plan.ordered([_change(k, v) for k, v in fresh.items()]))
-    objects = frozenset((k, sid) for k, sid, _op in reviewed if sid in approved)
+    objects = frozenset(("f", k, sid) for k, sid, _op in reviewed if sid in approved)
     review = Review({"f": mine}, objects)
     kept = {(c.kind, c.source_id, c.op): c.attrs["title"] for c in review(now).changes}
     expected = {k: v for k, v in reviewed.items() if fresh.get(k) == v
-                and (not objects or (k[0], k[1]) in objects)}
+                and (not objects or ("f", k[0], k[1]) in objects)}
     assert kept == expected
     out = review.outcomes["f"]
     assert len(out.kept) + len(out.stale) + len(out.not_approved) == len(reviewed)
@@ -209,3 +214,27 @@ def test_apply_while_the_daemon_holds_the_flow_is_one_line(env: Env) -> None:
         store.close()
     assert code == 1 and out.startswith("error: ") and "Traceback" not in out, out
     assert env.titles()["u1"] == "t"
+
+
+def test_an_approved_leaver_also_leaves_its_groups(env: Env) -> None:
+    """The group's own change moved since the review (a member joined), so it is not applied;
+    the approved user's removal from it still is: deleted users never stay group members."""
+    env.src.put("group", {"cn": "g"}, "g1")
+    env.src.set_group_members("g1", {"s1", "s2"})
+    assert env.cli("run", "-c", str(env.cfg))[0] == 0
+    env.src.remove("user", "s1")
+    assert env.cli("plan", "-c", str(env.cfg), "--out", str(env.plan))[0] == 0
+    env.src.set_group_members("g1", {"s2", "s3"})  # s1 gone from the group, s3 joined
+    code, out = env.cli("apply", str(env.plan), "--approve", "u1")
+    assert code in (0, 1), out
+    (gid,) = env.dst.objects["group"]
+    names = {env.dst.objects["user"][m]["userName"] for m in env.dst.members[gid]}
+    assert "u1" not in names and env.active()["u1"] is False
+    assert "u3" not in names  # the unreviewed addition waits for the next run
+
+
+def test_a_malformed_plan_file_is_one_line(env: Env) -> None:
+    for text in ("[]", '{"syncd_plan": 1, "config_sha256": "x"}'):
+        env.plan.write_text(text)
+        code, out = env.cli("apply", str(env.plan), "-c", str(env.cfg))
+        assert code == 2 and "Traceback" not in out, out

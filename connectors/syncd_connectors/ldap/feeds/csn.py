@@ -56,9 +56,9 @@ class CsnGuard(Ds389Feed):
                     if name.lower() == "entrycsn" and values:
                         found = values[0].decode("ascii", "replace")
                         newest = found if newest is None or found > newest else newest
-            elif isinstance(event, SearchDone) and event.code != 0:
-                return None
-        return newest
+            elif isinstance(event, SearchDone) and event.code != 0 and newest is None:
+                return None  # the server cannot tell (no access, no ordering): claim nothing
+        return newest  # entries seen before a size or time limit are evidence enough
 
     def _behind(self, base: str, cookie: bytes, current: Callable[[], bytes]) -> str | None:
         """Why `cookie` is not a valid cursor for `base`, or None when it is. `current`
