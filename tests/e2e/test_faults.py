@@ -123,7 +123,7 @@ def test_429_bursts_converge_and_retry_after_is_honoured(fsync: FaultSync) -> No
 def test_503_500_and_resets_then_a_second_run_converges(fsync: FaultSync) -> None:
     # 4 retries: one request could meet every 503 of the burst in a row and still pass.
     # One POST per create (no /Bulk) so each fault hits exactly one create.
-    fsync.connector('max_retries = 4\ntimeout = 5\nbulk = "never"\n')
+    fsync.connector('max_retries = 4\ntimeout = 5\nbulk = "never"\nconcurrency = 1\n')
     users = r"/Users$"
     fsync.proxy.add(
         Fault("status", status=503, retry_after="1", method="POST", times=4, skip=6),
