@@ -30,12 +30,19 @@ from syncd.redact import SECRET_ATTRIBUTE
 
 OnEmpty = Literal["clear", "keep", "default"]
 Apply = Literal["always", "on_create"]
+#: A rule whose value names another object (a manager's DN, a Graph or SCIM id): the engine
+#: resolves it through the links to the target's id of that object.
+Reference = Literal["user", "group"]
 
 #: Source attribute names: LDAP names and OIDs, AD/Graph names, options (``cert;binary``) and
 #: dotted names from a SCIM or Graph source. No spaces, so a constant is never taken for one.
 _ATTR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.;:-]*$")
-#: Canonical paths: flattened SCIM paths such as ``name.givenName`` or ``emails.work``.
-_PATH = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$][A-Za-z0-9_$-]*)*$")
+#: Canonical paths: flattened SCIM paths such as ``name.givenName`` or ``emails.work``, or an
+#: attribute of a schema extension named by its URN as SCIM writes it (RFC 7644 section 3.10):
+#: ``urn:ietf:params:scim:schemas:extension:acme:2.0:User:costCenter`` -- the URN is everything
+#: before the last colon, the attribute path (``manager.value``) what follows.
+_PATH = re.compile(r"^(urn:[A-Za-z0-9._:-]+:)?"
+                   r"[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$][A-Za-z0-9_$-]*)*$")
 
 
 #: Server-maintained (operational) attributes and ids: never written back to a source.
@@ -190,6 +197,7 @@ class Rule:
     default: Value = None
     apply: Apply = "always"
     multi: bool = False
+    reference: Reference | None = None
 
     def evaluate(self, raw: RawAttrs) -> Value | Keep:
         """The rule's result for one entry: a value, ``None`` (clear) or `KEEP`."""
@@ -231,6 +239,8 @@ class Rule:
             parts.append(f"apply={self.apply}")
         if self.multi:
             parts.append("multi")
+        if self.reference:
+            parts.append(f"reference to a {self.reference}")
         return " | ".join(parts)
 
 
@@ -251,10 +261,11 @@ class RuleTable(BaseModel):
     default: _Scalar | list[StrictStr] | None = None
     apply: Apply = "always"
     multi: StrictBool = False
+    reference: Reference | None = None
 
 
 RULE_KEYS = ("from", "const", "template", "coalesce", "transform", "on_empty", "default",
-              "apply", "multi")
+              "apply", "multi", "reference")
 _SOURCE_KEYS = ("from", "const", "template", "coalesce")
 
 
@@ -328,7 +339,10 @@ def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
     elif t.default is not None:
         raise ConfigError(f'default is only used with on_empty = "default" (on_empty is '
                           f'{on_empty!r})', where=where)
-    return Rule(path, source, pipeline, on_empty, default, t.apply, t.multi)
+    if t.reference is not None and not isinstance(source, FromAttribute | _Coalesce):
+        raise ConfigError("reference = ... needs from or coalesce: the value must be the "
+                          "referenced object's name or id as the source holds it", where=where)
+    return Rule(path, source, pipeline, on_empty, default, t.apply, t.multi, t.reference)
 
 
 def _shape_default(value: str | bool | int | list[str], multi: bool, where: str) -> Value:
