@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from syncd.cli.common import EXIT_FAILED, config_option, load_config, output_option, store_line
+from syncd.mapping.conditions import ConditionError
 
 #: Source entries sampled per flow and kind (one page of a listing; never a full read).
 SAMPLE = 200
@@ -79,13 +80,19 @@ def _sample(flow: Any, source: Any, report: Report) -> None:
     for kf in flow.kinds:
         attrs = sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())
         seen = in_scope = 0
+        undecided = ""
         carry = dict.fromkeys(attrs, 0)
         reads = source.read(kf.kind, None, attrs)
         try:
             for batch in reads:
                 for e in batch.entries:
                     seen += 1
-                    in_scope += kf.scope.contains(e.raw)
+                    try:
+                        in_scope += kf.scope.contains(e.raw)
+                    except ConditionError as exc:
+                        undecided = undecided or (f"flow {flow.name}: {kf.kind} {e.name}: the "
+                                                  f"scope cannot decide ({exc}); such entries "
+                                                  "are held")
                     for a in attrs:
                         carry[a] += bool(e.raw.get(a.lower()) or e.raw.get(a))
                 if seen >= SAMPLE:
@@ -98,6 +105,8 @@ def _sample(flow: Any, source: Any, report: Report) -> None:
             if close is not None:
                 close()
         doc[kf.kind] = {"sampled": seen, "in_scope": in_scope, "attributes": carry}
+        if undecided:
+            report.problems.append(undecided)
         if seen == 0:
             report.problems.append(f"flow {flow.name}: the source returned no {kf.kind}s "
                                    "(base DN, filter, permissions?)")

@@ -27,6 +27,7 @@ from syncd.cycle.render import shown
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target
 from syncd.errors import SyncdError
+from syncd.mapping.conditions import ConditionError
 from syncd.mapping.rules import MappingError
 from syncd.model import Entry, Kind, Value
 from syncd.plan.push import Item, KindInput, plan_flow
@@ -142,7 +143,10 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
             continue
         loc = Located(kf.kind, kf, entry, link)
         if entry is not None:
-            loc.out_of_scope = kf.scope.failing(entry.raw)
+            try:
+                loc.out_of_scope = kf.scope.failing(entry.raw)
+            except ConditionError as exc:
+                loc.out_of_scope = f"the scope cannot decide ({exc}): the entry is held"
             loc.in_scope = loc.out_of_scope is None
             try:
                 attrs: dict[str, Value] = kf.mapping.map(entry.raw)

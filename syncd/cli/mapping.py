@@ -53,6 +53,7 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
     offline. Exits 1 when the entry would be held (a mapping error), 0 otherwise.
     """
     from syncd.cycle.render import fmt
+    from syncd.mapping.conditions import ConditionError
     from syncd.mapping.rules import MappingError
 
     cfg = load_config(config_path, secrets=False)
@@ -76,9 +77,13 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         click.echo(f"invalid input: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    in_scope = kf.scope.contains(raw)
+    undecided: str | None = None
+    try:
+        in_scope = kf.scope.contains(raw)
+    except ConditionError as exc:
+        in_scope, undecided = False, f"scope: {exc}"
     explained = kf.mapping.explain(raw)
-    held: str | None = None
+    held: str | None = undecided
     try:
         kf.mapping.map(raw)
     except MappingError as exc:
@@ -89,7 +94,9 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
             "flow": flow_name, "kind": kind, "in_scope": in_scope, "scope": str(kf.scope),
             "held": held, "unused_attributes": unused,
             "attributes": {path: {"rule": e.rule, "result": mask_value(path, _jsonable(e.result)),
-                                  "managed": e.managed, "error": e.error}
+                                  "managed": e.managed, "error": e.error,
+                                  "steps": [[what, _jsonable(mask_value(path, vals))]
+                                            for what, vals in e.steps]}
                            for path, e in explained.items()},
         }, indent=2, ensure_ascii=False))
         sys.exit(EXIT_FAILED if held else 0)
@@ -105,6 +112,11 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
             shown = fmt(e.result) if mask_value(path, e.result) is e.result else MASK
         click.echo(f"  {path:<{width}} = {shown}")
         click.echo(f"  {'':<{width}}   <- {e.rule}")
+        if len(e.steps) > 1 or e.error is not None:
+            for what, vals in e.steps:
+                masked = mask_value(path, vals)
+                click.echo(f"  {'':<{width}}      {what}: "
+                           f"{fmt(masked) if masked is vals else MASK}")
     if held:
         click.echo(f"  entry would be HELD: {held}")
     if unused:

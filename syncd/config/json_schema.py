@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from syncd import registry
 from syncd.config.schema import FileModel
+from syncd.mapping.conditions import condition_json_schema
 from syncd.mapping.rules import RuleTable
-from syncd.mapping.scope import ConditionTable
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 
@@ -34,7 +34,19 @@ def config_schema() -> dict[str, Any]:
     rule = {"anyOf": [{"type": "string", "description": "a source attribute or a template "
                                                          "with {attribute} placeholders"},
                       _embedded(RuleTable, "rule", defs)]}
-    condition = _embedded(ConditionTable, "condition", defs)
+    test = _embedded(condition_json_schema(), "condition_test", defs)
+    defs["condition"] = {"anyOf": [
+        test,
+        {"type": "object", "properties": {"all": {"type": "array", "minItems": 1,
+                                                  "items": {"$ref": "#/$defs/condition"}}},
+         "required": ["all"], "additionalProperties": False},
+        {"type": "object", "properties": {"any": {"type": "array", "minItems": 1,
+                                                  "items": {"$ref": "#/$defs/condition"}}},
+         "required": ["any"], "additionalProperties": False},
+        {"type": "object", "properties": {"not": {"$ref": "#/$defs/condition"}},
+         "required": ["not"], "additionalProperties": False}],
+        "description": "a test of one attribute, or all/any/not of conditions"}
+    condition = {"$ref": "#/$defs/condition"}
     kind = _resolve(root, "KindModel")
     kind["properties"]["mapping"]["additionalProperties"] = {
         "anyOf": [rule, {"type": "object", "description": "a namespace (dotted path)"}]}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from syncd.config.flows import KindFlow
 from syncd.connector import Connector
 from syncd.errors import Fatal, Rejected, Retriable
+from syncd.mapping.conditions import ConditionError
 from syncd.mapping.rules import MappingError
 from syncd.model import Batch, Entry, Kind, Value
 from syncd.plan.push import Item, label, match_value
@@ -151,7 +152,12 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         out.cursor = batch.cursor
     for e in batch.entries:
         out.seen += 1
-        failing = kf.scope.failing(e.raw)
+        try:
+            failing = kf.scope.failing(e.raw)
+        except ConditionError as exc:  # undecidable is not "out": holding it deletes nothing
+            out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id,
+                                 f"scope: {exc}"))
+            continue
         if failing is not None:
             out.gone.add(e.external_id)
             out.left_scope[e.external_id] = failing

@@ -13,12 +13,12 @@ from syncd.errors import ConfigError
 from syncd.mapping.rules import (
     READ_ONLY_ATTRIBUTES,
     RULE_KEYS,
-    FromAttribute,
     Keep,
     MappingError,
     Rule,
     compile_rule,
 )
+from syncd.mapping.sources import FromAttribute
 from syncd.model import RawAttrs, Value
 
 
@@ -59,6 +59,8 @@ class Explained:
     result: Value
     managed: bool  # False when on_empty="keep" left the path alone
     error: str | None = None
+    #: Each step of the expression: (what happened, values after it).
+    steps: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,13 @@ class Mapping:
         out: dict[str, Explained] = {}
         for rule in self.rules:
             try:
-                value = rule.evaluate(raw)
+                steps, value = rule.trace(raw)
             except MappingError as e:
-                out[rule.path] = Explained(rule.describe(), None, False, e.reason)
+                out[rule.path] = Explained(rule.describe(), None, False, e.reason,
+                                           tuple(e.trace))
                 continue
             if isinstance(value, Keep):
-                out[rule.path] = Explained(rule.describe(), None, False)
+                out[rule.path] = Explained(rule.describe(), None, False, steps=tuple(steps))
             else:
-                out[rule.path] = Explained(rule.describe(), value, True)
+                out[rule.path] = Explained(rule.describe(), value, True, steps=tuple(steps))
         return out

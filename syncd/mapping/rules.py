@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import string
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -24,7 +23,25 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic import ValidationError as PydanticValidationError
 
 from syncd.errors import ConfigError, Rejected
-from syncd.mapping.transforms import Pipeline, TransformError, build_pipeline
+from syncd.mapping.conditions import ConditionError, compile_condition
+from syncd.mapping.sources import (
+    ATTR,
+    Coalesce,
+    Const,
+    EvalError,
+    FromAttribute,
+    If,
+    Piped,
+    Source,
+    Switch,
+    Trace,
+    Type,
+    Values,
+    const,
+    parse_template,
+    run_pipeline,
+)
+from syncd.mapping.transforms import Pipeline, build_pipeline
 from syncd.model import RawAttrs, Value
 from syncd.redact import SECRET_ATTRIBUTE
 
@@ -34,9 +51,7 @@ Apply = Literal["always", "on_create"]
 #: resolves it through the links to the target's id of that object.
 Reference = Literal["user", "group"]
 
-#: Source attribute names: LDAP names and OIDs, AD/Graph names, options (``cert;binary``) and
-#: dotted names from a SCIM or Graph source. No spaces, so a constant is never taken for one.
-_ATTR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.;:-]*$")
+_ATTR = ATTR
 #: Canonical paths: flattened SCIM paths such as ``name.givenName`` or ``emails.work``, or an
 #: attribute of a schema extension named by its URN as SCIM writes it (RFC 7644 section 3.10):
 #: ``urn:ietf:params:scim:schemas:extension:acme:2.0:User:costCenter`` -- the URN is everything
@@ -60,6 +75,8 @@ class MappingError(Rejected):
         self.path = path
         self.attribute = attribute
         self.reason = reason
+        #: The expression's steps up to the failure, when `Rule.trace` ran it.
+        self.trace: list[tuple[str, Any]] = []
         super().__init__(f"mapping {path!r} (from {attribute}): {reason}")
 
 
@@ -73,117 +90,12 @@ class Keep:
 KEEP = Keep()
 
 
-# --- sources -------------------------------------------------------------------------------
-
-
-def _values(raw: RawAttrs, attr: str) -> tuple[str, ...]:
-    vals = raw.get(attr, ())
-    # Fast path: connectors rarely hand over empty strings, so avoid rebuilding the tuple.
-    return vals if all(vals) else tuple(v for v in vals if v)
-
-
-@dataclass(frozen=True)
-class FromAttribute:
-    attr: str  # lower-cased
-
-    def read(self, raw: RawAttrs) -> tuple[tuple[str, ...], str]:
-        return _values(raw, self.attr), self.attr
-
-    def attributes(self) -> frozenset[str]:
-        return frozenset({self.attr})
-
-    def __str__(self) -> str:
-        return f"from {self.attr}"
-
-
-@dataclass(frozen=True)
-class _Coalesce:
-    attrs: tuple[str, ...]
-
-    def read(self, raw: RawAttrs) -> tuple[tuple[str, ...], str]:
-        for a in self.attrs:
-            vals = _values(raw, a)
-            if vals:
-                return vals, a
-        return (), "/".join(self.attrs)
-
-    def attributes(self) -> frozenset[str]:
-        return frozenset(self.attrs)
-
-    def __str__(self) -> str:
-        return f"coalesce {', '.join(self.attrs)}"
-
-
-@dataclass(frozen=True)
-class _Template:
-    text: str
-    #: (literal, lower-cased attribute or None) pairs, as string.Formatter parses them.
-    parts: tuple[tuple[str, str | None], ...]
-
-    def read(self, raw: RawAttrs) -> tuple[tuple[str, ...], str]:
-        out: list[str] = []
-        found = False
-        for literal, attr in self.parts:
-            out.append(literal)
-            if attr is not None:
-                vals = _values(raw, attr)
-                if vals:
-                    found = True
-                    out.append(vals[0])  # a template builds one string: first value wins
-        if not found:
-            return (), self.text
-        text = "".join(out).strip()
-        return ((text,) if text else ()), self.text
-
-    def attributes(self) -> frozenset[str]:
-        return frozenset(a for _, a in self.parts if a is not None)
-
-    def __str__(self) -> str:
-        return f"template {self.text!r}"
-
-
-@dataclass(frozen=True)
-class _Const:
-    value: str | bool | int
-
-    def read(self, raw: RawAttrs) -> tuple[tuple[str, ...], str]:
-        # Only string constants reach here: bool/int constants bypass the pipeline.
-        return ((str(self.value),) if self.value != "" else ()), "const"
-
-    def attributes(self) -> frozenset[str]:
-        return frozenset()
-
-    def __str__(self) -> str:
-        return f"const {self.value!r}"
-
-
-_Source = FromAttribute | _Coalesce | _Template | _Const
-
-
-def _parse_template(text: str) -> _Template:
-    """Parse with str.format's grammar (``{{`` escapes) but allow only bare attribute names."""
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as e:
-        raise ValueError(f"invalid template {text!r}: {e}") from None
-    parts: list[tuple[str, str | None]] = []
-    for literal, name, spec, conv in parsed:
-        if name is None:
-            parts.append((literal, None))
-            continue
-        if conv or spec:
-            raise ValueError(f"template field {{{name}}}: conversions and format specs "
-                             "are not supported")
-        if not _ATTR.match(name):
-            raise ValueError(f"template field {{{name}}} is not an attribute name")
-        parts.append((literal, name.lower()))
-    if not any(a for _, a in parts):
-        raise ValueError(f"template {text!r} references no attribute; use const for a fixed "
-                         "value")
-    return _Template(text, tuple(parts))
-
-
 # --- rules ---------------------------------------------------------------------------------
+
+
+#: Paths whose canonical value is a boolean: a string-typed rule for them is read as one
+#: (TRUE/FALSE, 1/0, yes/no) or the entry is held -- never sent as the string "FALSE".
+BOOLEAN_PATHS = frozenset({"active"})
 
 
 @dataclass(frozen=True)
@@ -191,7 +103,7 @@ class Rule:
     """One compiled rule. `default` is already shaped for `multi` (tuple or scalar)."""
 
     path: str
-    source: _Source
+    source: Source
     pipeline: Pipeline = field(default_factory=Pipeline)
     on_empty: OnEmpty = "clear"
     default: Value = None
@@ -199,19 +111,27 @@ class Rule:
     multi: bool = False
     reference: Reference | None = None
 
+    @property
+    def type(self) -> Type:
+        return "bool" if self.pipeline.to_bool else self.source.type
+
+    def _values(self, raw: RawAttrs, trace: Trace | None) -> Values:
+        try:
+            values, label = self.source.read(raw, trace)
+            if self.pipeline:
+                values = run_pipeline(self.pipeline, values, label,  # type: ignore[arg-type]
+                                      trace)
+        except EvalError as e:
+            raise MappingError(self.path, e.label, e.reason) from None
+        except ConditionError as e:
+            raise MappingError(self.path, e.attribute, f"{e.value!r} {e.reason}") from None
+        return values
+
     def evaluate(self, raw: RawAttrs) -> Value | Keep:
         """The rule's result for one entry: a value, ``None`` (clear) or `KEEP`."""
-        src = self.source
-        if isinstance(src, _Const) and not isinstance(src.value, str):
-            return src.value
-        values, label = src.read(raw)
-        result: tuple[str, ...] | tuple[bool, ...] = values
-        if self.pipeline:
-            try:
-                result = self.pipeline(values)
-            except TransformError as e:
-                raise MappingError(self.path, label, f"{e.transform}: {e.value!r} {e.reason}"
-                                   ) from None
+        return self._shape(self._values(raw, None))
+
+    def _shape(self, result: Values) -> Value | Keep:
         if not result:
             if self.on_empty == "keep":
                 return KEEP
@@ -220,6 +140,16 @@ class Rule:
             return cast(tuple[str, ...], result)  # config forbids multi with bool results
         return result[0]
 
+    def trace(self, raw: RawAttrs) -> tuple[Trace, Value | Keep]:
+        """Each step of the expression for one entry, for ``test-mapping``; raises like
+        `evaluate` (the steps recorded so far are on the exception's ``trace``)."""
+        steps: Trace = []
+        try:
+            return steps, self._shape(self._values(raw, steps))
+        except MappingError as e:
+            e.trace = steps
+            raise
+
     def source_attributes(self) -> frozenset[str]:
         return self.source.attributes()
 
@@ -227,7 +157,7 @@ class Rule:
         """One line for logs and ``explain``: where the value comes from and what happens."""
         secret = SECRET_ATTRIBUTE.search(self.path) is not None
         # a constant or default for a password is the password: never in a description
-        parts = ["const [redacted]" if secret and isinstance(self.source, _Const)
+        parts = ["const [redacted]" if secret and isinstance(self.source, Const)
                  else str(self.source)]
         if self.pipeline:
             parts.append(str(self.pipeline))
@@ -255,7 +185,13 @@ class RuleTable(BaseModel):
     from_: StrictStr | None = Field(None, alias="from")
     const: _Scalar | None = None
     template: StrictStr | None = None
-    coalesce: list[StrictStr] | None = Field(None, min_length=1)
+    coalesce: list[Any] | None = Field(None, min_length=1)  # items checked by _coalesce_item
+    if_: dict[str, Any] | None = Field(None, alias="if")
+    then: _Scalar | dict[str, Any] | None = None
+    else_: _Scalar | dict[str, Any] | None = Field(None, alias="else")
+    switch: StrictStr | None = None
+    cases: dict[str, _Scalar | dict[str, Any]] | None = Field(None, min_length=1)
+    case_sensitive: StrictBool = False
     transform: Any = None  # checked by syncd.mapping.transforms, which gives better messages
     on_empty: OnEmpty | None = None
     default: _Scalar | list[StrictStr] | None = None
@@ -264,29 +200,36 @@ class RuleTable(BaseModel):
     reference: Reference | None = None
 
 
-RULE_KEYS = ("from", "const", "template", "coalesce", "transform", "on_empty", "default",
-              "apply", "multi", "reference")
-_SOURCE_KEYS = ("from", "const", "template", "coalesce")
+_SOURCE_KEYS = ("from", "const", "template", "coalesce", "if", "switch")
+#: Keys that belong to one source: (key, the source it needs).
+_COMPANIONS = (("then", "if"), ("else", "if"), ("cases", "switch"), ("case_sensitive", "switch"))
+#: Keys about the rule as a whole, not allowed in a nested expression.
+_RULE_ONLY = ("on_empty", "default", "apply", "multi", "reference")
+RULE_KEYS = (*_SOURCE_KEYS, "then", "else", "cases", "case_sensitive", "transform",
+             *_RULE_ONLY)
 
 
 #: What a key accepts, for union-typed keys whose pydantic errors come one per union member.
 _EXPECTED = {"const": "a string, boolean or integer",
-             "default": "a string, boolean, integer or list of strings"}
+             "default": "a string, boolean, integer or list of strings",
+             "then": "a value or an expression table", "else": "a value or an expression table",
+             "coalesce": "a list of attribute names, templates or expression tables",
+             "if": "a condition table", "cases": "a table of value = result"}
 
 
-def _pydantic_error(e: PydanticValidationError, table: AbcMapping[str, Any], where: str
-                    ) -> ConfigError:
+def _pydantic_error(e: PydanticValidationError, table: AbcMapping[str, Any], where: str,
+                    pre: str = "") -> ConfigError:
     err = e.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else ""
     if err["type"] == "extra_forbidden":
         hint = difflib.get_close_matches(key, RULE_KEYS, n=1, cutoff=0.6)
         msg = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        return ConfigError(f"{msg}; a rule takes: {', '.join(RULE_KEYS)}", where=where)
+        return ConfigError(f"{pre}{msg}; a rule takes: {', '.join(RULE_KEYS)}", where=where)
     if key in _EXPECTED:
-        return ConfigError(f"{key}: expected {_EXPECTED[key]} (got {table.get(key)!r})",
+        return ConfigError(f"{pre}{key}: expected {_EXPECTED[key]} (got {table.get(key)!r})",
                            where=where)
     index = "".join(f"[{p}]" for p in err["loc"][1:] if isinstance(p, int))
-    return ConfigError(f"{key}{index}: {err['msg']} (got {err['input']!r})", where=where)
+    return ConfigError(f"{pre}{key}{index}: {err['msg']} (got {err['input']!r})", where=where)
 
 
 def _attr(name: str, key: str) -> str:
@@ -295,40 +238,109 @@ def _attr(name: str, key: str) -> str:
     return name.lower()
 
 
-def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
+_TYPE_WORDS = {"str": "a string", "bool": "a boolean", "int": "an integer"}
+
+
+def _same_type(named: list[tuple[str, Source]], where: str) -> Type:
+    """The common type of alternative results; mixing them is a config error."""
+    first_key, first = named[0]
+    for key, src in named[1:]:
+        if src.type != first.type:
+            raise ConfigError(f"{first_key} yields {_TYPE_WORDS[first.type]} but {key} yields "
+                              f"{_TYPE_WORDS[src.type]}; alternatives must have one type",
+                              where=where)
+    return first.type
+
+
+def _nested(spec: object, where: str, key: str) -> Source:
+    """A result inside if/switch/coalesce: a scalar is a constant, a table an expression."""
+    if isinstance(spec, bool | int | str):
+        return const(spec)
+    if not isinstance(spec, AbcMapping):
+        raise ConfigError(f"{key}: expected a value or an expression table, got {spec!r}",
+                          where=where)
+    outside = [k for k in _RULE_ONLY if k in spec]
+    if outside:
+        raise ConfigError(f"{key}: {outside[0]} applies to the whole rule, not to a nested "
+                          "expression", where=where)
+    source, pipeline = _compile_source(spec, where, key)
+    return Piped(source, pipeline) if pipeline else source
+
+
+def _coalesce_item(spec: object, where: str, key: str) -> Source:
+    if isinstance(spec, str):  # as at the top of a rule: an attribute name or a template
+        if "{" in spec or "}" in spec:
+            return parse_template(spec)
+        return FromAttribute(_attr(spec, key))
+    if isinstance(spec, AbcMapping):
+        return _nested(spec, where, key)
+    raise ConfigError(f"{key}: expected an attribute name, a template or an expression table, "
+                      f"got {spec!r}", where=where)
+
+
+def _compile_source(table: AbcMapping[str, Any], where: str, label: str = ""
+                    ) -> tuple[Source, Pipeline]:
+    """The source and transforms of a rule or nested expression table."""
+    pre = f"{label}: " if label else ""
     try:
         t = RuleTable.model_validate(dict(table))
     except PydanticValidationError as e:
-        raise _pydantic_error(e, table, where) from None
+        raise _pydantic_error(e, table, where, pre) from None
     given = [k for k in _SOURCE_KEYS if table.get(k) is not None]
     if len(given) != 1:
         what = f"{len(given)} given ({', '.join(given)})" if given else "none given"
-        raise ConfigError(f"a rule needs exactly one of {', '.join(_SOURCE_KEYS)}; {what}",
-                          where=where)
-    pipeline = build_pipeline(t.transform, where)
+        raise ConfigError(f"{pre}a rule needs exactly one of {', '.join(_SOURCE_KEYS)}; "
+                          f"{what}", where=where)
+    for key, needs in _COMPANIONS:
+        if key in table and given[0] != needs:
+            raise ConfigError(f"{pre}{key} goes with {needs}", where=where)
+    sub = f"{label}." if label else ""
+    pipeline = build_pipeline(t.transform, where, f"{sub}transform")
+    source: Source
     try:
-        source: _Source
         if t.from_ is not None:
             source = FromAttribute(_attr(t.from_, "from"))
         elif t.coalesce is not None:
-            source = _Coalesce(tuple(_attr(a, "coalesce") for a in t.coalesce))
+            items = tuple(_coalesce_item(c, where, f"{sub}coalesce[{i}]")
+                          for i, c in enumerate(t.coalesce))
+            typ = _same_type([(f"{sub}coalesce[{i}]", s) for i, s in enumerate(items)], where)
+            source = Coalesce(items, typ)
         elif t.template is not None:
-            source = _parse_template(t.template)
+            source = parse_template(t.template)
+        elif t.if_ is not None:
+            cond = compile_condition(t.if_, f"{where}.{sub}if")
+            then = None if t.then is None else _nested(t.then, where, f"{sub}then")
+            else_ = None if t.else_ is None else _nested(t.else_, where, f"{sub}else")
+            branches = [(k, b) for k, b in ((f"{sub}then", then), (f"{sub}else", else_))
+                        if b is not None]
+            source = If(cond, then, else_, _same_type(branches, where) if branches else "bool")
+        elif t.switch is not None:
+            if not t.cases:
+                raise ConfigError(f"{pre}switch needs cases = {{ value = result, ... }}",
+                                  where=where)
+            cs = t.case_sensitive
+            cases = tuple((k if cs else k.casefold(), _nested(v, where, f"{sub}cases.{k}"))
+                          for k, v in t.cases.items())
+            typ = _same_type([(f"{sub}cases.{k}", v) for k, v in cases], where)
+            source = Switch(_attr(t.switch, "switch"), cases, cs, typ)
         else:
             assert t.const is not None
-            source = _Const(t.const)
+            source = const(t.const)
     except ValueError as e:
-        raise ConfigError(str(e), where=where) from None
+        raise ConfigError(pre + str(e), where=where) from None
+    if pipeline and source.type != "str":
+        raise ConfigError(f"{pre}{source} yields {_TYPE_WORDS[source.type]}, which takes no "
+                          "transform", where=where)
+    return source, pipeline
 
-    if isinstance(source, _Const) and not isinstance(source.value, str):
-        if pipeline:
-            raise ConfigError("a boolean or integer const takes no transform", where=where)
-        if t.multi:
-            raise ConfigError("multi = true needs string values; const is "
-                              f"{source.value!r}", where=where)
-    if t.multi and pipeline.to_bool:
-        raise ConfigError("multi = true needs string values, but the bool transform yields "
-                          "a boolean", where=where)
+
+def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
+    source, pipeline = _compile_source(table, where)
+    t = RuleTable.model_validate(dict(table))
+    typ = "bool" if pipeline.to_bool else source.type
+    if t.multi and typ != "str":
+        raise ConfigError(f"multi = true needs string values, but this rule yields "
+                          f"{_TYPE_WORDS[typ]}", where=where)
 
     on_empty: OnEmpty = t.on_empty or ("default" if t.default is not None else "clear")
     default: Value = None
@@ -339,10 +351,24 @@ def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
     elif t.default is not None:
         raise ConfigError(f'default is only used with on_empty = "default" (on_empty is '
                           f'{on_empty!r})', where=where)
-    if t.reference is not None and not isinstance(source, FromAttribute | _Coalesce):
+    if t.reference is not None and not isinstance(source, FromAttribute | Coalesce):
         raise ConfigError("reference = ... needs from or coalesce: the value must be the "
                           "referenced object's name or id as the source holds it", where=where)
-    return Rule(path, source, pipeline, on_empty, default, t.apply, t.multi, t.reference)
+    return _typed(Rule(path, source, pipeline, on_empty, default, t.apply, t.multi,
+                       t.reference), where)
+
+
+def _typed(rule: Rule, where: str) -> Rule:
+    """Make a boolean path's rule yield booleans: strings are read as TRUE/FALSE (or held)."""
+    if rule.path not in BOOLEAN_PATHS or rule.type == "bool":
+        return rule
+    if rule.type != "str" or rule.multi:
+        raise ConfigError(f"{rule.path} is a boolean; this rule yields "
+                          f"{'several values' if rule.multi else _TYPE_WORDS[rule.type]}",
+                          where=where)
+    steps = (*rule.pipeline.steps, *build_pipeline("bool", where).steps)
+    return Rule(rule.path, rule.source, Pipeline(steps, to_bool=True), rule.on_empty,
+                rule.default, rule.apply, rule.multi, rule.reference)
 
 
 def _shape_default(value: str | bool | int | list[str], multi: bool, where: str) -> Value:
@@ -363,20 +389,18 @@ def compile_rule(path: str, spec: object, where: str) -> Rule:
     if not _PATH.match(path):
         raise ConfigError(f"{path!r} is not a canonical attribute path", where=where)
     if isinstance(spec, bool | int):
-        return Rule(path, _Const(spec))
+        return _typed(Rule(path, const(spec)), where)
     if isinstance(spec, str):
         if "{" in spec or "}" in spec:
             try:
-                return Rule(path, _parse_template(spec))
+                return _typed(Rule(path, parse_template(spec)), where)
             except ValueError as e:
                 raise ConfigError(str(e), where=where) from None
         if not _ATTR.match(spec):
             raise ConfigError(f"{spec!r} is not an attribute name; for a fixed value write "
                               f"{{ const = {json.dumps(spec)} }}", where=where)
-        return Rule(path, FromAttribute(spec.lower()))
+        return _typed(Rule(path, FromAttribute(spec.lower())), where)
     if isinstance(spec, AbcMapping):
         return _compile_table(path, spec, where)
     raise ConfigError(f"a rule is an attribute name, a template, a constant or a table; got "
                       f"{spec!r}", where=where)
-
-

@@ -58,8 +58,10 @@ def test_json_output_shows_rules_results_and_scope(tmp_path: Path) -> None:
     assert attrs["displayName"]["result"] == "Ann Lee"
     assert attrs["emails.work"]["result"] == ["a@example.com", "b@example.com"]
     assert attrs["title"] == {"rule": attrs["title"]["rule"], "result": None,
-                              "managed": False, "error": None}
+                              "managed": False, "error": None,
+                              "steps": [["read title", []]]}
     assert attrs["active"]["result"] is True
+    assert attrs["userName"]["steps"] == [["read uid", ["Ann"]], ["lower", ["ann"]]]
     assert doc["unused_attributes"] == ["street"]
 
 

@@ -133,8 +133,8 @@ def test_attribute_name_is_case_insensitive() -> None:
 @pytest.mark.parametrize(
     ("cond", "key", "fragment"),
     [
-        ({"attribute": "a"}, "attribute", "needs exactly one of equals, in, matches, present; got "
-                                          "none"),
+        ({"attribute": "a"}, "attribute", "needs exactly one of equals, in, matches, present, "
+                                          "contains"),
         ({"attribute": "a", "equals": "x", "in": ["y"]}, "in", "got equals, in"),
         ({"attribute": "a", "matches": "x", "present": True}, "present", "got matches, present"),
         ({"equals": "x"}, "attribute", "required"),
@@ -145,7 +145,7 @@ def test_attribute_name_is_case_insensitive() -> None:
         ({"attribute": "a", "in": "x"}, "in", "expected a list of strings or integers"),
         ({"attribute": "a", "in": []}, "in", "at least 1 item"),
         ({"attribute": "a", "in": ["x", 1.5]}, "in[1]", "expected a string or integer (got 1.5)"),
-        ({"attribute": "a", "equals": True}, "equals", "expected a string or integer"),
+        ({"attribute": "a", "equals": 1.5}, "equals", "expected a string, boolean or integer"),
         ({"attribute": "a", "present": "yes"}, "present", "valid boolean"),
         ({"attribute": "a", "equals": "x", "not": "yes"}, "not", "valid boolean"),
         ({"attribute": "a", "equals": "x", "case_sensitive": 1}, "case_sensitive",
@@ -161,14 +161,14 @@ def test_config_errors_name_index_and_key(cond: dict[str, Any], key: str, fragme
 def test_condition_must_be_a_table() -> None:
     err = config_error(["mail"])
     assert err.where == f"{WHERE}[0]"
-    assert "a scope condition is a table" in str(err)
+    assert "a condition is a table" in str(err)
 
 
 @pytest.mark.parametrize("items", ["mail", {"attribute": "mail", "present": True}, 3])
 def test_scope_must_be_a_list(items: Any) -> None:
     err = config_error(items)
     assert err.where == WHERE
-    assert "scope is a list of condition tables" in str(err)
+    assert "expected a list of condition tables" in str(err)
 
 
 CONDITION = st.fixed_dictionaries(
