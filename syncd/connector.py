@@ -15,7 +15,7 @@ Attribute conventions:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -50,9 +50,18 @@ class Capabilities:
     #: True when the target's attribute names ignore case (LDAP): the engine lower-cases
     #: mapping keys so ``givenName`` and ``givenname`` are one attribute in diffs and links.
     attribute_names_case_insensitive: bool = False
+    #: For a target that declares its attributes (a SCIM server's /Schemas) when no list can
+    #: hold them all (any extension URN): ``declares(kind, path)`` is False for a path it
+    #: cannot store. The connector drops those paths itself, like `unsupported_attributes`.
+    declares: Callable[[str, str], bool] | None = None
 
-    def unsupported(self, kind: Kind) -> frozenset[str]:
-        return self.unsupported_attributes.get(kind, frozenset())
+    def unsupported(self, kind: Kind, paths: Iterable[str] = ()) -> frozenset[str]:
+        """`unsupported_attributes` of `kind`, and those of `paths` the target does not
+        declare; callers pass the paths they map."""
+        fixed = self.unsupported_attributes.get(kind, frozenset())
+        if self.declares is None:
+            return fixed
+        return fixed | {p for p in paths if not self.declares(kind, p)}
 
 
 @runtime_checkable

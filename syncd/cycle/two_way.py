@@ -220,7 +220,7 @@ def _candidates(target: Connector, kf: KindFlow, unlinked: dict, td: TargetRead
 
 
 def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
-    unsupported = target.capabilities.unsupported(kf.kind)
+    unsupported = target.capabilities.unsupported(kf.kind, kf.mapping.paths)
     paths = tuple(p for p in kf.mapping.paths
                   if p not in kf.mapping.on_create_only and p not in unsupported)
     reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}

@@ -72,7 +72,7 @@ class WriteBack:
         except MappingError:
             return {}
         skip = set(kf.mapping.reverse()) | kf.mapping.on_create_only | set(
-            self.target.capabilities.unsupported(c.kind))
+            self.target.capabilities.unsupported(c.kind, kf.mapping.paths))
         return {p: v for p, v in mapped.items()
                 if p not in skip and not same(v, c.before.get(p))}
 
