@@ -51,7 +51,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users
         stored = store.cursor(flow.name, flow.source, kf.kind)
         use = use_cursor(flow, stored, kf.kind, opts, now)
-        for path in sorted(set(kf.mapping.paths) & target.capabilities.unsupported(kf.kind)):
+        for path in sorted(target.capabilities.unsupported(kf.kind, kf.mapping.paths)):
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
         if kf.kind == "user" and use is None:
