@@ -150,6 +150,7 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
             loc.in_scope = loc.out_of_scope is None
             try:
                 attrs: dict[str, Value] = kf.mapping.map(entry.raw)
+                loc.mapping_error = kf.mapping.empty_identifier(kf.kind, attrs)
                 if kf.kind == "user" and "active" not in kf.mapping.paths:
                     attrs["active"] = True
                 loc.item = Item(entry.external_id, str(attrs.get(kf.match[0]) if kf.match

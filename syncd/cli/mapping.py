@@ -85,7 +85,7 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
     explained = kf.mapping.explain(raw)
     held: str | None = undecided
     try:
-        kf.mapping.map(raw)
+        held = held or kf.mapping.empty_identifier(kf.kind, kf.mapping.map(raw))
     except MappingError as exc:
         held = str(exc)
     unused = sorted(set(raw) - kf.mapping.source_attributes() - kf.scope.source_attributes())

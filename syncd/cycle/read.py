@@ -174,6 +174,10 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         except MappingError as exc:
             out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id, str(exc)))
             continue
+        empty = kf.mapping.empty_identifier(kf.kind, attrs)
+        if empty is not None:
+            out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id, empty))
+            continue
         if implicit_active:
             attrs["active"] = True
         out.gone.discard(e.external_id)

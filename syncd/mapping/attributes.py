@@ -48,6 +48,10 @@ def _join(where: str, path: str) -> str:
     return f"{where}.{path}" if where else path
 
 
+#: The canonical path that names an object on every target, per kind.
+IDENTIFIERS = {"user": "userName", "group": "displayName"}
+
+
 # --- the mapping ---------------------------------------------------------------------------
 
 
@@ -108,6 +112,24 @@ class Mapping:
     def source_attributes(self) -> frozenset[str]:
         """Lower-cased raw attributes any rule reads: all a source connector needs to fetch."""
         return frozenset().union(*(r.source_attributes() for r in self.rules))
+
+    def empty_identifier(self, kind: str, attrs: AbcMapping[str, Value]) -> str | None:
+        """Why an entry must be held because its mapped identifier is empty, or None.
+
+        Targets key users on ``userName`` and groups on ``displayName``: sent empty, a create
+        fails at the target (or worse, a lenient one stores a nameless object that no match
+        can ever find again). Only checked when the mapping manages that path for this entry
+        (not when it is unmapped or ``on_empty = "keep"`` left it alone).
+        """
+        path = IDENTIFIERS.get(kind)
+        if path is None or path not in attrs:  # unmapped, or on_empty = "keep" chose to
+            return None
+        value = attrs.get(path)
+        if value is None or value == "" or value == ():
+            rule = next(r for r in self.rules if r.path == path)
+            return (f"mapping {path!r} ({rule.describe()}) yields no value, and a {kind} "
+                    f"needs one: the entry is held")
+        return None
 
     def map(self, raw: RawAttrs) -> dict[str, Value]:
         """Canonical attributes for one entry; raises MappingError to skip the entry."""
