@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from syncd.errors import ConfigError
 from syncd.mapping import transforms
 from syncd.mapping.transforms import TransformError, build, build_pipeline
 
+REPO = Path(__file__).resolve().parents[2]
 WHERE = "syncd.toml: flows.hr.mapping.user.userName"
 Strs = tuple[str, ...]
 
@@ -38,6 +41,17 @@ def test_registry_lists_every_transform_with_a_description() -> None:
         "extract", "word", "first", "item", "unique", "count", "join", "split", "default",
         "bool", "base64", "utf8_hex", "date", "map"}
     assert all(transforms.describe().values())
+
+
+def test_readme_and_example_config_document_every_transform() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Mapping", 1)[1].split("\n### ", 1)[0]
+    cells = re.findall(r"^\| (.+?) \| ", section, re.MULTILINE)
+    in_table = {n for c in cells for n in re.findall(r"`(\w+)`", re.sub(r"\(.*?\)", "", c))}
+    assert in_table == set(transforms.known())
+    example = (REPO / "config" / "syncd.example.toml").read_text(encoding="utf-8")
+    comment = example.split("# Transforms", 1)[1].split("\n[", 1)[0]
+    assert [n for n in transforms.known() if not re.search(rf"\b{n}\b", comment)] == []
 
 
 @pytest.mark.parametrize(
