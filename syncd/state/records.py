@@ -85,3 +85,18 @@ class Link:
     origin: str = "created"
     status_at: datetime | None = None
 
+
+
+@dataclass(frozen=True, slots=True)
+class RefRow:
+    """One value of an entry's reference attribute as the store remembers it (`ReferenceRow`):
+    what the source names (`value`), which object that is (`ref_source_id`, None while the
+    name resolves to nothing) and the target id written for it (`target_id`, None: pending)."""
+
+    kind: Kind
+    source_id: str
+    path: str
+    value: str
+    ref_kind: Kind
+    ref_source_id: str | None = None
+    target_id: str | None = None

@@ -46,11 +46,13 @@ from syncd.state.opening import (
     translate_errors,
 )
 from syncd.state.records import Link, aware, cap_error, now
+from syncd.state.references import ReferencesMixin
 from syncd.state.retries import RetriesMixin
 from syncd.state.tables import ChangeRow, LinkRow, RunRow, create_missing_indexes
 
 
-class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin):
+class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin,
+            ReferencesMixin):
     """The state store at `url` (a `StateURL` brings its password along). Opening it checks
     what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
     does not answer — and raises `StoreError` naming the store and the reason; a store that

@@ -126,6 +126,29 @@ class ConflictRow(SQLModel, table=True):
     detected_at: datetime
 
 
+class ReferenceRow(SQLModel, table=True):
+    """One value of a reference attribute (``reference = "user"``): which object an entry's
+    attribute names, and the target id written for it (None: pending, the referenced object
+    is not linked). Kept so a cycle that does not read the entry again (incremental) still
+    fills the reference once the referenced object is linked, and clears it once that object
+    is deprovisioned: the index on the referenced source id finds the entries naming it."""
+
+    __tablename__ = "reference"
+    __table_args__ = (Index("ix_reference_ref", "flow", "ref_kind", "ref_source_id"),)
+    flow: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    source_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    #: The source's own spelling of the referenced object (an LDAP DN, a Graph or SCIM id).
+    value: str = Field(primary_key=True)
+    ref_kind: str
+    #: The referenced object's source anchor; None while the spelling names no object.
+    ref_source_id: str | None = None
+    #: The target id the entry's attribute holds for it; None: pending.
+    target_id: str | None = None
+    updated_at: datetime
+
+
 class FactRow(SQLModel, table=True):
     """What `syncd check` learned about a connector's server, shown by `syncd status`."""
 
