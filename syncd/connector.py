@@ -123,6 +123,13 @@ class Connector(Protocol):
     # an incremental cycle brings (back) into scope; a source without this method has its
     # groups read in full in such a cycle instead.
     #
+    # Optional, for sources whose reference attributes (``reference = "user"`` in a mapping,
+    # e.g. an LDAP ``manager``) name objects otherwise than by their anchor:
+    # `resolve_references(kind, names: Sequence[str]) -> dict[str, str | None]`: each name
+    # (a DN) -> the anchor of the object of `kind` it names within the connector's own scope,
+    # None when it names none (or several: never a guess). Batch the lookups. Without this
+    # method a name is taken to be the anchor itself (SCIM and Graph ids).
+    #
     # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
     # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The
     # engine uses it when `capabilities.bulk` is true and the method exists.

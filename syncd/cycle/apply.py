@@ -162,6 +162,7 @@ class Applier(WriteBack):
         for kind in ("user", "group"):
             drops = [o.change.source_id for o in outcomes if o.drop and o.change.kind == kind]
             self.store.drop_links(self.flow.name, kind, drops)
+            self.store.drop_references(self.flow.name, kind, drops)  # they name nothing now
         self.store.log_changes([_journal(self.flow.name, self.run_id, o) for o in outcomes])
 
     # -- one change ------------------------------------------------------------------------

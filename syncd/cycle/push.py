@@ -21,10 +21,12 @@ from syncd.cycle.read import (
     entering,
     read_source,
 )
+from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.retrying import hold_retries, record_outcomes
 from syncd.cycle.setup import for_target, use_cursor
 from syncd.cycle.stream import Streamed, stream_kind
+from syncd.cycle.unique import UniqueValues
 from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, follow_members, plan_flow
 from syncd.plan.value import Hold, Plan
@@ -48,6 +50,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
     applier = None if res.dry_run or opts.review else Applier(flow, target, store, res.run_id or "",
                                                 opts.progress, opts.stop, source=source)
     streamed: Streamed | None = None
+    refs = References(flow, store, source)
     for kf in flow.kinds:  # users first: groups restrict members to in-scope users
         stored = store.cursor(flow.name, flow.source, kf.kind)
         use = use_cursor(flow, stored, kf.kind, opts, now)
@@ -55,7 +58,8 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
             res.warnings.append(f"{flow.target} does not support {kf.kind} attribute {path!r}: "
                                 f"it is not sent")
         if kf.kind == "user" and use is None:
-            streamed = stream_kind(flow, kf, store, source, target, applier, now)
+            streamed = stream_kind(flow, kf, store, source, target, applier, now,
+                                   refs.resolve if refs.active else None)
             rd = cursors[kf.kind] = streamed.read
             _read_outcome(res, kf.kind, rd, use, seen)
             held += streamed.held
@@ -77,6 +81,8 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         rd = cursors[kf.kind] = read_source(source, kf, use)
         if rejoin and not rd.full:
             add_groups_naming(source, kf, rejoin, rd)
+        if refs.active:
+            rd.items = refs.resolve(kf.kind, rd.items)
         _read_outcome(res, kf.kind, rd, use, seen)
         read_ids = set(rd.items) | {h.source_id for h in rd.held}
         pending = store.pending(flow.name, kf.kind)
@@ -97,6 +103,10 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
                  else Candidates())
         claimed = claims(store, flow.name, kf.kind, cands) if not rd.full else {}
+        if unlinked and kf.mapping.unique_rules:  # before planning: creates carry the value
+            chosen = UniqueValues(flow, kf, store, target).assign(rd.items, unlinked, cands)
+            kind_held += chosen
+            held += chosen
         universe = None
         if kf.kind == "group":
             universe = (streamed.universe if streamed is not None
@@ -125,7 +135,8 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         changes = Plan.ordered([*streamed.collected, *changes])
     if any(c.kind == "user" and c.op in ("deprovision", "delete") for c in changes):
         changes = Plan.ordered(follow_members(changes, store.links(flow.name, "group")))
-    plan = Plan(plan.flow, changes, plan.held + tuple(held), plan.notes, plan.linked)
+    plan = Plan(plan.flow, changes, plan.held + tuple(held),
+                plan.notes + tuple(refs.notes()), plan.linked)
     shown = plan
     if streamed is not None and streamed.counts:  # pages applied while reading: report them
         shown = (replace(plan, changes=Plan.ordered([*streamed.listed, *plan.changes]))
@@ -137,6 +148,9 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
              for k, rd in cursors.items()]
     check_apply_commit(flow, store, source, target, res, opts, plan, seen, saves,
                         items_by_kind, shown=shown, applier=applier)
+    follow_references(refs, flow, store, target, res, opts, plan.changes)
+    if refs.active and res.plan is not None:
+        res.ref_names.update(refs.name_values(res.plan.changes))
 
 
 def _read_outcome(res: FlowResult, kind: Kind, rd: SourceRead, use: str | None,

@@ -27,7 +27,18 @@ def fmt(v: Value) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
-def change_lines(c: Change, names: Mapping[str, str], detail: bool = True) -> list[str]:
+def named(v: Value, refs: Mapping[str, str]) -> str:
+    """A value, and the name of the object it references (a manager's target id)."""
+    text = fmt(v)
+    if isinstance(v, str) and v in refs:
+        return f"{text} ({refs[v]})"
+    if isinstance(v, tuple) and any(x in refs for x in v):
+        return text + " (" + ", ".join(refs.get(x, x) for x in v) + ")"
+    return text
+
+
+def change_lines(c: Change, names: Mapping[str, str], detail: bool = True,
+                 refs: Mapping[str, str] | None = None) -> list[str]:
     head = f"{SIGN[c.op]} {c.op} {c.kind} {c.name}"
     if c.target_id:
         head += f" [{c.target_id}]"
@@ -40,9 +51,10 @@ def change_lines(c: Change, names: Mapping[str, str], detail: bool = True) -> li
     for path in sorted(attrs):
         new = attrs[path]
         if c.op == "create":
-            lines.append(f"    {path}: {fmt(new)}")
+            lines.append(f"    {path}: {named(new, refs or {})}")
         else:
-            lines.append(f"    {path}: {fmt(before.get(path))} → {fmt(new)}")
+            lines.append(f"    {path}: {named(before.get(path), refs or {})} → "
+                         f"{named(new, refs or {})}")
     for label, ids in (("add", c.add), ("remove", c.remove)):
         if ids:
             shown = ", ".join(names.get(i, i) for i in ids[:50])
@@ -108,7 +120,8 @@ def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
             if len(r.plan.changes) > SUMMARY_AT:
                 out += ["  " + line for line in attribute_summary(r.plan.changes)]
             for c in r.plan.changes:
-                out += ["  " + line for line in change_lines(c, r.names, detail)]
+                out += ["  " + line for line in change_lines(c, r.names, detail,
+                                                             r.ref_names)]
             for h in r.plan.held:
                 out.append(f"  ! hold {h.kind} {h.name}: {h.reason}")
             out.append(f"  summary: {summary_line(r.plan.summary())}")

@@ -35,6 +35,8 @@ class FlowResult:
     reads: dict[str, str] = field(default_factory=dict)
     #: Counters the target connector exposes as `stats` (e.g. {"http_429": 3}), for metrics.
     target_stats: dict[str, int] = field(default_factory=dict)
+    #: Target ids of referenced objects (a manager) -> their names, for showing plans.
+    ref_names: dict[str, str] = field(default_factory=dict)
 
 
 class Connectors:

@@ -26,6 +26,7 @@ checks (and, on an initial sync, applies page by page).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,13 +45,17 @@ from syncd.cycle.read import (
 )
 from syncd.cycle.retrying import hold_retries
 from syncd.cycle.session import ApplyResult
+from syncd.cycle.unique import UniqueValues
 from syncd.cycle.write_back import _Outcome
+from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, identities, match_value, plan_kind
 from syncd.plan.value import Change, Hold
 from syncd.state.records import Pending
 from syncd.state.store import Store
 
 log = logging.getLogger("syncd.cycle.stream")
+#: Resolves the reference attributes of a page's items (`syncd.cycle.references`).
+Resolve = Callable[[Kind, Mapping[str, Item]], dict[str, Item]]
 
 #: Source entries planned together; the store is asked for these entries' links at once.
 PAGE = 2000
@@ -108,6 +113,8 @@ class _Stream:
         self.creates: list[Change] = []  # a bulk request being filled (`Applier.tasks`)
         self.collected: list[Change] = []
         self.items: dict[str, Item] = {}
+        self.resolve: Resolve | None = None
+        self.unique = UniqueValues(flow, kf, store, target)  # values given across pages
 
     def take(self, page: SourceRead, now: datetime) -> None:
         """Note what a page read (seen, held) and hold back its entries in retry backoff."""
@@ -120,9 +127,13 @@ class _Stream:
 
     def page(self, page: SourceRead) -> list[list[Change]]:
         """Plan one page; the tasks to submit for it."""
+        if self.resolve is not None:  # reference attributes hold target ids (cycle.references)
+            page.items = self.resolve(self.kind, page.items)
         links = self.store.links(self.flow.name, self.kind, page.items) if page.items else {}
         unlinked = [it for sid, it in page.items.items() if sid not in links]
         cands = self._candidates(unlinked) if unlinked and self.kf.match else Candidates()
+        if unlinked and self.unique.active:
+            self.held += self.unique.assign(page.items, unlinked, cands)
         ki = KindInput(self.kind, page.items, links, self.kf.match, self.kf.deprovision,
                        self.kf.mapping.on_create_only, cands, full=False,
                        claimed={**self.claimed, **self._claims(cands, unlinked)},
@@ -190,7 +201,8 @@ class _Stream:
 
 
 def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, target: Connector,
-                applier: Applier | None, now: datetime) -> Streamed:
+                applier: Applier | None, now: datetime, resolve: Resolve | None = None
+                ) -> Streamed:
     """Read `kf.kind` in full from `source`, planning page by page; with an `applier` (not a
     dry run) and no links of this kind yet, each page is applied at once (module docstring).
 
@@ -202,6 +214,7 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     apply_now = applier is not None and store.count_links(flow.name, kind, status=None) == 0
     pending = store.pending(flow.name, kind)
     st = _Stream(flow, kf, store, target, applier, pending, apply_now)
+    st.resolve = resolve
     reader = PagedRead(source, kf, None, PAGE)
     result = ApplyResult()
     if applier is None or not apply_now:  # collected: checked (or shown) as a whole first
