@@ -297,15 +297,19 @@ class LdapBase(PagedSearch):
         Not paged: slapd keeps one paged search per connection, and this runs between two
         pages of the groups listing. A chunk is at most `members.CHUNK` DNs, so the reply
         stays under server size limits."""
-        users = self.config.users
-        combined = f"(&{users.filter}{filter_})"
+        return self._anchor_search(self.config.users, filter_)
+
+    def _anchor_search(self, spec: SearchSpec, filter_: str) -> Iterator[tuple[str, str]]:
+        """(DN, anchor) of the entries matching `filter_` within `spec`'s base, scope and
+        filter (see `_member_search`)."""
+        combined = f"(&{spec.filter}{filter_})"
         found: list[tuple[str, str]] = []
-        for event in self._search(users.base, combined, users.scope, [self.config.anchor]):
+        for event in self._search(spec.base, combined, spec.scope, [self.config.anchor]):
             if isinstance(event, SearchEntry):
                 for name, values in event.attrs.items():
                     if name.lower() == self._anchor and values:
                         found.append((event.dn, anchor_string(self._anchor, values[0])))
-            elif isinstance(event, SearchDone) and self._check(event, users.base, len(found)):
+            elif isinstance(event, SearchDone) and self._check(event, spec.base, len(found)):
                 raise Retriable(self._msg("member lookup cut short by the server"))
         return iter(found)
 

@@ -46,6 +46,7 @@ from syncd_connectors.ldap.config import ATTRIBUTE_RE, SearchSpec
 from syncd_connectors.ldap.feeds.controls import SYNC_REQUEST
 from syncd_connectors.ldap.feeds.cursor import BadCursor, parse_cursor
 from syncd_connectors.ldap.feeds.incremental import FullReadNeeded, IncrementalReads
+from syncd_connectors.ldap.members import DnMap
 from syncd_connectors.ldap.values import anchor_filter, anchor_string, is_password_attribute
 from syncd_connectors.ldap.wire.events import SearchDone, SearchEntry, SearchRef
 from syncd_connectors.ldap.wire.request import PAGED_RESULTS
@@ -165,6 +166,26 @@ class LdapConnector(IncrementalReads):
             elif isinstance(event, SearchDone) and event.code != 0:
                 raise Retriable(self._msg(f"user DN lookup failed (result {event.code})"))
         return dns
+
+    # ---- reference attributes ---------------------------------------------------------------
+
+    def resolve_references(self, kind: Kind, names: Sequence[str]) -> dict[str, str | None]:
+        """DN-valued references (``manager``) -> the anchors of the entries they name within
+        the configured base, scope and filter of `kind`; None for a DN naming nothing there
+        (out of scope, deleted, a typo). Users come from the DNs already read in this
+        session (a full read answers every manager without a search), the rest from one
+        search per `members.CHUNK` DNs, as group members are resolved."""
+        if kind == "user":
+            return self._dn_map.anchors(names, self._member_search)
+        spec = self.config.groups
+        if spec is None:
+            return dict.fromkeys(names)
+        groups = DnMap(spec.base, spec.scope)
+
+        def search(filter_: str) -> Iterator[tuple[str, str]]:
+            return self._anchor_search(spec, filter_)
+
+        return groups.anchors(names, search)
 
     # ---- absence is not proof ----------------------------------------------------------------
 

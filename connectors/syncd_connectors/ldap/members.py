@@ -116,6 +116,20 @@ class DnMap:
             out.append(Resolved(frozenset(a for a in anchors if a is not None), missing))
         return out
 
+    def anchors(self, values: Iterable[str], search: Searcher) -> dict[str, str | None]:
+        """Each DN-valued reference (a ``manager``) -> the anchor of the entry it names, or
+        None when it names no entry in scope (or is no DN). The same map and bulk lookups
+        as members: the DNs read in this session answer, the rest cost one search per
+        `CHUNK`."""
+        keyed = [(member_key(v, False), v) for v in dict.fromkeys(values)]
+        if not self.complete:
+            unknown = {k: v for k, v in keyed
+                       if k not in self._dn_anchor and self.in_scope(k) and is_dn(v)}
+            if unknown:
+                self._lookup(sorted(unknown.items()), search)
+        get = self._dn_anchor.get
+        return {v: get(k) for k, v in keyed}
+
     def _lookup(self, unknown: list[tuple[str, str]], search: Searcher) -> None:
         """Look up `(key, value as written)` pairs: by the first RDN as written (a value
         folded for comparison might not match on the server), then matched by key."""
