@@ -55,6 +55,7 @@ displayName = "cn"
 title = "title"
 "enterprise.employeeNumber" = "employeeNumber"
 externalId = "entryUUID"
+{mapping}
 {scope}
 
 [flows.corp-to-app.groups.mapping]
@@ -85,11 +86,13 @@ class Sync:
         self.write()
 
     def write(self, *, deprovision: str = "disable", match: str = '["userName"]',
-              extra: str = "", scope: str = "", app_extra: str = "") -> None:
+              extra: str = "", scope: str = "", app_extra: str = "",
+              mapping: str = "") -> None:
+        """`mapping`: more lines of the users' mapping table."""
         self.config.write_text(CONFIG.format(
             state=self.state, ldap_url=self.ldap.url, bind_dn=self.ldap.admin_dn,
             people=PEOPLE, groups=GROUPS, scim_url=self.scim.url, deprovision=deprovision,
-            match=match, extra=extra, scope=scope, app_extra=app_extra))
+            match=match, extra=extra, scope=scope, app_extra=app_extra, mapping=mapping))
 
     def run(self, *args: str) -> Result:
         res = CliRunner().invoke(main, ["run", "--config", str(self.config), "--output",
