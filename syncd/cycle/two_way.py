@@ -26,12 +26,14 @@ from syncd.cycle.read import (
     entering,
     read_source,
 )
+from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target, use_cursor
 from syncd.errors import Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd.plan.merge import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
 from syncd.plan.push import KindInput, follow_members, match_value, plan_kind
+from syncd.plan.references import reference_paths
 from syncd.plan.value import Change, Hold, Plan
 from syncd.state.records import Link
 from syncd.state.store import Store
@@ -83,6 +85,7 @@ class TwoWayPlan:
     evaluated: dict[Kind, set[str]]
     seen: dict[str, int]
     errors: list[str]
+    refs: References | None = None
 
 
 def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
@@ -90,7 +93,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
     changes: list[Change] = []
     held: list[Hold] = []
     notes: list[str] = []
-    out = TwoWayPlan(Plan(flow.name, ()), {}, {}, {}, {}, {}, [])
+    out = TwoWayPlan(Plan(flow.name, ()), {}, {}, {}, {}, {}, [],
+                     References(flow, store, source))
+    assert out.refs is not None
     linked_count: dict[str, int] = {}
     user_links: dict[str, Link] = {}
     for kf in flow.kinds:
@@ -105,6 +110,8 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         rd = read_source(source, kf, use)
         if rejoin and not rd.full:
             add_groups_naming(source, kf, rejoin, rd)
+        if out.refs.active:  # source names -> target ids, as the target holds them
+            rd.items = out.refs.resolve(kf.kind, rd.items)
         td = read_target(target, kf.kind, cursors.get((flow.target, kf.kind)))
         out.source_reads[kf.kind], out.target_reads[kf.kind] = rd, td
         out.errors += [e for e in (rd.error, td.error) if e]
@@ -182,6 +189,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             c3, n3 = plan_target_only(ti)
             changes += c3
             notes += n3
+    notes += out.refs.notes()
     out.plan = Plan(flow.name, Plan.ordered(changes), tuple(held), tuple(notes), linked_count)
     return out
 
@@ -223,7 +231,10 @@ def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
     unsupported = target.capabilities.unsupported(kf.kind, kf.mapping.paths)
     paths = tuple(p for p in kf.mapping.paths
                   if p not in kf.mapping.on_create_only and p not in unsupported)
-    reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths}
+    # References stay one-way (the source is their authority) until a target id is written
+    # back as the source's own name for the object: never a target id in a source's DN.
+    refs = reference_paths(kf.mapping)
+    reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths and p not in refs}
     stored = [c for c in store.conflicts(flow.name) if c["kind"] == kf.kind]
     resolutions = {(c["source_id"], c["path"]): c["resolution"]
                    for c in stored if c["resolved"]}
@@ -291,4 +302,8 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
             store.clear_conflicts(flow.name, kind, stale)
     items = {k: rd.items for k, rd in tw.source_reads.items()}
     check_apply_commit(flow, store, source, target, res, opts, tw.plan, tw.seen, saves, items)
+    if tw.refs is not None:
+        follow_references(tw.refs, flow, store, target, res, opts, tw.plan.changes)
+        if tw.refs.active and res.plan is not None:
+            res.ref_names.update(tw.refs.name_values(res.plan.changes))
 
