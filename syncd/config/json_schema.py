@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from syncd import registry
 from syncd.config.schema import FileModel
 from syncd.mapping.conditions import condition_json_schema
-from syncd.mapping.rules import RuleTable
+from syncd.mapping.expressions import RuleTable
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 

@@ -156,6 +156,13 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
                                   f"{kwhere}.match")
             match = tuple(km.match) if km.match is not None else default_match
             for m in match:
+                if any(r.path == m for r in mapping.unique_rules):
+                    raise ConfigError(
+                        f"match key {m!r} is a unique value, chosen when syncd creates the "
+                        f"object: matching on it would adopt whoever already holds the value "
+                        f"(another person's account); match on a stable key instead, e.g. "
+                        f"match = [\"externalId\"]",
+                        f"{kwhere if km.match is not None else where}.match")
                 if m not in mapping.paths:
                     raise ConfigError(
                         f"match key {m!r} is not a mapped attribute "

@@ -26,6 +26,7 @@ from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.retrying import hold_retries, record_outcomes
 from syncd.cycle.setup import for_target, use_cursor
 from syncd.cycle.stream import Streamed, stream_kind
+from syncd.cycle.unique import UniqueValues
 from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, follow_members, plan_flow
 from syncd.plan.value import Hold, Plan
@@ -102,6 +103,10 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
                  else Candidates())
         claimed = claims(store, flow.name, kf.kind, cands) if not rd.full else {}
+        if unlinked and kf.mapping.unique_rules:  # before planning: creates carry the value
+            chosen = UniqueValues(flow, kf, store, target).assign(rd.items, unlinked, cands)
+            kind_held += chosen
+            held += chosen
         universe = None
         if kf.kind == "group":
             universe = (streamed.universe if streamed is not None

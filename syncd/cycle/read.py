@@ -15,7 +15,7 @@ from syncd.connector import Connector
 from syncd.errors import Fatal, Rejected, Retriable
 from syncd.mapping.conditions import ConditionError
 from syncd.mapping.rules import MappingError
-from syncd.model import Batch, Entry, Kind, Value
+from syncd.model import Batch, Entry, Kind, RawAttrs, Value
 from syncd.plan.push import Item, label, match_value
 from syncd.plan.value import Hold
 from syncd.state.records import Link
@@ -183,7 +183,16 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         out.gone.discard(e.external_id)
         out.items[e.external_id] = Item(
             e.external_id, _label(e, attrs), attrs, e.members,
-            e.members_added, e.members_removed, e.modified)
+            e.members_added, e.members_removed, e.modified,
+            _unique_raw(kf, e.raw))
+
+
+def _unique_raw(kf: KindFlow, raw: RawAttrs) -> RawAttrs | None:
+    """What a flow's ``unique`` rules read of an entry (a few attributes, not all of raw)."""
+    names = kf.mapping.unique_attributes
+    if not names:
+        return None
+    return {a: raw[a] for a in names if a in raw}
 
 
 def _label(e: Entry, attrs: dict[str, Value]) -> str:

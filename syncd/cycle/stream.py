@@ -45,6 +45,7 @@ from syncd.cycle.read import (
 )
 from syncd.cycle.retrying import hold_retries
 from syncd.cycle.session import ApplyResult
+from syncd.cycle.unique import UniqueValues
 from syncd.cycle.write_back import _Outcome
 from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, identities, match_value, plan_kind
@@ -113,6 +114,7 @@ class _Stream:
         self.collected: list[Change] = []
         self.items: dict[str, Item] = {}
         self.resolve: Resolve | None = None
+        self.unique = UniqueValues(flow, kf, store, target)  # values given across pages
 
     def take(self, page: SourceRead, now: datetime) -> None:
         """Note what a page read (seen, held) and hold back its entries in retry backoff."""
@@ -130,6 +132,8 @@ class _Stream:
         links = self.store.links(self.flow.name, self.kind, page.items) if page.items else {}
         unlinked = [it for sid, it in page.items.items() if sid not in links]
         cands = self._candidates(unlinked) if unlinked and self.kf.match else Candidates()
+        if unlinked and self.unique.active:
+            self.held += self.unique.assign(page.items, unlinked, cands)
         ki = KindInput(self.kind, page.items, links, self.kf.match, self.kf.deprovision,
                        self.kf.mapping.on_create_only, cands, full=False,
                        claimed={**self.claimed, **self._claims(cands, unlinked)},

@@ -29,6 +29,7 @@ from syncd.cycle.read import (
 from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target, use_cursor
+from syncd.cycle.unique import UniqueValues
 from syncd.errors import Fatal, Retriable
 from syncd.model import Entry, Kind
 from syncd.plan.merge import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
@@ -153,6 +154,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         unlinked = {sid: it for sid, it in rd.items.items() if sid not in links}
         gone_links = {sid: lk for sid, lk in links.items() if sid in rd.gone}
         cands = _candidates(target, kf, unlinked, td)
+        if unlinked and kf.mapping.unique_rules:
+            held += UniqueValues(flow, kf, store, target).assign(
+                unlinked, list(unlinked.values()), cands)
         push = KindInput(
             kf.kind, unlinked, gone_links, kf.match, kf.deprovision,
             kf.mapping.on_create_only, cands, rd.complete,

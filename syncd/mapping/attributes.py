@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncd.errors import ConfigError
+from syncd.mapping.expressions import RULE_KEYS
 from syncd.mapping.rules import (
     READ_ONLY_ATTRIBUTES,
-    RULE_KEYS,
     Keep,
     MappingError,
     Rule,
     compile_rule,
 )
-from syncd.mapping.sources import FromAttribute
+from syncd.mapping.sources import FromAttribute, Unique
 from syncd.model import RawAttrs, Value
 
 
@@ -73,10 +73,14 @@ class Mapping:
 
     rules: tuple[Rule, ...]
     on_create_only: frozenset[str] = field(init=False)
+    #: What the ``unique`` rules read: kept per entry for the engine's choice at create.
+    unique_attributes: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_create_only",
                            frozenset(r.path for r in self.rules if r.apply == "on_create"))
+        object.__setattr__(self, "unique_attributes", tuple(sorted(frozenset().union(
+            *(r.source_attributes() for r in self.rules if isinstance(r.source, Unique))))))
 
     @classmethod
     def from_config(cls, table: AbcMapping[str, Any], where: str) -> Mapping:
@@ -85,6 +89,11 @@ class Mapping:
             raise ConfigError(f"a mapping is a table of path = rule, got {table!r}", where=where)
         flat = _flatten(table, "", where)
         return cls(tuple(compile_rule(p, s, _join(where, p)) for p, s in flat.items()))
+
+    @property
+    def unique_rules(self) -> tuple[Rule, ...]:
+        """Rules whose value must be unused on the target, chosen at create."""
+        return tuple(r for r in self.rules if isinstance(r.source, Unique))
 
     @property
     def paths(self) -> tuple[str, ...]:

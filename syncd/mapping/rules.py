@@ -12,30 +12,33 @@ empty result means to the target is the rule's choice (`on_empty`): clear the at
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
+from collections.abc import Iterator
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
-
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
-from pydantic import ValidationError as PydanticValidationError
+from typing import Any, cast
 
 from syncd.errors import ConfigError, Rejected
-from syncd.mapping.conditions import ConditionError, compile_condition
+from syncd.mapping.conditions import ConditionError
+from syncd.mapping.expressions import (
+    TYPE_WORDS,
+    Apply,
+    OnEmpty,
+    Reference,
+    RuleTable,
+    compile_source,
+)
 from syncd.mapping.sources import (
     ATTR,
     Coalesce,
     Const,
     EvalError,
     FromAttribute,
-    If,
-    Piped,
     Source,
-    Switch,
     Trace,
     Type,
+    Unique,
     Values,
     const,
     parse_template,
@@ -44,12 +47,6 @@ from syncd.mapping.sources import (
 from syncd.mapping.transforms import Pipeline, build_pipeline
 from syncd.model import RawAttrs, Value
 from syncd.redact import SECRET_ATTRIBUTE
-
-OnEmpty = Literal["clear", "keep", "default"]
-Apply = Literal["always", "on_create"]
-#: A rule whose value names another object (a manager's DN, a Graph or SCIM id): the engine
-#: resolves it through the links to the target's id of that object.
-Reference = Literal["user", "group"]
 
 _ATTR = ATTR
 #: Canonical paths: flattened SCIM paths such as ``name.givenName`` or ``emails.work``, or an
@@ -153,6 +150,21 @@ class Rule:
     def source_attributes(self) -> frozenset[str]:
         return self.source.attributes()
 
+    def candidates(self, raw: RawAttrs) -> Iterator[str]:
+        """A `unique` rule's values in the order to try them, each through the transforms;
+        raises MappingError like `evaluate`."""
+        assert isinstance(self.source, Unique)
+        seen: set[str] = set()
+        for value, label in self.source.candidates(raw):
+            try:
+                out = run_pipeline(self.pipeline, (value,), label, None) if self.pipeline \
+                    else (value,)
+            except EvalError as e:
+                raise MappingError(self.path, e.label, e.reason) from None
+            if out and str(out[0]) not in seen:
+                seen.add(str(out[0]))
+                yield str(out[0])
+
     def describe(self) -> str:
         """One line for logs and ``explain``: where the value comes from and what happens."""
         secret = SECRET_ATTRIBUTE.search(self.path) is not None
@@ -174,173 +186,13 @@ class Rule:
         return " | ".join(parts)
 
 
-_Scalar = StrictStr | StrictBool | StrictInt
-
-
-class RuleTable(BaseModel):
-    """The table form of a rule, exactly as it may appear in config."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
-
-    from_: StrictStr | None = Field(None, alias="from")
-    const: _Scalar | None = None
-    template: StrictStr | None = None
-    coalesce: list[Any] | None = Field(None, min_length=1)  # items checked by _coalesce_item
-    if_: dict[str, Any] | None = Field(None, alias="if")
-    then: _Scalar | dict[str, Any] | None = None
-    else_: _Scalar | dict[str, Any] | None = Field(None, alias="else")
-    switch: StrictStr | None = None
-    cases: dict[str, _Scalar | dict[str, Any]] | None = Field(None, min_length=1)
-    case_sensitive: StrictBool = False
-    transform: Any = None  # checked by syncd.mapping.transforms, which gives better messages
-    on_empty: OnEmpty | None = None
-    default: _Scalar | list[StrictStr] | None = None
-    apply: Apply = "always"
-    multi: StrictBool = False
-    reference: Reference | None = None
-
-
-_SOURCE_KEYS = ("from", "const", "template", "coalesce", "if", "switch")
-#: Keys that belong to one source: (key, the source it needs).
-_COMPANIONS = (("then", "if"), ("else", "if"), ("cases", "switch"), ("case_sensitive", "switch"))
-#: Keys about the rule as a whole, not allowed in a nested expression.
-_RULE_ONLY = ("on_empty", "default", "apply", "multi", "reference")
-RULE_KEYS = (*_SOURCE_KEYS, "then", "else", "cases", "case_sensitive", "transform",
-             *_RULE_ONLY)
-
-
-#: What a key accepts, for union-typed keys whose pydantic errors come one per union member.
-_EXPECTED = {"const": "a string, boolean or integer",
-             "default": "a string, boolean, integer or list of strings",
-             "then": "a value or an expression table", "else": "a value or an expression table",
-             "coalesce": "a list of attribute names, templates or expression tables",
-             "if": "a condition table", "cases": "a table of value = result"}
-
-
-def _pydantic_error(e: PydanticValidationError, table: AbcMapping[str, Any], where: str,
-                    pre: str = "") -> ConfigError:
-    err = e.errors()[0]
-    key = str(err["loc"][0]) if err["loc"] else ""
-    if err["type"] == "extra_forbidden":
-        hint = difflib.get_close_matches(key, RULE_KEYS, n=1, cutoff=0.6)
-        msg = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        return ConfigError(f"{pre}{msg}; a rule takes: {', '.join(RULE_KEYS)}", where=where)
-    if key in _EXPECTED:
-        return ConfigError(f"{pre}{key}: expected {_EXPECTED[key]} (got {table.get(key)!r})",
-                           where=where)
-    index = "".join(f"[{p}]" for p in err["loc"][1:] if isinstance(p, int))
-    return ConfigError(f"{pre}{key}{index}: {err['msg']} (got {err['input']!r})", where=where)
-
-
-def _attr(name: str, key: str) -> str:
-    if not _ATTR.match(name):
-        raise ValueError(f"{key}: {name!r} is not an attribute name")
-    return name.lower()
-
-
-_TYPE_WORDS = {"str": "a string", "bool": "a boolean", "int": "an integer"}
-
-
-def _same_type(named: list[tuple[str, Source]], where: str) -> Type:
-    """The common type of alternative results; mixing them is a config error."""
-    first_key, first = named[0]
-    for key, src in named[1:]:
-        if src.type != first.type:
-            raise ConfigError(f"{first_key} yields {_TYPE_WORDS[first.type]} but {key} yields "
-                              f"{_TYPE_WORDS[src.type]}; alternatives must have one type",
-                              where=where)
-    return first.type
-
-
-def _nested(spec: object, where: str, key: str) -> Source:
-    """A result inside if/switch/coalesce: a scalar is a constant, a table an expression."""
-    if isinstance(spec, bool | int | str):
-        return const(spec)
-    if not isinstance(spec, AbcMapping):
-        raise ConfigError(f"{key}: expected a value or an expression table, got {spec!r}",
-                          where=where)
-    outside = [k for k in _RULE_ONLY if k in spec]
-    if outside:
-        raise ConfigError(f"{key}: {outside[0]} applies to the whole rule, not to a nested "
-                          "expression", where=where)
-    source, pipeline = _compile_source(spec, where, key)
-    return Piped(source, pipeline) if pipeline else source
-
-
-def _coalesce_item(spec: object, where: str, key: str) -> Source:
-    if isinstance(spec, str):  # as at the top of a rule: an attribute name or a template
-        if "{" in spec or "}" in spec:
-            return parse_template(spec)
-        return FromAttribute(_attr(spec, key))
-    if isinstance(spec, AbcMapping):
-        return _nested(spec, where, key)
-    raise ConfigError(f"{key}: expected an attribute name, a template or an expression table, "
-                      f"got {spec!r}", where=where)
-
-
-def _compile_source(table: AbcMapping[str, Any], where: str, label: str = ""
-                    ) -> tuple[Source, Pipeline]:
-    """The source and transforms of a rule or nested expression table."""
-    pre = f"{label}: " if label else ""
-    try:
-        t = RuleTable.model_validate(dict(table))
-    except PydanticValidationError as e:
-        raise _pydantic_error(e, table, where, pre) from None
-    given = [k for k in _SOURCE_KEYS if table.get(k) is not None]
-    if len(given) != 1:
-        what = f"{len(given)} given ({', '.join(given)})" if given else "none given"
-        raise ConfigError(f"{pre}a rule needs exactly one of {', '.join(_SOURCE_KEYS)}; "
-                          f"{what}", where=where)
-    for key, needs in _COMPANIONS:
-        if key in table and given[0] != needs:
-            raise ConfigError(f"{pre}{key} goes with {needs}", where=where)
-    sub = f"{label}." if label else ""
-    pipeline = build_pipeline(t.transform, where, f"{sub}transform")
-    source: Source
-    try:
-        if t.from_ is not None:
-            source = FromAttribute(_attr(t.from_, "from"))
-        elif t.coalesce is not None:
-            items = tuple(_coalesce_item(c, where, f"{sub}coalesce[{i}]")
-                          for i, c in enumerate(t.coalesce))
-            typ = _same_type([(f"{sub}coalesce[{i}]", s) for i, s in enumerate(items)], where)
-            source = Coalesce(items, typ)
-        elif t.template is not None:
-            source = parse_template(t.template)
-        elif t.if_ is not None:
-            cond = compile_condition(t.if_, f"{where}.{sub}if")
-            then = None if t.then is None else _nested(t.then, where, f"{sub}then")
-            else_ = None if t.else_ is None else _nested(t.else_, where, f"{sub}else")
-            branches = [(k, b) for k, b in ((f"{sub}then", then), (f"{sub}else", else_))
-                        if b is not None]
-            source = If(cond, then, else_, _same_type(branches, where) if branches else "bool")
-        elif t.switch is not None:
-            if not t.cases:
-                raise ConfigError(f"{pre}switch needs cases = {{ value = result, ... }}",
-                                  where=where)
-            cs = t.case_sensitive
-            cases = tuple((k if cs else k.casefold(), _nested(v, where, f"{sub}cases.{k}"))
-                          for k, v in t.cases.items())
-            typ = _same_type([(f"{sub}cases.{k}", v) for k, v in cases], where)
-            source = Switch(_attr(t.switch, "switch"), cases, cs, typ)
-        else:
-            assert t.const is not None
-            source = const(t.const)
-    except ValueError as e:
-        raise ConfigError(pre + str(e), where=where) from None
-    if pipeline and source.type != "str":
-        raise ConfigError(f"{pre}{source} yields {_TYPE_WORDS[source.type]}, which takes no "
-                          "transform", where=where)
-    return source, pipeline
-
-
 def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
-    source, pipeline = _compile_source(table, where)
+    source, pipeline = compile_source(table, where)
     t = RuleTable.model_validate(dict(table))
     typ = "bool" if pipeline.to_bool else source.type
     if t.multi and typ != "str":
         raise ConfigError(f"multi = true needs string values, but this rule yields "
-                          f"{_TYPE_WORDS[typ]}", where=where)
+                          f"{TYPE_WORDS[typ]}", where=where)
 
     on_empty: OnEmpty = t.on_empty or ("default" if t.default is not None else "clear")
     default: Value = None
@@ -351,10 +203,16 @@ def _compile_table(path: str, table: AbcMapping[str, Any], where: str) -> Rule:
     elif t.default is not None:
         raise ConfigError(f'default is only used with on_empty = "default" (on_empty is '
                           f'{on_empty!r})', where=where)
+    apply = t.apply
+    if isinstance(source, Unique):
+        if table.get("apply") == "always" or t.multi or t.reference:
+            raise ConfigError("a unique value is chosen once, when syncd creates the object "
+                              "(apply = \"on_create\"), and is a single string", where=where)
+        apply = "on_create"
     if t.reference is not None and not isinstance(source, FromAttribute | Coalesce):
         raise ConfigError("reference = ... needs from or coalesce: the value must be the "
                           "referenced object's name or id as the source holds it", where=where)
-    return _typed(Rule(path, source, pipeline, on_empty, default, t.apply, t.multi,
+    return _typed(Rule(path, source, pipeline, on_empty, default, apply, t.multi,
                        t.reference), where)
 
 
@@ -364,7 +222,7 @@ def _typed(rule: Rule, where: str) -> Rule:
         return rule
     if rule.type != "str" or rule.multi:
         raise ConfigError(f"{rule.path} is a boolean; this rule yields "
-                          f"{'several values' if rule.multi else _TYPE_WORDS[rule.type]}",
+                          f"{'several values' if rule.multi else TYPE_WORDS[rule.type]}",
                           where=where)
     steps = (*rule.pipeline.steps, *build_pipeline("bool", where).steps)
     return Rule(rule.path, rule.source, Pipeline(steps, to_bool=True), rule.on_empty,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -242,7 +243,52 @@ class Switch:
         return f"switch {self.attr} ({len(self.cases)} cases)"
 
 
-Source = FromAttribute | Template | Const | Piped | Coalesce | If | Switch
+@dataclass(frozen=True)
+class Unique:
+    """Candidates for a value that must be unused on the target (Entra's SelectUniqueValue).
+
+    Read like `Coalesce`: the first candidate with a value. The engine walks `candidates`
+    for an entry it is about to create and keeps the first one the target and the links do
+    not already hold. A template naming ``{n}`` is a counter: tried with n = 1, 2, ... `limit`.
+    """
+
+    items: tuple[Source, ...]
+    limit: int = 99
+    type: Type = "str"
+
+    def _counted(self, item: Source) -> bool:
+        return isinstance(item, Template) and "n" in item.attributes()
+
+    def read(self, raw: RawAttrs, trace: Trace | None = None) -> tuple[Values, str]:
+        for item in self.items:
+            vals, label = item.read({**raw, "n": ("1",)} if self._counted(item) else raw,
+                                    trace)
+            if vals:
+                return vals, label
+        return (), "unique"
+
+    def candidates(self, raw: RawAttrs) -> Iterator[tuple[str, str]]:
+        """(candidate, label) in the order they are tried, before the rule's transforms."""
+        for item in self.items:
+            if not self._counted(item):
+                vals, label = item.read(raw)
+                if vals:
+                    yield str(vals[0]), label
+                continue
+            for n in range(1, self.limit + 1):
+                vals, label = item.read({**raw, "n": (str(n),)})
+                if not vals:
+                    break
+                yield str(vals[0]), label
+
+    def attributes(self) -> frozenset[str]:
+        return frozenset().union(*(i.attributes() for i in self.items)) - {"n"}
+
+    def __str__(self) -> str:
+        return f"unique {', '.join(str(i) for i in self.items)}"
+
+
+Source = FromAttribute | Template | Const | Piped | Coalesce | If | Switch | Unique
 
 
 def parse_template(text: str) -> Template:

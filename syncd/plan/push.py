@@ -38,6 +38,9 @@ class Item:
     members_removed: frozenset[str] | None = None
     #: Change timestamp (ISO-8601) for the ``newest`` conflict rule.
     modified: str | None = None
+    #: The raw attributes a ``unique`` rule reads, kept only when the flow has one: the
+    #: engine walks the candidates when this entry is about to be created (cycle.unique).
+    unique_raw: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -295,10 +298,14 @@ def _unlinked(
                               f"{len(found)} target objects ({ids}); not adopting, not creating")
         if len(found) == 1:
             target = found[0]
-            changed = diff(item.attrs, target.attrs)
+            # Adopting is not creating: an on_create value (an initial password, a unique
+            # name) is not forced onto an account that already exists; its own is recorded.
+            changed = diff(item.attrs, target.attrs, ki.on_create_only)
             before = {p: target.attrs.get(p) for p in changed}
+            base = {**item.attrs, **{p: target.attrs.get(p) for p in ki.on_create_only
+                                     if p in item.attrs}}
             return Change("adopt", ki.kind, item.source_id, item.name, target.external_id,
-                          attrs=changed, before=before, base=dict(item.attrs),
+                          attrs=changed, before=before, base=base,
                           reason=f"matched existing target object on {key}"), None
     # Creates share the item's (never mutated) attrs instead of copying them twice: an
     # initial sync plans one create per source entry, and 2 x 100k dicts are ~150 MB.

@@ -273,7 +273,7 @@ def test_explain() -> None:
 @pytest.mark.parametrize(
     ("rule", "fragment"),
     [
-        ({"from": "a", "const": "b"}, "exactly one of from, const, template, coalesce, if, switch; 2 given"),
+        ({"from": "a", "const": "b"}, "exactly one of from, const, template, coalesce, if, switch, unique; 2 given"),
         ({"template": "{a}", "coalesce": ["a"]}, "2 given"),
         ({}, "none given"),
         ({"transform": ["lower"]}, "none given"),
