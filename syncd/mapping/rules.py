@@ -32,7 +32,6 @@ from syncd.mapping.expressions import (
 from syncd.mapping.sources import (
     ATTR,
     Coalesce,
-    Const,
     EvalError,
     FromAttribute,
     Source,
@@ -168,11 +167,17 @@ class Rule:
     def describe(self) -> str:
         """One line for logs and ``explain``: where the value comes from and what happens."""
         secret = SECRET_ATTRIBUTE.search(self.path) is not None
-        # a constant or default for a password is the password: never in a description
-        parts = ["const [redacted]" if secret and isinstance(self.source, Const)
-                 else str(self.source)]
+        # A constant, default or transform parameter for a password is the password, or
+        # part of it: for secret paths only attribute names and transform names are shown.
+        if not secret or isinstance(self.source, FromAttribute):
+            parts = [str(self.source)]
+        else:
+            kind = type(self.source).__name__.lower().replace("fromattribute", "from")
+            reads = ", ".join(sorted(self.source.attributes()))
+            parts = [f"{kind} [redacted]" + (f" (reads {reads})" if reads else "")]
         if self.pipeline:
-            parts.append(str(self.pipeline))
+            parts.append(" | ".join(t.name for t in self.pipeline.steps) if secret
+                         else str(self.pipeline))
         if self.on_empty != "clear":
             shown = "[redacted]" if secret else repr(self.default)
             extra = f" {shown}" if self.on_empty == "default" else ""

@@ -282,3 +282,17 @@ def test_conditions_follow_boolean_logic(c: dict[str, Any], raw: RawAttrs) -> No
     assert one({"if": {"not": c}}, raw) is (not _truth(c, raw))
     assert one({"if": c, "then": "yes", "else": "no"}, raw) == (
         "yes" if _truth(c, raw) else "no")
+
+
+def test_a_secret_path_describes_no_value_anywhere_in_its_expression() -> None:
+    secret = "Init-Pa55-9z"
+    for rule in ({"const": secret},
+                 {"if": {"attribute": "x", "present": True}, "then": secret, "else": "y"},
+                 {"switch": "t", "cases": {"a": secret}},
+                 {"coalesce": ["pw", {"const": secret}]},
+                 {"from": "seed", "transform": [{"append": secret}]},
+                 {"from": "seed", "on_empty": "default", "default": secret}):
+        text = compile_rule("password", rule, WHERE).describe()
+        assert secret not in text, (rule, text)
+        assert "[redacted]" in text or "append" in text
+    assert compile_rule("password", {"from": "seed"}, WHERE).describe() == "from seed"
