@@ -296,3 +296,20 @@ def test_a_secret_path_describes_no_value_anywhere_in_its_expression() -> None:
         assert secret not in text, (rule, text)
         assert "[redacted]" in text or "append" in text
     assert compile_rule("password", {"from": "seed"}, WHERE).describe() == "from seed"
+
+
+def test_every_mapping_example_in_the_readme_compiles() -> None:
+    """The README's expression examples are real config: each line parses as TOML and
+    compiles, so the documentation cannot drift from the grammar."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text.split("### Mapping", 1)[1].split("## Connectors", 1)[0]
+    examples = [m for m in re.findall(r"`([^`]+ = \{[^`]+\})`", section)
+                if not m.startswith("{") and "..." not in m]
+    assert len(examples) >= 5
+    for example in examples:
+        table = tomllib.loads(example)
+        Mapping.from_config(table, WHERE)
