@@ -45,6 +45,9 @@ class Entry:
     Sources fill `raw` (what was read, for mapping and scope); targets fill `attrs` (canonical).
     `members` is only meaningful for groups: the external ids of member users *on the same
     connector*, already resolved from DNs or SCIM member values by the connector.
+    `member_groups` (groups only, None: the connector does not tell) are the external ids of
+    the groups that are *direct* members of this one (nested groups); the engine flattens or
+    ignores them per flow (`syncd.plan.nesting`).
     `name` is a human label (DN, userName) for plans and logs, never used for matching.
     """
 
@@ -61,6 +64,7 @@ class Entry:
     #: Change timestamp as ISO-8601 UTC (modifyTimestamp, meta.lastModified), when known;
     #: used by the ``newest`` conflict rule in two-way flows.
     modified: str | None = None
+    member_groups: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ class Directory:
     objects: dict[Kind, dict[str, dict[str, Value]]] = field(
         default_factory=lambda: {"user": {}, "group": {}})
     members: dict[str, set[str]] = field(default_factory=dict)
+    #: Nested groups: group -> the groups that are direct members of it.
+    group_members: dict[str, set[str]] = field(default_factory=dict)
     log: list[tuple[int, Kind, str, bool]] = field(default_factory=list)  # seq, kind, id, del
     calls: list[tuple[str, Kind, str]] = field(default_factory=list)
     #: op name ("create", "update", ...; "read") -> callable raising the fault, or None.
@@ -57,11 +59,18 @@ class Directory:
         with self.lock:
             self.objects[kind].pop(oid, None)
             self.members.pop(oid, None)
+            self.group_members.pop(oid, None)
             self.log.append((next(self._seq), kind, oid, True))
 
     def set_group_members(self, gid: str, members: set[str]) -> None:
         with self.lock:
             self.members[gid] = set(members)
+            self.log.append((next(self._seq), "group", gid, False))
+
+    def set_group_groups(self, gid: str, groups: set[str]) -> None:
+        """The groups that are direct members of `gid` (nested groups)."""
+        with self.lock:
+            self.group_members[gid] = set(groups)
             self.log.append((next(self._seq), "group", gid, False))
 
     def seq(self) -> int:
@@ -135,8 +144,10 @@ class MemoryConnector:
                for k, v in attrs.items() if v is not None}
         members = frozenset(self.dir.members.get(oid, set())) if kind == "group" else None
         name = str(attrs.get("userName") or attrs.get("displayName") or oid)
+        nested = (frozenset(self.dir.group_members.get(oid, set())) if kind == "group"
+                  else None)
         return Entry(kind, oid, raw=raw, attrs=dict(attrs), members=members, name=name,
-                     modified=self.dir.modified.get(oid))
+                     modified=self.dir.modified.get(oid), member_groups=nested)
 
     def read(self, kind: Kind, cursor: str | None = None,
              attributes: Sequence[str] | None = None) -> Iterator[Batch]:

@@ -32,6 +32,10 @@ class KindFlow:
     deprovision: Literal["disable", "delete", "ignore"]
     authority: dict[str, str] = field(default_factory=dict)
     merge: dict[str, str] = field(default_factory=dict)
+    #: groups: ``direct`` (member groups left out) or ``flatten`` (`syncd.plan.nesting`).
+    #: Not in the repr: `cycle.setup.fingerprint` adds it only when set, so the cursors of
+    #: flows that do not use it stay valid.
+    nested: str = field(default="direct", repr=False)
 
 
 @dataclass(frozen=True)

@@ -178,8 +178,10 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
                 raise ConfigError("authority and merge apply to mode = \"two_way\" flows",
                                   f"{kwhere}")
             deprovision = km.deprovision or fm.deprovision
+            _check_nesting(kind, km, fm.mode, kwhere)
             kinds.append(KindFlow(kind, mapping, scope, match, deprovision,
-                                  dict(km.authority), dict(km.merge)))
+                                  dict(km.authority), dict(km.merge),
+                                  nested=km.nested or "direct"))
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
@@ -217,6 +219,17 @@ def _anchored(url: str, file: Path) -> str:
         return url
     return parsed.set(database=str(file.resolve().parent / db)).render_as_string(
         hide_password=False)
+
+
+def _check_nesting(kind: Kind, km: KindModel, mode: str, where: str) -> None:
+    """``nested`` belongs to the groups of push flows."""
+    if km.nested is not None and kind != "group":
+        raise ConfigError("nested is a setting of [groups] (what a member group means)",
+                          f"{where}.nested")
+    if mode == "two_way" and km.nested not in (None, "direct"):
+        raise ConfigError("nested applies to mode = \"push\" flows: a two-way flow would "
+                          "write the computed membership back into the source",
+                          f"{where}.nested")
 
 
 def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:

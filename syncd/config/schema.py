@@ -243,6 +243,8 @@ class KindModel(_Strict):
     #: attributes (and "members" for groups)
     authority: dict[str, Authority] = Field(default_factory=dict)
     merge: dict[str, Literal["union", "replace"]] = Field(default_factory=dict)
+    #: groups: what a group that is a member of a group means (`syncd.plan.nesting`).
+    nested: Literal["direct", "flatten"] | None = None
 
 
 class FlowModel(_Strict):

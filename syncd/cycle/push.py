@@ -12,6 +12,7 @@ from syncd.config.flows import Flow
 from syncd.cycle.absence import at_stake, confirm, link_name
 from syncd.cycle.apply import Applier
 from syncd.cycle.commit import check_apply_commit, target_stats
+from syncd.cycle.nesting import flatten_read
 from syncd.cycle.read import (
     Candidates,
     SourceRead,
@@ -81,6 +82,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         rd = cursors[kf.kind] = read_source(source, kf, use)
         if rejoin and not rd.full:
             add_groups_naming(source, kf, rejoin, rd)
+        flatten_read(flow, kf, store, source, rd)  # nested = "flatten" (cycle.nesting)
         if refs.active:
             rd.items = refs.resolve(kf.kind, rd.items)
         _read_outcome(res, kf.kind, rd, use, seen)
@@ -124,7 +126,8 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
             disabled={} if rd.full else store.disabled_links(flow.name, kf.kind),
             delete_after=flow.delete_after, now=now,
             held_ids=frozenset(h.source_id for h in kind_held if h.source_id in read_ids)
-            | unconfirmed, lookup_errors=cands.errors, left_scope=rd.left_scope))
+            | unconfirmed, lookup_errors=cands.errors, left_scope=rd.left_scope,
+            notes=tuple(rd.notes)))
         items_by_kind[kf.kind] = rd.items
         if kf.kind == "user":
             user_read, user_links = rd, links

@@ -46,6 +46,14 @@ class SourceRead:
     #: gone: the listing missed objects, so its cursor is not kept (the next cycle reads in
     #: full again instead of trusting a feed that starts after what was missed).
     missed: int = 0
+    #: Groups: each group read -> its direct (member users, member groups), whatever the
+    #: flow's scope and mapping made of it (nested groups walk through every group read).
+    edges: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+    #: Groups read as member changes only (Graph members@delta): (users added, removed).
+    edge_deltas: dict[str, tuple[frozenset[str], frozenset[str]]] = field(
+        default_factory=dict)
+    #: Said in the plan (nested group cycles).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def trusted(self) -> bool:
@@ -94,6 +102,9 @@ def add_groups_naming(source: Connector, kf: KindFlow, users: set[str],
     for sid, it in extra.items.items():
         if sid not in out.items and sid not in out.gone and sid not in held:
             out.items[sid] = it
+    for sid, direct in extra.edges.items():
+        if sid not in out.edges and sid not in out.gone:
+            out.edges[sid] = direct
     out.held += [h for h in extra.held if h.source_id not in out.items]
 
 
@@ -152,6 +163,11 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         out.cursor = batch.cursor
     for e in batch.entries:
         out.seen += 1
+        if e.members is not None:
+            out.edges[e.external_id] = (e.members, e.member_groups or frozenset())
+        elif e.members_added is not None or e.members_removed is not None:
+            out.edge_deltas[e.external_id] = (e.members_added or frozenset(),
+                                              e.members_removed or frozenset())
         try:
             failing = kf.scope.failing(e.raw)
         except ConditionError as exc:  # undecidable is not "out": holding it deletes nothing

@@ -20,6 +20,8 @@ def fingerprint(flow: Flow, kind: Kind) -> str:
     entries the feed will never send again may now map differently -> read everything."""
     kf = flow.kind(kind)
     text = repr((flow.source, flow.target, flow.mode, kf))
+    if kf is not None and kf.nested != "direct":
+        text += repr(kf.nested)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

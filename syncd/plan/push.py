@@ -80,6 +80,8 @@ class KindInput:
     #: (match path, match_value) -> why the target refused that lookup: such an entry is
     #: held (creating without having looked is how duplicates happen), the rest goes on.
     lookup_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: Said in the plan as they are (nested group cycles, `syncd.plan.nesting`).
+    notes: tuple[str, ...] = ()
 
 
 def match_value(value: Value) -> str | None:
@@ -126,7 +128,7 @@ def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:
 def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
     changes: list[Change] = []
     held: list[Hold] = []
-    notes: list[str] = []
+    notes: list[str] = list(ki.notes)
     claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
     claimed.update(ki.claimed)
     planned = dict(ki.planned)

@@ -35,6 +35,7 @@ from syncd.model import Entry, Kind
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, LdapConfig, SearchSpec
 from syncd_connectors.ldap.dn import dn_key
 from syncd_connectors.ldap.members import DnMap
+from syncd_connectors.ldap.nesting import NestedGroups
 from syncd_connectors.ldap.tls import build_tls, certificate_problem, tls_warnings
 from syncd_connectors.ldap.values import BINARY_ATTRIBUTES, anchor_string, is_password_attribute
 from syncd_connectors.ldap.wire.decode import ENTRY_DEFAULTS, Plan, Row, make_entry
@@ -65,6 +66,8 @@ class LdapBase(PagedSearch):
         self._member = config.member_attribute.lower()
         unique = self._member == "uniquemember"
         self._dn_map = DnMap(config.users.base, config.users.scope, unique)
+        #: Member values naming groups -> `Entry.member_groups` (`nesting`).
+        self._nested = NestedGroups(config.groups, unique) if config.groups else None
         self._root: dict[str, list[str]] | None = None
 
     def __repr__(self) -> str:
@@ -141,6 +144,8 @@ class LdapBase(PagedSearch):
             conns, self._conns = self._conns, []
         self._local = threading.local()
         self._dn_map.clear()
+        if self._nested is not None:
+            self._nested.clear()
         self._root = None
         for conn in conns:
             with contextlib.suppress(LDAPException, OSError):
@@ -261,19 +266,37 @@ class LdapBase(PagedSearch):
                 groups.append(row)
         values = [_texts(row[4] or ()) for row in groups]
         resolved = self._dn_map.resolve(values, self._member_search)
-        for (dn, anchor, raw, attrs, _m, modified), members in zip(groups, resolved, strict=True):
+        nested = self._member_groups(groups, values)
+        for (dn, anchor, raw, attrs, _m, modified), members, subs in zip(
+                groups, resolved, nested, strict=True):
             assert anchor is not None
-            if members.unresolved:
-                self._unresolved(dn, members.unresolved)
-            entries.append(make_entry("group", anchor, raw, attrs, dn, modified, members.anchors))
+            unresolved = [v for v in members.unresolved if v not in subs]
+            if unresolved:
+                self._unresolved(dn, unresolved)
+            entry = make_entry("group", anchor, raw, attrs, dn, modified, members.anchors)
+            entry.__dict__["member_groups"] = frozenset(subs.values())
+            entries.append(entry)
         return entries, whole
+
+    def _member_groups(self, groups: list[Row], values: list[list[str]]
+                       ) -> list[dict[str, str]]:
+        """Per group: its member values that name groups -> their anchors (`nesting`)."""
+        spec = self.config.groups
+        if self._nested is None or spec is None:
+            return [{} for _ in groups]
+        self._nested.read((dn_key(row[0]), row[1]) for row in groups if row[1] is not None)
+
+        def search(filter_: str) -> Iterator[tuple[str, str]]:
+            return self._anchor_search(spec, filter_)
+
+        return self._nested.member_groups(values, self._dn_map, self._member_search, search)
 
     def _unresolved(self, group: str, values: Sequence[str]) -> None:
         """One WARNING per group and read for member values within the users' base and
         scope that name no user (a typo, a deleted user, a user the users filter leaves
         out) or that are no DN at all: the group is synced without them. Values outside
-        the users' scope (nested groups, the placeholder member of an empty groupOfNames)
-        are ignored by design."""
+        the users' scope (the placeholder member of an empty groupOfNames) are ignored by
+        design; values naming groups are nested groups (`Entry.member_groups`)."""
         shown = ", ".join(repr(v) for v in values[:_SHOWN])
         more = f" and {len(values) - _SHOWN} more" if len(values) > _SHOWN else ""
         log.warning(

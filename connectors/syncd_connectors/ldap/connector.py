@@ -18,8 +18,9 @@ searched by or kept, also not through ``*``: whatever a bind account may read, n
 output (``explain``, links, logs) can carry a password hash.
 
 Groups: member DNs are resolved to user anchors by `members.DnMap` (users seen in this
-session, then bulk lookups). Members that are not users in scope (including nested groups)
-are ignored: nested groups are **not** flattened. memberOf is never requested (unless mapped):
+session, then bulk lookups); member DNs naming groups of the groups search are reported as
+`Entry.member_groups` (`nesting`), which the engine flattens per flow (``nested``). Other
+members are ignored. memberOf is never requested (unless mapped):
 membership comes from the groups, and a user whose only change is memberOf is a no-op upsert.
 
 Writes (LDAP as a target or a two-way side) are `write.writer.LdapWriter`'s, on connections of its
