@@ -112,7 +112,8 @@ def test_mapping(config_path: str, flow_name: str | None, kind: str, input_file:
             shown = fmt(e.result) if mask_value(path, e.result) is e.result else MASK
         click.echo(f"  {path:<{width}} = {shown}")
         click.echo(f"  {'':<{width}}   <- {e.rule}")
-        if len(e.steps) > 1 or e.error is not None:
+        if len(e.steps) > 1 or e.error is not None or (
+                e.steps and not e.steps[0][0].startswith("read ")):
             for what, vals in e.steps:
                 masked = mask_value(path, vals)
                 click.echo(f"  {'':<{width}}      {what}: "
