@@ -1,7 +1,7 @@
 """Nested groupOfNames on a real OpenLDAP: member values naming groups come back as
 `Entry.member_groups` (anchors), resolved from groups read earlier in the session or by a
 lookup of the groups base; users stay in `Entry.members`; nothing about a nested group is
-warned as "names no user"."""
+warned as "names no user". The same on a Samba AD DC (Active Directory's ``member``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
+from tests.peers.ad_fixtures import ad_settings
 from tests.peers.directory import BASE, GROUPS, user_dn
 from tests.peers.ldap_fixtures import ldap_settings
+from tests.peers.samba import SambaDC
 from tests.peers.slapd import Slapd
 
 pytestmark = pytest.mark.peers
@@ -80,3 +82,29 @@ def test_groups_without_nesting_report_none_and_shared_base_finds_groups(
     assert got[OUTER.lower()].member_groups == {ids[INNER.lower()], ids[LOOP.lower()]}
     plain = [e for n, e in got.items() if "nest-" not in n]
     assert plain and all(e.member_groups == frozenset() for e in plain)
+
+
+def test_active_directory_member_groups_full_and_dirsync(samba_dc: SambaDC) -> None:
+    """Samba AD: ``member`` values naming groups become member_groups (objectGUIDs), in a
+    full read and in a DirSync incremental read of the one group that changed."""
+    alice, bob = samba_dc.add_user("alice"), samba_dc.add_user("bob")
+    inner = samba_dc.add_group("inner", [bob])
+    outer = samba_dc.add_group("outer", [alice, inner])
+    conn = LdapConnector("ad", LdapConfig(**ad_settings(samba_dc)))
+    conn.open()
+    try:
+        batches = list(conn.read("group", None, ["cn"]))
+        got = {e.external_id: e for b in batches for e in b.entries}
+        g = samba_dc.guid
+        assert got[g(outer)].members == {g(alice)}
+        assert got[g(outer)].member_groups == {g(inner)}
+        assert got[g(inner)].member_groups == frozenset()
+        cursor = batches[-1].cursor
+        samba_dc.modify(inner, {"member": [(ldap3.MODIFY_ADD, [outer])]})  # a cycle
+        changed = {e.external_id: e for b in conn.read("group", cursor, ["cn"])
+                   for e in b.entries}
+        assert set(changed) == {g(inner)}
+        assert changed[g(inner)].member_groups == {g(outer)}
+        assert changed[g(inner)].members == {g(bob)}
+    finally:
+        conn.close()
