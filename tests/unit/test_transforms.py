@@ -38,7 +38,7 @@ def test_registry_lists_every_transform_with_a_description() -> None:
     assert set(transforms.known()) == {
         "lower", "upper", "title", "capitalize", "trim", "strip_spaces", "diacritics",
         "ascii", "append", "prepend", "substring", "left", "right", "pad", "replace",
-        "extract", "word", "first", "item", "unique", "count", "join", "split", "default",
+        "extract", "word", "first", "item", "distinct", "count", "join", "split", "default",
         "bool", "base64", "utf8_hex", "date", "map"}
     assert all(transforms.describe().values())
 
@@ -46,6 +46,7 @@ def test_registry_lists_every_transform_with_a_description() -> None:
 def test_readme_and_example_config_document_every_transform() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Mapping", 1)[1].split("\n### ", 1)[0]
+    section = section.split("| transform (parameters)", 1)[1].split("\n\n", 1)[0]
     cells = re.findall(r"^\| (.+?) \| ", section, re.MULTILINE)
     in_table = {n for c in cells for n in re.findall(r"`(\w+)`", re.sub(r"\(.*?\)", "", c))}
     assert in_table == set(transforms.known())
@@ -88,7 +89,7 @@ def test_readme_and_example_config_document_every_transform() -> None:
         ({"item": 2}, ("a", "b", "c"), ("b",)),
         ({"item": -1}, ("a", "b", "c"), ("c",)),
         ({"item": 4}, ("a", "b", "c"), ()),
-        ("unique", ("SMTP:a@x", "smtp:a@x", "SMTP:a@x", "b"), ("SMTP:a@x", "smtp:a@x", "b")),
+        ("distinct", ("SMTP:a@x", "smtp:a@x", "SMTP:a@x", "b"), ("SMTP:a@x", "smtp:a@x", "b")),
         ("count", ("a", "b", "c"), ("3",)),
         ("count", (), ("0",)),
         # encodings: Entra's own examples
@@ -301,8 +302,8 @@ def test_substring_left_right_agree_with_slicing(s: str, start: int, length: int
 
 
 @given(st.lists(st.text(min_size=1, max_size=5), max_size=8))
-def test_unique_keeps_first_occurrences_in_order_and_count_counts(values: list[str]) -> None:
-    out = run("unique", *values)
+def test_distinct_keeps_first_occurrences_in_order_and_count_counts(values: list[str]) -> None:
+    out = run("distinct", *values)
     assert len(set(out)) == len(out) and set(out) == set(values)
     assert list(out) == sorted(set(values), key=values.index)
     assert run("count", *values) == (str(len(values)),)

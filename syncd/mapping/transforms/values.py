@@ -44,7 +44,7 @@ def _item(p: Params) -> Fn:
     return lambda values: pick(values, i)
 
 
-@register("unique", "drop repeated values, keeping the first of each (exact comparison)")
+@register("distinct", "drop repeated values, keeping the first of each (exact comparison)")
 def _unique(p: Params) -> Fn:
     return lambda values: tuple(dict.fromkeys(values))
 
