@@ -167,13 +167,19 @@ def test_discovery_django(django_scim_server: _Peer, connect: Callable[..., Scim
     )
 
 
-def test_known_paths_and_unknown_rejected(conn: ScimConnector) -> None:
+def test_known_paths_and_undeclared_dropped(conn: ScimConnector) -> None:
+    """A path the server's /Schemas does not declare is reported (capabilities, check) and
+    not sent: the entry is written without it."""
     assert {"userName", "emails.work", "enterprise.costCenter"} <= ScimConnector.known_paths("user")
     assert ScimConnector.known_paths("group") == {"displayName", "externalId"}
     with pytest.raises(ValueError, match=r"emails\.fax"):
         ScimConnector.check_paths("user", ["userName", "emails.fax"])
-    with pytest.raises(Rejected, match="favouriteColour"):
-        conn.create("user", {"userName": "x", "favouriteColour": "blue"})
+    unsupported = conn.capabilities.unsupported("user", ["userName", "favouriteColour"])
+    assert "favouriteColour" in unsupported and "userName" not in unsupported
+    assert set(conn.path_problems("user", ["userName", "favouriteColour"])) == {
+        "favouriteColour"}
+    made = conn.create("user", {"userName": "x", "favouriteColour": "blue"})
+    assert "favouriteColour" not in made.attrs and made.attrs["userName"] == "x"
 
 
 # --- users -------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ reset to an empty directory before each test that asks for it:
  - ``scim_server``: parametrized over both (ids ``scim2-server`` and ``django``).
  - ``small_bulk_server``: a `Scim2Server` whose /Bulk takes at most `SMALL_BULK_OPS`
    operations and `SMALL_BULK_BYTES` bytes per request, empty.
+ - ``acme_scim2_server``: a `Scim2Server` that also serves the custom User extension
+   `ACME_SCHEMA` (`URN_ACME`: costCenter, badgeNumber, contractor, …), empty.
 
 Every server accepts exactly the bearer token ``SCIM_TEST_TOKEN`` (``server.token``).
 """
@@ -15,6 +17,7 @@ Every server accepts exactly the bearer token ``SCIM_TEST_TOKEN`` (``server.toke
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,33 @@ from tests.peers.scim_servers import DjangoScimServer, Scim2Server, _Peer
 SCIM_TEST_TOKEN = "syncd-test-token-4711"
 SMALL_BULK_OPS = 7
 SMALL_BULK_BYTES = 4000
+URN_ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+
+
+def _attr(name: str, type_: str, **more: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, "multiValued": False, "required": False,
+            "caseExact": False, "mutability": "readWrite", "returned": "default",
+            "uniqueness": "none", **more}
+
+
+#: A custom extension as an admin would load it: one attribute of each type syncd converts.
+ACME_SCHEMA: dict[str, Any] = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+    "id": URN_ACME,
+    "name": "AcmeUser",
+    "description": "Acme's own user attributes",
+    "attributes": [
+        _attr("costCenter", "string"),
+        _attr("badgeNumber", "integer"),
+        _attr("contractor", "boolean"),
+        _attr("hourlyRate", "decimal"),
+        _attr("startDate", "dateTime"),
+        _attr("skills", "string", multiValued=True),
+        _attr("sponsor", "complex", subAttributes=[_attr("value", "string"),
+                                                   _attr("displayName", "string")]),
+        _attr("badgeId", "string", mutability="readOnly"),
+    ],
+}
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +74,18 @@ def _small_bulk_server_process() -> Iterator[Scim2Server]:
     )
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def _acme_scim2_server_process() -> Iterator[Scim2Server]:
+    with Scim2Server(token=SCIM_TEST_TOKEN, user_extensions=[ACME_SCHEMA]) as server:
+        yield server
+
+
+@pytest.fixture
+def acme_scim2_server(_acme_scim2_server_process: Scim2Server) -> Scim2Server:
+    _acme_scim2_server_process.reset()
+    return _acme_scim2_server_process
 
 
 @pytest.fixture

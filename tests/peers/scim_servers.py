@@ -15,6 +15,7 @@ its PID (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ import textwrap
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import httpx
 
@@ -170,11 +171,15 @@ class Scim2Server(_Peer):
         *,
         bulk_max_operations: int | None = None,
         bulk_max_payload: int | None = None,
+        user_extensions: list[dict[str, Any]] | None = None,
     ) -> None:
-        """The /Bulk limits default to scim2-server's (1000 operations, 1 MiB)."""
+        """The /Bulk limits default to scim2-server's (1000 operations, 1 MiB);
+        `user_extensions`: schema documents served as extensions of User (custom schemas)."""
         super().__init__(token)
         self.bulk_max_operations = bulk_max_operations
         self.bulk_max_payload = bulk_max_payload
+        self.user_extensions = user_extensions
+        self._extensions_file: Path | None = None
 
     def _command(self, port: int) -> list[str]:
         cmd = [sys.executable, "-m", "tests.peers.run_scim2_server", "--port", str(port)]
@@ -182,7 +187,20 @@ class Scim2Server(_Peer):
             cmd += ["--bulk-max-operations", str(self.bulk_max_operations)]
         if self.bulk_max_payload is not None:
             cmd += ["--bulk-max-payload", str(self.bulk_max_payload)]
+        if self.user_extensions:
+            if self._extensions_file is None:
+                fd, name = tempfile.mkstemp(prefix="scim2-extensions-", suffix=".json")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(self.user_extensions, fh)
+                self._extensions_file = Path(name)
+            cmd += ["--user-extension", str(self._extensions_file)]
         return cmd
+
+    def stop(self) -> None:
+        super().stop()
+        if self._extensions_file is not None:
+            self._extensions_file.unlink(missing_ok=True)
+            self._extensions_file = None
 
     def reset(self) -> None:
         r = httpx.post(self.root + "/__reset__", timeout=5)

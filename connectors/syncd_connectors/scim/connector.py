@@ -13,14 +13,17 @@ client, discovery's findings, resources <-> entries, shared by reads and writes)
 `transport` (client, TLS, unsafe-transport warnings), `discovery` (capabilities), `bulk`
 (/Bulk bodies, splitting), `reads` (raw attributes, lastModified cursors), `listing`
 (ListResponse shape, completeness of a paged walk), `confirm` (`confirm_gone`), `members`
-(`set_members`), `status` (errors), `paths` (attribute table).
+(`set_members`), `status` (errors), `schemas` (what /Schemas declares: where a canonical
+path lives), `paths` (canonical attributes <-> SCIM JSON), `values` (typed values).
 
 Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 1.1.0:
 
  - Schemas: django publishes only userName, name.givenName/familyName, emails (value and
    primary, no type), active, externalId; no enterprise extension in its ResourceTypes (a
    payload carrying it is refused with 400). Unlisted attributes are silently dropped, so we
-   derive ``capabilities.unsupported_attributes`` from /Schemas and drop them ourselves.
+   derive ``capabilities.unsupported_attributes`` (and ``declares``, for extension paths)
+   from /Schemas and drop them ourselves. scim2-server serves whatever schemas it is given,
+   custom extensions included, and checks values against their declared types.
  - Typed emails: see `paths.patch_operations`. Removing an attribute: django stores ``""``;
    we read empty strings as absent. scim2-server omits ``active`` unless set; django: true.
  - DELETE of a user only deactivates on django (GET still answers 200), so
@@ -102,7 +105,8 @@ class ScimConnector(ScimWrites):
         return known
 
     def find(self, kind: Kind, attribute: str, value: str) -> list[Entry]:
-        expr, recheck = self._path_call(kind, lambda: paths.filter_for(kind, attribute, value))
+        decl = self._declared[kind]
+        expr, recheck = self._path_call(kind, lambda: paths.filter_for(decl, attribute, value))
         what = f"find {kind} {attribute}={value[:100]!r}"
         endpoint = self._endpoints[kind]
         doc = self._get(endpoint, what, params={"filter": expr, "count": str(_FIND_COUNT)})
@@ -116,8 +120,8 @@ class ScimConnector(ScimWrites):
                            f"{len(page.resources)}: not a lookup to adopt or create on",
                            connector=self.name)
         found = [self._entry(kind, r) for r in page.resources]
-        if recheck:
-            found = [e for e in found if e.attrs.get(attribute) == value]
+        if recheck is not None:
+            found = [e for e in found if e.attrs.get(recheck) == value]
         return found
 
     def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:

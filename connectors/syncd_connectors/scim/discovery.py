@@ -2,8 +2,9 @@
 turned into the connector's capabilities, endpoints and page size.
 
 Separate from the connector because it runs once per `open()` and is all interpretation:
-the server's own description decides which paths are dropped, whether /Bulk and PATCH are
-used and how large a page may be (``filter.maxResults``).
+the server's own description decides which attributes (core, enterprise, any extension) can
+be mapped and of which type they are (`declarations.declared`), which paths are dropped, whether
+/Bulk and PATCH are used and how large a page may be (``filter.maxResults``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from scim2_models import ListResponse, ResourceType, Schema, ScimProvider, Servi
 from syncd.connector import Capabilities
 from syncd.errors import Fatal
 from syncd.model import Kind
-from syncd_connectors.scim import paths
+from syncd_connectors.scim import declarations, paths, schemas
 from syncd_connectors.scim.config import ScimConfig
 from syncd_connectors.scim.http import HttpxScimClient
 from syncd_connectors.scim.status import checked_json, scim_errors
@@ -26,7 +27,7 @@ from syncd_connectors.scim.status import checked_json, scim_errors
 class Discovered:
     caps: Capabilities
     unsupported: dict[Kind, frozenset[str]]
-    typed: frozenset[str]
+    declared: dict[Kind, schemas.Declared]
     endpoints: dict[Kind, str]
     page_size: int
     limits: PatchLimits
@@ -67,7 +68,7 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
     """Query the discovery endpoints and set `scim.provider` (scim2-client validates with it)."""
     with scim_errors("discovery", name):
         rts = scim.query(ResourceType, raise_scim_errors=True)
-        schemas = scim.query(Schema, raise_scim_errors=True)
+        found = scim.query(Schema, raise_scim_errors=True)
         # Raw, so that limits outside RFC 7643 (``patch.maxOperations``) are seen, and
         # validated without them (the model forbids unknown keys there).
         raw = checked_json(scim.http.request("GET", "/ServiceProviderConfig"),
@@ -76,18 +77,19 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
         if isinstance(raw.get("patch"), dict):
             raw = {**raw, "patch": {k: v for k, v in raw["patch"].items() if k == "supported"}}
         spc = ServiceProviderConfig.model_validate(raw)
-    if not (isinstance(rts, ListResponse) and isinstance(schemas, ListResponse)
+    if not (isinstance(rts, ListResponse) and isinstance(found, ListResponse)
             and isinstance(spc, ServiceProviderConfig)):  # fmt: skip
         raise Fatal("SCIM discovery answered something else than asked for", connector=name)
     try:
         scim.provider = ScimProvider.from_discovery(
-            schemas.resources or [], rts.resources or [], config=spc
+            found.resources or [], rts.resources or [], config=spc
         )
     except Exception as exc:  # a server describing itself incoherently
         raise Fatal(f"SCIM discovery is incoherent: {exc}", connector=name) from None
-    unsupported, typed = paths.server_support(rts.resources or [], schemas.resources or [])
+    declared = declarations.declared(rts.resources or [], found.resources or [])
+    unsupported = {k: paths.unsupported_paths(d, k) for k, d in declared.items()}
     endpoints: dict[Kind, str] = {"user": "/Users", "group": "/Groups"}
-    for kind, endpoint_name in paths.ENDPOINT.items():
+    for kind, endpoint_name in schemas.ENDPOINT.items():
         rt = next((r for r in rts.resources or [] if endpoint_name in (r.name, r.id)), None)
         if rt is not None and rt.endpoint:
             endpoints[kind] = "/" + str(rt.endpoint).lstrip("/")
@@ -103,5 +105,7 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
         bulk_max_operations=(bulk_cfg.max_operations or 0) if bulk_ok and bulk_cfg else 0,
         bulk_max_payload=(bulk_cfg.max_payload_size or 0) if bulk_ok and bulk_cfg else 0,
         unsupported_attributes={str(k): v for k, v in unsupported.items()},
+        declares=lambda kind, path: kind in declared and declared[
+            kind].problem(path) is None,
     )
-    return Discovered(caps, unsupported, typed, endpoints, page_size, limits)
+    return Discovered(caps, unsupported, declared, endpoints, page_size, limits)

@@ -32,11 +32,13 @@ from syncd.errors import Fatal, Rejected
 from syncd.model import Batch, Entry, Kind, Value
 from syncd_connectors.scim.http import ScimHttp
 from syncd_connectors.scim.listing import Malformed, Walk, page_of
+from syncd_connectors.scim.schemas import ENTERPRISE_PREFIX, URN_ENTERPRISE
 from syncd_connectors.scim.status import checked_json
 
 log = logging.getLogger("syncd.connectors.scim")
 
 CURSOR_PREFIX = "lastmodified:"
+_ENTERPRISE_URN = URN_ENTERPRISE.lower()
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -111,19 +113,27 @@ def since_filter(since: datetime) -> str:
 def raw_attributes(attrs: Mapping[str, Value], resource_id: str) -> dict[str, tuple[str, ...]]:
     """`Entry.raw` of a SCIM entry: lower-cased canonical paths -> tuple of strings.
 
-    Booleans become ``"true"``/``"false"`` (the LDAP spelling is upper case; mappings that
-    need it use a transform). ``id`` is added so a flow can map the SCIM id (an anchor) too.
+    Every attribute the server's schemas declare is there, extensions under their URN path
+    (``urn:ietf:params:scim:schemas:extension:acme:2.0:user:costcenter``); the enterprise
+    extension's under both ``enterprise.department`` and its URN path. Booleans become
+    ``"true"``/``"false"`` (the LDAP spelling is upper case; mappings that need it use a
+    transform), integers and decimals their text. ``id`` is added so a flow can map the
+    SCIM id (an anchor) too.
     """
     raw: dict[str, tuple[str, ...]] = {"id": (resource_id,)}
     for name, value in attrs.items():
         if value is None:
             continue
         if isinstance(value, bool):
-            raw[name.lower()] = ("true" if value else "false",)
+            values: tuple[str, ...] = ("true" if value else "false",)
         elif isinstance(value, tuple):
-            raw[name.lower()] = tuple(str(v) for v in value)
+            values = tuple(str(v) for v in value)
         else:
-            raw[name.lower()] = (str(value),)
+            values = (str(value),)
+        low = name.lower()
+        raw[low] = values
+        if low.startswith(ENTERPRISE_PREFIX):
+            raw[f"{_ENTERPRISE_URN}:{low[len(ENTERPRISE_PREFIX):]}"] = values
     return raw
 
 

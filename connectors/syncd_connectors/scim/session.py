@@ -25,7 +25,7 @@ from scim2_models import Context
 from syncd.connector import Capabilities
 from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Entry, Kind, Value
-from syncd_connectors.scim import paths, reads
+from syncd_connectors.scim import declarations, paths, reads, schemas
 from syncd_connectors.scim.config import ScimConfig
 from syncd_connectors.scim.discovery import PatchLimits, discover
 from syncd_connectors.scim.http import DOWN_AFTER, HttpxScimClient, ScimHttp, Stats
@@ -33,7 +33,7 @@ from syncd_connectors.scim.listing import resource_id
 from syncd_connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from syncd_connectors.scim.transport import build_client, warn_unsafe
 
-_ENDPOINT = paths.ENDPOINT
+_ENDPOINT = schemas.ENDPOINT
 #: A user id no server holds: the token probe's resource (see `open`).
 _PROBE_ID = "00000000-5379-6e63-6450-726f62650000"
 #: Distinct body shapes remembered as valid; a mapping produces a handful.
@@ -52,7 +52,9 @@ class ScimSession:
         self._http: ScimHttp | None = None
         self._scim: HttpxScimClient | None = None
         self._caps = Capabilities(write=True)
-        self._typed: frozenset[str] = frozenset(paths.TYPED)
+        #: what the server declares per kind (RFC 7643's standard until discovery)
+        self._declared: dict[Kind, schemas.Declared] = {
+            k: declarations.standard(k) for k in _ENDPOINT}
         #: (kind, body shape) whose validation returned the body unchanged (`_payload`).
         self._valid_shapes: set[tuple[str, Hashable]] = set()
         self._unsupported: dict[Kind, frozenset[str]] = {"user": frozenset(), "group": frozenset()}
@@ -71,13 +73,29 @@ class ScimSession:
 
     @staticmethod
     def known_paths(kind: Kind) -> frozenset[str]:
-        """Canonical paths this connector maps for `kind` (config validation uses it)."""
+        """The standard (RFC 7643) canonical paths of `kind`; a server may declare more."""
         return paths.known_paths(kind)
 
     @staticmethod
     def check_paths(kind: Kind, names: Sequence[str]) -> None:
-        """Raise `paths.UnknownPathError` (a ValueError) naming the first unknown path."""
-        paths.check_paths(kind, names)
+        """Without a server (config validation): raise `schemas.UnknownPathError` (a
+        ValueError) naming the first path RFC 7643 does not declare (with a did-you-mean);
+        attributes of extensions other than the enterprise one are checked online."""
+        paths.check_paths(declarations.standard(kind), names)
+
+    @staticmethod
+    def canonical_path(kind: Kind, path: str) -> str:
+        """The one canonical name of a path (config loading rewrites mappings with it): the
+        enterprise extension's full URN spelling becomes ``enterprise.attr``."""
+        return schemas.canonical_spelling(path)
+
+    def path_problems(self, kind: Kind, names: Sequence[str]) -> dict[str, str]:
+        """Of these canonical paths, those this server cannot store (its /Schemas does not
+        declare them, or spells them otherwise), each with why and any did-you-mean;
+        `syncd check` and ``syncd validate --online`` report them, runs drop them."""
+        decl = self._declared[kind]
+        found = {n: decl.problem(n) for n in names}
+        return {n: why for n, why in found.items() if why is not None}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -151,16 +169,18 @@ class ScimSession:
         return f"create {kind} {attrs.get('userName' if kind == 'user' else 'displayName')}"
 
     def _path_call(self, kind: Kind, fn: Callable[[], Any]) -> Any:
+        """`fn()`; a path the server does not declare or a value not of the declared type
+        is `Rejected` (that entry is skipped), the message naming path and value."""
         try:
             return fn()
-        except paths.UnknownPathError as exc:
-            raise Rejected(str(exc), connector=self.name) from None
+        except (schemas.UnknownPathError, paths.PathValueError) as exc:
+            raise Rejected(f"{kind} attribute {exc}", connector=self.name) from None
 
     def _supported(self, kind: Kind, attrs: Mapping[str, Value]) -> dict[str, Value]:
-        """Refuse unknown paths; drop what this server cannot store (capabilities say so)."""
-        self._path_call(kind, lambda: paths.check_paths(kind, attrs))
-        drop = self._unsupported[kind]
-        return {k: v for k, v in attrs.items() if k not in drop}
+        """Drop what this server cannot store: paths its /Schemas does not declare (the
+        engine warns about them, from ``capabilities.declares``)."""
+        decl = self._declared[kind]
+        return {k: v for k, v in attrs.items() if decl.problem(k) is None}
 
     def _payload(self, kind: Kind, kept: Mapping[str, Value]) -> dict[str, Any]:
         """A creation body, validated against the server's published schema.
@@ -170,7 +190,8 @@ class ScimSession:
         *shape* (keys, value types, empty or not), not on the values. So once a shape came
         back from validation unchanged, later bodies of that shape are sent as built. The
         server still validates every body; a value it refuses fails that object alone."""
-        payload = self._path_call(kind, lambda: paths.to_resource(kind, kept, self._typed))
+        decl = self._declared[kind]
+        payload = self._path_call(kind, lambda: paths.to_resource(decl, kept))
         key = (kind, paths.shape(payload))
         if key in self._valid_shapes:
             return payload
@@ -192,7 +213,7 @@ class ScimSession:
         if rid is None:
             raise Rejected(f"the server answered a {kind} without an id", connector=self.name)
         try:
-            attrs = paths.from_resource(kind, data)
+            attrs = paths.from_resource(self._declared[kind], data)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:
             raise Rejected(f"{kind} {rid[:80]}: unreadable resource ({type(exc).__name__}: "
                            f"{str(exc)[:200]})", connector=self.name) from None
@@ -222,15 +243,25 @@ class ScimSession:
             "etag": "yes (members replaced with If-Match)" if self._limits.etag else "no",
             "page size": self._page_size,
             "delete": "deactivates only (soft delete)" if caps.delete_is_soft else "removes",
+            "schemas": "; ".join(f"{k}s: {', '.join(d.schemas)}" + (
+                " (standard: not published)" if d.standard else "")
+                for k, d in sorted(self._declared.items())),
             "attributes not kept": "; ".join(
-                f"{k}s: {', '.join(sorted(v))}" for k, v in sorted(self._unsupported.items())
+                f"{k}s: {_some(v)}" for k, v in sorted(self._unsupported.items())
                 if v) or "none",
         }
 
     def _discover(self) -> None:
         found = discover(self._client, self.config, self.name)
         self._valid_shapes.clear()  # the schema may differ now
-        self._unsupported, self._typed = found.unsupported, found.typed
+        self._unsupported, self._declared = found.unsupported, found.declared
         self._endpoints, self._page_size, self._caps, self._limits = (
             found.endpoints, found.page_size, found.caps, found.limits,
         )  # fmt: skip
+
+
+def _some(names: frozenset[str], shown: int = 12) -> str:
+    """A few of many names: `syncd check` prints this on one line."""
+    first = sorted(names)[:shown]
+    more = len(names) - len(first)
+    return ", ".join(first) + (f" and {more} more" if more else "")

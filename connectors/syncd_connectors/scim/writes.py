@@ -70,7 +70,8 @@ class ScimWrites(ScimSession):
         if not self._caps.patch:
             self._put(kind, external_id, kept)
             return
-        ops = self._path_call(kind, lambda: paths.patch_operations(kind, kept, self._typed))
+        decl = self._declared[kind]
+        ops = self._path_call(kind, lambda: paths.patch_operations(decl, kept))
         self._patch(kind, external_id, ops, f"update {kind} {external_id}")
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
@@ -122,7 +123,8 @@ class ScimWrites(ScimSession):
             if not isinstance(current, dict):
                 raise Rejected(f"update {kind} {external_id}: GET answered no JSON object",
                                connector=self.name)
-            body = paths.apply_changes(kind, current, changes, self._typed)
+            decl = self._declared[kind]
+            body = self._path_call(kind, lambda: paths.apply_changes(decl, current, changes))
             resource = model.model_validate(body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
             resource.id = external_id
             self._client.replace(resource)
