@@ -128,7 +128,16 @@ class Connector(Protocol):
     # `resolve_references(kind, names: Sequence[str]) -> dict[str, str | None]`: each name
     # (a DN) -> the anchor of the object of `kind` it names within the connector's own scope,
     # None when it names none (or several: never a guess). Batch the lookups. Without this
-    # method a name is taken to be the anchor itself (SCIM and Graph ids).
+    # method a name is taken to be the anchor itself (SCIM and Graph ids). On a *target*,
+    # the engine uses it too: reference values it reads back (a two-way flow's listing,
+    # match candidates) become the target's anchors, which the links hold.
+    #
+    # Optional, the other way: `reference_names(kind, anchors: Sequence[str]) -> dict[str,
+    # str | None]`: each anchor -> the name a reference attribute holds for it (a DN), None
+    # when no object of `kind` has it. The engine calls it to write a reference to this
+    # connector as a target (the plan holds target ids) and, in two-way flows, to write a
+    # reference back to this connector as a source. Batch the lookups. Without it a
+    # reference is written as the anchor itself.
     #
     # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
     # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The

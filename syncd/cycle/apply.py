@@ -24,9 +24,10 @@ from typing import Any
 
 from syncd.config.flows import Flow
 from syncd.connector import Connector
+from syncd.cycle.ref_names import TargetNames
 from syncd.cycle.session import ApplyResult, Failure, Session
 from syncd.cycle.write_back import WriteBack, _Outcome
-from syncd.errors import Collision, Conflict, Fatal, Rejected, Retriable
+from syncd.errors import Collision, Conflict, ConnectorError, Fatal, Rejected, Retriable
 from syncd.model import Kind, StoredAttrs, Value, digest
 from syncd.plan.push import diff, label, match_value
 from syncd.plan.value import Change, Plan
@@ -53,6 +54,8 @@ class Applier(WriteBack):
         self.links: dict[Kind, dict[str, Link]] = {}
         #: Users whose removal from a group failed this run (two-stage: members, then users).
         self.unremoved: set[str] = set()
+        #: Reference values as the target writes them (target ids -> its names: LDAP DNs).
+        self.names = TargetNames(flow, target)
         cfg: Any = getattr(target, "config", None)
         self.concurrency = max(1, int(getattr(cfg, "concurrency", 4) or 4))
 
@@ -91,6 +94,10 @@ class Applier(WriteBack):
         With `carry` (a list the caller keeps across calls: a read planned page by page), a
         last chunk that is not full waits there to be topped up by the next call's creates;
         `tasks(carry)` sends what is left."""
+        try:  # every reference these changes write, named in one lookup per kind
+            self.names.prefetch(changes)
+        except ConnectorError as exc:  # each change asks again, and fails alone
+            log.warning("naming reference values on %s failed: %s", self.target.name, exc)
         size = self.bulk_size
         if size is None:
             return [[c] for c in changes]
@@ -108,7 +115,7 @@ class Applier(WriteBack):
             return [self._one(c) for c in task]
         try:
             results = self.target.create_many(  # type: ignore[attr-defined]
-                task[0].kind, [dict(c.attrs) for c in task])
+                task[0].kind, [self.names.out(c.kind, c.attrs) for c in task])
         except Exception as exc:  # the whole request failed: each change fails alike
             return [_Outcome(c, error=exc) for c in task]
         out = []
@@ -185,7 +192,7 @@ class Applier(WriteBack):
     def _create(self, c: Change) -> _Outcome:
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
         try:
-            entry = self.target.create(c.kind, dict(c.attrs))
+            entry = self.target.create(c.kind, self.names.out(c.kind, c.attrs))
         except Conflict:
             return self._adopt_after_conflict(c)
         link = self._link(c, entry.external_id, origin="created", members=members)
@@ -210,7 +217,7 @@ class Applier(WriteBack):
             if len(found) == 1:
                 entry = found[0]
                 self._not_owned(c, entry.external_id, key)
-                changed = diff(c.attrs, entry.attrs)
+                changed = diff(self.names.out(c.kind, c.attrs), entry.attrs)
                 if changed:
                     self.target.update(c.kind, entry.external_id, changed)
                 members: frozenset[str] | None = frozenset() if c.kind == "group" else None
@@ -232,7 +239,7 @@ class Applier(WriteBack):
 
     def _adopt(self, c: Change) -> _Outcome:
         assert c.target_id
-        changed = dict(c.attrs)
+        changed = self.names.out(c.kind, c.attrs)
         if changed:
             self.target.update(c.kind, c.target_id, changed)
         members: frozenset[str] | None = frozenset() if c.kind == "group" else None
@@ -244,7 +251,7 @@ class Applier(WriteBack):
         tid = c.target_id or (current.target_id if current else None)
         if tid is None:
             raise Rejected("no link for this object any more")
-        changed = dict(c.attrs)
+        changed = self.names.out(c.kind, c.attrs)
         if changed:
             self.target.update(c.kind, tid, changed)
         origin = current.origin if current else "created"

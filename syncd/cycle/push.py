@@ -22,6 +22,7 @@ from syncd.cycle.read import (
     entering,
     read_source,
 )
+from syncd.cycle.ref_names import target_ids
 from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.retrying import hold_retries, record_outcomes
@@ -104,6 +105,9 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
         unlinked = [it for sid, it in rd.items.items() if sid not in links]
         cands = (candidates(target, kf.kind, kf.match, unlinked) if unlinked and kf.match
                  else Candidates())
+        if refs.active:  # the target's reference names (LDAP DNs) -> ids, as planned
+            target_ids(target, refs.paths.get(kf.kind) or {}, (e for es in cands.values()
+                                                                for e in es))
         claimed = claims(store, flow.name, kf.kind, cands) if not rd.full else {}
         if unlinked and kf.mapping.unique_rules:  # before planning: creates carry the value
             chosen = UniqueValues(flow, kf, store, target).assign(rd.items, unlinked, cands)

@@ -26,6 +26,7 @@ from syncd.cycle.read import (
     entering,
     read_source,
 )
+from syncd.cycle.ref_names import SourceNames, target_ids
 from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target, use_cursor
@@ -99,6 +100,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
     assert out.refs is not None
     linked_count: dict[str, int] = {}
     user_links: dict[str, Link] = {}
+    names = SourceNames(flow, store, source)  # references written back: the source's names
     for kf in flow.kinds:
         use = cursors.get((flow.source, kf.kind))
         rejoin: set[str] = set()
@@ -114,12 +116,14 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         if out.refs.active:  # source names -> target ids, as the target holds them
             rd.items = out.refs.resolve(kf.kind, rd.items)
         td = read_target(target, kf.kind, cursors.get((flow.target, kf.kind)))
+        if out.refs.active:  # the target's names (LDAP DNs) -> its ids, as links hold them
+            target_ids(target, out.refs.paths.get(kf.kind) or {}, td.entries.values())
         out.source_reads[kf.kind], out.target_reads[kf.kind] = rd, td
         out.errors += [e for e in (rd.error, td.error) if e]
         held += rd.held
         if rd.full:
             out.seen[kf.kind] = rd.seen
-        rules = _rules(flow, kf, target, store)
+        rules = _rules(flow, kf, source, target, store)
         links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
                        | {sid for sid, _ in rules.open_conflicts})
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
@@ -181,6 +185,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             _member_universe(flow, store, rd, out.source_reads.get("user"))
             if kf.kind == "group" else None)
         c2, h2, conflicts = plan_linked(ti)
+        back = {kf.kind: {p: a for p, (a, _) in rules.reverse.items()}}
+        c2, n2 = names.translate(c2, back)
+        notes += n2
         changes += c2
         held += h2
         out.conflicts[kf.kind] = conflicts
@@ -191,7 +198,9 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             set(rd.gone) & set(links))
         if td.complete:
             c3, n3 = plan_target_only(ti)
+            c3, n4 = names.translate(c3, back)
             changes += c3
+            notes += n4
             notes += n3
     notes += out.refs.notes()
     out.plan = Plan(flow.name, Plan.ordered(changes), tuple(held), tuple(notes), linked_count)
@@ -231,13 +240,15 @@ def _candidates(target: Connector, kf: KindFlow, unlinked: dict, td: TargetRead
     return candidates(target, kf.kind, kf.match, list(unlinked.values()))
 
 
-def _rules(flow: Flow, kf: KindFlow, target: Connector, store: Store) -> Rules:
+def _rules(flow: Flow, kf: KindFlow, source: Connector, target: Connector, store: Store
+           ) -> Rules:
     unsupported = target.capabilities.unsupported(kf.kind, kf.mapping.paths)
     paths = tuple(p for p in kf.mapping.paths
                   if p not in kf.mapping.on_create_only and p not in unsupported)
-    # References stay one-way (the source is their authority) until a target id is written
-    # back as the source's own name for the object: never a target id in a source's DN.
-    refs = reference_paths(kf.mapping)
+    # References are written back as the source's own names (`ref_names.SourceNames`);
+    # a source that cannot name an anchor keeps them one-way (the source is their
+    # authority): never a target id in a source's DN.
+    refs = set() if SourceNames.writable(source) else set(reference_paths(kf.mapping))
     reverse = {p: r for p, r in kf.mapping.reverse().items() if p in paths and p not in refs}
     stored = [c for c in store.conflicts(flow.name) if c["kind"] == kf.kind]
     resolutions = {(c["source_id"], c["path"]): c["resolution"]

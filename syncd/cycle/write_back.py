@@ -18,6 +18,7 @@ from syncd.state.records import Link
 if TYPE_CHECKING:
     from syncd.config.flows import Flow
     from syncd.connector import Connector
+    from syncd.cycle.ref_names import TargetNames
     from syncd.plan.value import Change
     from syncd.state.store import Store
 
@@ -36,6 +37,7 @@ class WriteBack:
     target: Connector
     source: Connector | None
     store: Store
+    names: TargetNames
 
     def _source_create(self, c: Change) -> _Outcome:
         assert self.source is not None and c.target_id
@@ -52,7 +54,8 @@ class WriteBack:
             # goes to the target now, not one cycle later: an app-side create converges in
             # one cycle. If that fails the link is still recorded; the next cycle retries.
             try:
-                self.target.update(c.kind, c.target_id, one_way)
+                self.target.update(c.kind, c.target_id,
+                                   self.names.out(c.kind, one_way))
                 base.update(one_way)
             except Exception as exc:
                 error = exc
@@ -71,7 +74,10 @@ class WriteBack:
             mapped = kf.mapping.map(entry.raw)
         except MappingError:
             return {}
+        # reference paths: the source's names, not target ids (the references round fills
+        # them once resolved)
         skip = set(kf.mapping.reverse()) | kf.mapping.on_create_only | set(
+            r.path for r in kf.mapping.rules if r.reference is not None) | set(
             self.target.capabilities.unsupported(c.kind, kf.mapping.paths))
         return {p: v for p, v in mapped.items()
                 if p not in skip and not same(v, c.before.get(p))}

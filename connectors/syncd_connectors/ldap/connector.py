@@ -188,6 +188,15 @@ class LdapConnector(IncrementalReads):
 
         return groups.anchors(names, search)
 
+    def reference_names(self, kind: Kind, anchors: Sequence[str]) -> dict[str, str | None]:
+        """The other way: anchors -> the DNs of those entries, None for an anchor naming no
+        entry of `kind` (where the kind's entries live: its search base, create base and
+        disable OU). What a DN-valued reference (``manager``) is written as, on this
+        directory as a target and when a two-way flow writes a reference back. The DNs the
+        writer knows answer, the rest cost one search per `CHUNK` anchors and base."""
+        found = self._writer.dns(kind, anchors)
+        return {a: found.get(a) for a in anchors}
+
     # ---- absence is not proof ----------------------------------------------------------------
 
     def confirm_gone(self, kind: Kind, external_ids: Sequence[str]) -> set[str]:
