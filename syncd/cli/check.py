@@ -6,9 +6,11 @@ without a word about the attribute. For every connector: its secrets resolve her
 (connect, bind/authenticate, TLS), its capabilities, and whatever its optional ``probe()``
 reports (LDAP: root DSE, feeds; SCIM: ServiceProviderConfig, schemas). For every flow: a
 sample of source entries, how many carry each attribute the mapping and scope read (none
-at all is an error: a typo, or an attribute the bind account cannot read), and how many are
-in scope. Exit 1 on any problem. Writes nothing to any directory; what the probes found is
-kept in the state store, and `syncd status` shows it.
+at all is an error: a typo, or an attribute the bind account cannot read), how many are
+in scope, and the mapped paths the target cannot store (SCIM: not in its /Schemas, with a
+did-you-mean; ``validate --online`` checks only these). Exit 1 on any problem. Writes
+nothing to any directory; what the probes found is kept in the state store, and
+`syncd status` shows it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Report:
     connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     flows: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: flow -> kind -> mapped path the target cannot store -> why (with any did-you-mean)
+    paths: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def _open(cfg: Any, name: str, report: Report) -> Any | None:
@@ -72,6 +76,41 @@ def _open(cfg: Any, name: str, report: Report) -> Any | None:
         except Exception as exc:
             report.problems.append(f"connector {name}: probe failed: {exc}")
     return conn
+
+
+def target_paths(flow: Any, target: Any, report: Report) -> None:
+    """Mapped paths the opened target cannot store: those a SCIM server's /Schemas does not
+    declare (core, enterprise or any extension), or spells otherwise. A target that cannot
+    tell (no ``path_problems``) passes."""
+    problems = getattr(target, "path_problems", None)
+    if problems is None:
+        return
+    for kf in flow.kinds:
+        found = problems(kf.kind, list(kf.mapping.paths))
+        if found:
+            report.paths.setdefault(flow.name, {})[kf.kind] = dict(found)
+        for why in (found[p] for p in sorted(found)):
+            report.problems.append(f"flow {flow.name}, {kf.kind}s: target {flow.target}: "
+                                   f"{why}; it is not sent")
+
+
+def online_paths(cfg: Any) -> Report:
+    """`syncd validate --online`: open each flow's target, check the mapped paths, close."""
+    report = Report()
+    opened: dict[str, Any] = {}
+    try:
+        for flow in cfg.flows.values():
+            if flow.target not in opened and flow.target not in report.connectors:
+                conn = _open(cfg, flow.target, report)
+                if conn is not None:
+                    opened[flow.target] = conn
+            if flow.target in opened:
+                target_paths(flow, opened[flow.target], report)
+    finally:
+        for conn in opened.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+    return report
 
 
 def _sample(flow: Any, source: Any, report: Report) -> None:
@@ -139,6 +178,8 @@ def check(config_path: str, output: str) -> None:
         for flow in cfg.flows.values():
             if flow.source in opened:
                 _sample(flow, opened[flow.source], report)
+            if flow.target in opened:
+                target_paths(flow, opened[flow.target], report)
     finally:
         for conn in opened.values():
             with contextlib.suppress(Exception):  # closing must not hide the findings

@@ -85,8 +85,11 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
 
 @click.command()
 @config_option
-def validate(config_path: str) -> None:
-    """Check the config file (and mappings) without connecting anywhere."""
+@click.option("--online", is_flag=True,
+              help="Also connect to each flow's target and report mapped attributes it "
+                   "does not declare (SCIM: its /Schemas, extensions included).")
+def validate(config_path: str, online: bool) -> None:
+    """Check the config file (and mappings) without connecting anywhere (unless --online)."""
     from syncd.secrets import unresolved
     from syncd.state.opening import check_offline
 
@@ -100,4 +103,13 @@ def validate(config_path: str) -> None:
             if problem is not None:  # a warning: the service may see what this shell cannot
                 click.echo(f"note: {where} = {ref.reference!r}: {problem} here (the service "
                            "may have it, e.g. through LoadCredential=)")
+    if online:
+        from syncd.cli.check import online_paths
+
+        report = online_paths(cfg)
+        for p in report.problems:
+            click.echo(f"PROBLEM: {p}")
+        if report.problems:
+            sys.exit(EXIT_FAILED)
+        click.echo("online: every target declares the attributes mapped to it")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -146,9 +148,11 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
                 raise ConfigError("mapping is empty: map at least one attribute",
                                   f"{kwhere}.mapping")
             mapping = Mapping.from_config(km.mapping, f"{kwhere}.mapping")
+            spell = _speller(classes[fm.target], kind)
+            mapping, km = _respelt(spell, mapping, km, f"{kwhere}.mapping")
             _check_paths(classes[fm.target], kind, mapping, f"{kwhere}.mapping")
             scope = Scope.from_config(km.scope, f"{kwhere}.scope")
-            default_match = tuple(fm.match) if kind == "user" else tuple(
+            default_match = tuple(map(spell, fm.match)) if kind == "user" else tuple(
                 p for p in ("displayName", "cn", "displayname") if p in mapping.paths)[:1]
             if kind == "group" and km.match is None and not default_match:
                 raise ConfigError("groups are matched on displayName (or cn) by default and "
@@ -232,8 +236,45 @@ def _check_nesting(kind: Kind, km: KindModel, mode: str, where: str) -> None:
                           f"{where}.nested")
 
 
+def _speller(target_cls: type, kind: Kind) -> Callable[[str], str]:
+    """The target's one canonical name of a path (SCIM: ``enterprise.department`` for its full
+    URN form too), or the path unchanged: one attribute, one name in links and plans."""
+    spell = getattr(target_cls, "canonical_path", None)
+    return (lambda p: p) if spell is None else (lambda p: str(spell(kind, p)))
+
+
+def _respelt(spell: Callable[[str], str], mapping: Mapping, km: KindModel,
+             where: str) -> tuple[Mapping, KindModel]:
+    """Mapping keys, match keys, authority and merge in the target's canonical names."""
+    seen: dict[str, str] = {}
+    for r in mapping.rules:
+        canon = spell(r.path)
+        if canon in seen:
+            raise ConfigError(f"{seen[canon]!r} and {r.path!r} name the same attribute "
+                              f"({canon!r}): map it once", f"{where}.{r.path}")
+        seen[canon] = r.path
+    if all(spell(p) == p for p in (*seen.values(), *(km.match or ()), *km.authority,
+                                   *km.merge)):
+        return mapping, km
+    km = km.model_copy(update={
+        "match": None if km.match is None else [spell(m) for m in km.match],
+        "authority": {spell(k): v for k, v in km.authority.items()},
+        "merge": {spell(k): v for k, v in km.merge.items()}})
+    return Mapping(tuple(replace(r, path=spell(r.path)) for r in mapping.rules)), km
+
+
 def _check_paths(target_cls: type, kind: Kind, mapping: Mapping, where: str) -> None:
-    """Catch typos like ``name.givenname`` at validate time when the target can tell."""
+    """Catch typos like ``name.givenname`` at validate time when the target can tell: by
+    its ``check_paths`` (a ValueError naming the path and why), else ``known_paths``."""
+    check = getattr(target_cls, "check_paths", None)
+    if check is not None:
+        for path in mapping.paths:
+            try:
+                check(kind, [path])
+            except ValueError as exc:
+                raise ConfigError(f"the target does not know {kind} attribute {path!r}: "
+                                  f"{exc}", f"{where}.{path}") from None
+        return
     known_paths = getattr(target_cls, "known_paths", None)
     if known_paths is None:
         return
