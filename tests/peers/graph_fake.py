@@ -14,6 +14,12 @@ delta, so this fake reproduces the documented behaviour the connector depends on
    permanent one; groups carry ``members@delta`` (full list in the first round, split over several
    occurrences of a big group as Graph does; later only added members and removed ones with
    ``@removed``). Soft-deleting a user drops its memberships; restoring brings them back.
+ - A user's ``manager`` (a relationship, not a property): ``PUT``/``DELETE
+   /users/{id}/manager/$ref`` (``{"@odata.id": ".../users/{managerId}"}``; the manager must
+   exist; DELETE of no manager -> 404), ``GET /users/{id}/manager``, ``$expand=manager`` on
+   user reads (not on delta: ``$expand`` is not supported there, 400), ``$select=manager`` on
+   delta: a ``manager@delta`` annotation with the manager's id (an entry with ``@removed``
+   when it was taken away since the token). A deleted user stops being anyone's manager.
  - An expired token -> ``410`` with an OData ``syncStateNotFound`` error body.
  - CRUD on /users and /groups with Graph's required properties, ``$filter`` eq (single quotes
    doubled), ``members/$ref`` add/remove, ``members@odata.bind`` (max 20) on PATCH, OData error
@@ -80,6 +86,9 @@ class FakeGraph:
         self.seq = 0
         self.objs: dict[str, dict[str, dict[str, Any]]] = {"users": {}, "groups": {}}
         self.members: dict[str, set[str]] = {}
+        #: user id -> its manager's id; and the manager taken away since: id -> (seq, old)
+        self.managers: dict[str, str] = {}
+        self.unmanaged: dict[str, tuple[int, str]] = {}
         self.passwords: dict[str, str] = {}
         self.trash: dict[str, tuple[dict[str, Any], set[str]]] = {}  # soft-deleted users
         self.changed: dict[str, int] = {}  # id -> seq of its last change
@@ -185,6 +194,9 @@ class FakeGraph:
         obj = self._find(coll, oid)
         del self.objs[coll][oid]
         if coll == "users":  # soft delete: restorable, memberships remembered
+            for report in [u for u, m in self.managers.items() if m == oid]:
+                self.set_manager(report, None)
+            self.managers.pop(oid, None)
             groups = {g for g, m in self.members.items() if oid in m}
             for gid in groups:
                 self._member(gid, oid, False)
@@ -195,6 +207,36 @@ class FakeGraph:
             for m in self.members.values():
                 m.discard(oid)
             self.removed[oid] = (self._tick(oid), coll, "deleted")
+
+    def set_manager(self, oid: str, ref: str | None) -> None:
+        """PUT (a reference URL) or DELETE (None) of ``/users/{oid}/manager/$ref``."""
+        self._find("users", oid)
+        if ref is None:
+            old = self.managers.pop(oid, None)
+            if old is None:
+                raise GraphError(404, "Request_ResourceNotFound", "Resource 'manager' does not "
+                                 "exist or one of its queried reference-property objects are "
+                                 "not present.")
+            self.unmanaged[oid] = (self._tick(oid), old)
+            return
+        mid = ref.rstrip("/").rsplit("/", 1)[-1]
+        if mid not in self.objs["users"]:
+            raise GraphError(404, "Request_ResourceNotFound", f"Resource '{mid}' does not exist "
+                             f"or one of its queried reference-property objects are not present.")
+        if mid == oid:
+            raise GraphError(400, "Request_BadRequest", "A user cannot be their own manager.")
+        self.managers[oid] = mid
+        self.unmanaged.pop(oid, None)
+        self._tick(oid)
+
+    def manager(self, oid: str) -> dict[str, Any]:
+        self._find("users", oid)
+        mid = self.managers.get(oid)
+        if mid is None:
+            raise GraphError(404, "Request_ResourceNotFound", "Resource 'manager' does not exist "
+                             "or one of its queried reference-property objects are not present.")
+        return {"@odata.type": "#microsoft.graph.user", **self.render("users", self.objs[
+            "users"][mid], None)}
 
     def restore(self, oid: str) -> dict[str, Any]:
         if oid not in self.trash:
@@ -216,7 +258,8 @@ class FakeGraph:
     def select(self, coll: str, raw: str | None) -> tuple[str, ...]:
         if not raw:
             return PROPS[coll] + (("members",) if coll == "groups" else ())
-        by_lower = {p.lower(): p for p in PROPS[coll] + (("members",) if coll == "groups" else ())}
+        rel = ("members",) if coll == "groups" else ("manager",)
+        by_lower = {p.lower(): p for p in PROPS[coll] + rel}
         out = ["id"]
         for name in raw.split(","):
             prop = by_lower.get(name.strip().lower())
@@ -228,9 +271,11 @@ class FakeGraph:
         return tuple(out)
 
     def render(self, coll: str, obj: dict[str, Any], select: tuple[str, ...] | None,
-               since: int | None = None) -> dict[str, Any]:
+               since: int | None = None, expand: str | None = None) -> dict[str, Any]:
         props = select or PROPS[coll]
         out = {p: obj[p] for p in props if p in obj}
+        if expand == "manager" and coll == "users" and obj["id"] in self.managers:
+            out["manager"] = self._ref(self.managers[obj["id"]])
         if since is not None:  # properties cleared since the token come back as null
             for p, at in self.cleared.get(obj["id"], {}).items():
                 if at > since and p in props and p not in obj:
@@ -255,11 +300,14 @@ class FakeGraph:
     def delta_items(self, coll: str, since: int | None, select: tuple[str, ...]
                     ) -> list[dict[str, Any]]:
         with_members = coll == "groups" and "members" in select
-        props = tuple(p for p in select if p != "members")
+        with_manager = coll == "users" and "manager" in select
+        props = tuple(p for p in select if p not in ("members", "manager"))
         items: list[dict[str, Any]] = []
         if since is None:
             for obj in self.objs[coll].values():
                 item = self.render(coll, obj, props)
+                if with_manager and obj["id"] in self.managers:
+                    item["manager@delta"] = [self._ref(self.managers[obj["id"]])]
                 if not with_members:
                     items.append(item)
                     continue
@@ -280,6 +328,11 @@ class FakeGraph:
             cur = self.objs[coll].get(oid)
             if cur is not None:
                 item = self.render(coll, cur, props, since)
+                if with_manager and oid in self.managers:
+                    item["manager@delta"] = [self._ref(self.managers[oid])]
+                elif with_manager and self.unmanaged.get(oid, (0, ""))[0] > since:
+                    item["manager@delta"] = [self._ref(self.unmanaged[oid][1])
+                                             | {"@removed": {"reason": "deleted"}}]
                 if oid in deltas:
                     item["members@delta"] = [
                         self._ref(u) | ({} if added else {"@removed": {"reason": "deleted"}})
@@ -336,7 +389,8 @@ class FakeGraph:
         return {"users": self.objs["users"],
                 "groups": {g: {**o, "members": sorted(self.members[g])}
                            for g, o in self.objs["groups"].items()},
-                "deleted": sorted(self.trash), "passwords": sorted(self.passwords)}
+                "deleted": sorted(self.trash), "passwords": sorted(self.passwords),
+                "managers": dict(self.managers)}
 
     def seed(self, users: int, groups: int = 0, members: int = 0) -> dict[str, list[str]]:
         uids: list[str] = []

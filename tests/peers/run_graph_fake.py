@@ -89,6 +89,17 @@ def _control(graph: FakeGraph, method: str, op: str, raw: bytes) -> Any:
     return {}
 
 
+def _expand(coll: str, raw: str | None) -> str | None:
+    """``$expand``: users expand ``manager`` (optionally ``manager($select=id)``)."""
+    if not raw:
+        return None
+    name = raw.split("(", 1)[0].strip()
+    if coll != "users" or name.lower() != "manager":
+        raise GraphError(400, "Request_BadRequest", f"Could not find a property named "
+                         f"'{name}' on type 'microsoft.graph.{coll[:-1]}'.")
+    return "manager"
+
+
 def _graph(graph: FakeGraph, environ: dict[str, Any], method: str, path: str,
            q: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
     for fault in graph.faults:
@@ -110,23 +121,38 @@ def _graph(graph: FakeGraph, environ: dict[str, Any], method: str, path: str,
     page_size = min(int(m.group(1)), 999) if m else DEFAULT_PAGE
     if coll in ("users", "groups"):
         if len(parts) == 2 and parts[1] in ("delta()", "delta") and method == "GET":
+            if "$expand" in q:
+                raise GraphError(400, "Request_BadRequest", "$expand is not supported with "
+                                 "delta queries.")
             return 200, graph.delta(coll, q, page_size, base), {}
+        expand = _expand(coll, q.get("$expand"))
         if len(parts) == 1 and method == "GET":
             select = graph.select(coll, q.get("$select"))
             found = graph.matches(coll, q.get("$filter"))[:int(q.get("$top", page_size))]
-            return 200, {"value": [graph.render(coll, o, select) for o in found]}, {}
+            return 200, {"value": [graph.render(coll, o, select, expand=expand)
+                                   for o in found]}, {}
         if len(parts) == 1 and method == "POST":
             return 201, graph.create(coll, body), {}
         oid = parts[1] if len(parts) > 1 else ""
         if len(parts) == 2:
             if method == "GET":
                 obj = graph._find(coll, oid)
-                return 200, graph.render(coll, obj, graph.select(coll, q.get("$select"))), {}
+                select = graph.select(coll, q.get("$select"))
+                return 200, graph.render(coll, obj, select, expand=expand), {}
             if method == "PATCH":
                 graph.update(coll, oid, body)
                 return 204, None, {}
             if method == "DELETE":
                 graph.delete(coll, oid)
+                return 204, None, {}
+        if coll == "users" and len(parts) >= 3 and parts[2] == "manager":
+            if len(parts) == 3 and method == "GET":
+                return 200, graph.manager(oid), {}
+            if len(parts) == 4 and parts[3] == "$ref" and method in ("PUT", "DELETE"):
+                ref = str(body.get("@odata.id", "")) if method == "PUT" else None
+                if method == "PUT" and not ref:
+                    raise GraphError(400, "Request_BadRequest", "Missing '@odata.id'.")
+                graph.set_manager(oid, ref)
                 return 204, None, {}
         if coll == "groups" and len(parts) >= 4 and parts[2] == "members":
             graph._find(coll, oid)

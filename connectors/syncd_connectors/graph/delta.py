@@ -19,6 +19,12 @@ Delta semantics (https://learn.microsoft.com/graph/delta-query-overview):
    several objects of the round, each with a slice of its members and maybe no properties),
    then only added members and removed ones (marked ``@removed``). Only user members are kept:
    nested groups, devices and service principals are not flattened.
+ - A user's ``manager`` is a relationship: ``$select=manager`` tracks it, and it comes as a
+   ``manager@delta`` annotation (a list holding the manager's id; an entry marked
+   ``@removed`` when it was taken away). It becomes ``manager`` (the manager's object id) in
+   `Entry.raw` and `Entry.attrs`; no annotation means no manager. Delta takes no ``$expand``;
+   other reads (`find`) expand it (``$expand=manager($select=id)``). It is written through
+   ``PUT``/``DELETE /users/{id}/manager/$ref`` (`writes.py`), never in a PATCH body.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ USER_PROPERTIES = (
 )  # fmt: skip
 #: Readable only (never sent): listed so a source mapping's lower-cased names find them.
 USER_READ_ONLY = ("id", "businessPhones", "createdDateTime", "userType")
+#: User relationships syncd reads and writes as a reference (an object id), not a property.
+MANAGER = "manager"
 GROUP_PROPERTIES = ("displayName", "description", "mailNickname")
 GROUP_READ_ONLY = ("id", "mail", "mailEnabled", "securityEnabled", "createdDateTime",
                    "groupTypes")
@@ -74,7 +82,7 @@ _BY_LOWER: dict[Kind, dict[str, str]] = {k: {p.lower(): p for p in v} for k, v i
 def known_paths(kind: Kind) -> frozenset[str]:
     """Canonical attributes a flow may map *to* this connector, per kind."""
     if kind == "user":
-        return frozenset(USER_PROPERTIES) | {ACTIVE}
+        return frozenset(USER_PROPERTIES) | {ACTIVE, MANAGER}
     return frozenset(GROUP_PROPERTIES)
 
 
@@ -82,13 +90,16 @@ def graph_name(kind: Kind, name: str) -> str:
     """The Graph spelling of a (lower-cased) attribute; unknown names (extension attributes)
     pass through, and a dotted name selects its top-level property."""
     top = name.split(".", 1)[0]
+    if kind == "user" and top.lower() == MANAGER:
+        return MANAGER
     return _BY_LOWER[kind].get(top.lower(), top)
 
 
 def select_for(kind: Kind, attributes: Sequence[str] | None) -> tuple[str, ...]:
     """``$select`` for a read: the requested attributes (all known when None), plus ``id``,
     plus ``members`` for groups (the engine needs memberships)."""
-    names = _PROPS[kind] if attributes is None else [graph_name(kind, a) for a in attributes]
+    names = ([*_PROPS[kind], *((MANAGER,) if kind == "user" else ())] if attributes is None
+             else [graph_name(kind, a) for a in attributes])
     names = [n for n in names if n.lower() not in SECRET_PROPERTIES]
     out = ["id", *names] + (["members"] if kind == "group" else [])
     return tuple(dict.fromkeys(out))
@@ -183,7 +194,11 @@ def target_attrs(kind: Kind, obj: Mapping[str, Any]) -> dict[str, Value]:
     """Canonical attributes of an object read back from Graph (find, target listings):
     Graph property names, booleans as bool, plus ``active`` mirroring accountEnabled."""
     out: dict[str, Value] = {}
-    for name in known_paths(kind) - {ACTIVE}:
+    if kind == "user":
+        manager = manager_of(obj)
+        if manager:
+            out[MANAGER] = manager
+    for name in known_paths(kind) - {ACTIVE, MANAGER}:
         value = obj.get(name)
         if value is None or value == "":
             continue
@@ -255,8 +270,27 @@ class GroupRound:
         return out
 
 
+def manager_of(obj: Mapping[str, Any]) -> str | None:
+    """The manager's object id: from ``manager@delta`` (delta rounds: the entry not marked
+    ``@removed``) or an expanded ``manager`` object (other reads); None: no manager."""
+    refs = obj.get("manager@delta")
+    if isinstance(refs, list):
+        alive = [r for r in refs if isinstance(r, dict) and r.get("id") and "@removed" not in r]
+        return str(alive[-1]["id"]) if alive else None
+    expanded = obj.get(MANAGER)
+    if isinstance(expanded, dict) and expanded.get("id"):
+        return str(expanded["id"])
+    return None
+
+
 def user_entry(obj: Mapping[str, Any], with_attrs: bool) -> Entry:
-    return Entry(kind="user", external_id=str(obj["id"]), raw=raw_values(obj),
+    raw = raw_values(obj)
+    for key in [k for k in raw if k == MANAGER or k.startswith(MANAGER + ".")]:
+        del raw[key]  # an expanded manager object: only its id counts
+    manager = manager_of(obj)
+    if manager:
+        raw[MANAGER] = (manager,)
+    return Entry(kind="user", external_id=str(obj["id"]), raw=raw,
                  attrs=target_attrs("user", obj) if with_attrs else {}, name=label(obj))
 
 
@@ -274,8 +308,8 @@ def filter_for(kind: Kind, attribute: str, value: str) -> tuple[str, bool]:
     """``$filter`` for ``attribute eq value`` and whether it is an advanced query."""
     if attribute == "id":
         return f"id eq {odata_literal(value)}", False
-    if attribute not in known_paths(kind):
-        known = ", ".join(sorted(known_paths(kind)))
+    if attribute not in known_paths(kind) or attribute == MANAGER:
+        known = ", ".join(sorted(known_paths(kind) - {MANAGER}))
         raise ValueError(f"cannot search Graph {kind}s by {attribute!r} (known: {known})")
     name = "accountEnabled" if attribute == ACTIVE else attribute
     literal: Value = value
@@ -302,7 +336,7 @@ def random_password(length: int = 24) -> str:
 
 
 def _body(kind: Kind, attrs: Mapping[str, Value]) -> dict[str, Any]:
-    known = known_paths(kind)
+    known = known_paths(kind) - {MANAGER}
     out: dict[str, Any] = {}
     for name, value in attrs.items():
         if name not in known:

@@ -95,13 +95,15 @@ class GraphReads(GraphClient):
             expr, advanced = delta.filter_for(kind, attribute, value)
         except ValueError as exc:
             raise Rejected(str(exc), connector=self.name) from None
-        select = [s for s in delta.select_for(kind, None) if s != "members"]
+        select = [s for s in delta.select_for(kind, None) if s not in ("members", delta.MANAGER)]
         params = {"$filter": expr, "$select": ",".join(select), "$top": "50"}
+        if kind == "user":  # a relationship: expanded, not selected (delta.py)
+            params["$expand"] = f"{delta.MANAGER}($select=id)"
         headers = {}
         if advanced:
             params["$count"] = "true"
             headers["ConsistencyLevel"] = "eventual"
-        url = f"{self._url(kind)}?{urlencode(params, quote_via=quote, safe='$,')}"
+        url = f"{self._url(kind)}?{urlencode(params, quote_via=quote, safe='$,()=')}"
         body = self._get(url, f"find {kind} {attribute}={value!r}", headers=headers)
         out = []
         for obj in body.get("value") or []:

@@ -4,7 +4,8 @@ Why apart from the reads: each write is one request (or, for membership, a few) 
 outcome is per object; payloads are built by `delta.py` (a PATCH sends exactly the changed
 properties, None as JSON null). Membership has Graph's own limits: at most 20 references per
 ``members@odata.bind`` PATCH, and a chunk refused because one member is already there is
-redone one reference at a time.
+redone one reference at a time. A user's ``manager`` is a reference too, set with ``PUT
+/users/{id}/manager/$ref`` and taken away with ``DELETE`` (404: there was none, success).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class GraphWrites(GraphClient):
 
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
         label = str(attrs.get("userPrincipalName" if kind == "user" else "displayName") or "?")
+        attrs = dict(attrs)
+        manager = attrs.pop(delta.MANAGER, None) if kind == "user" else None
         try:
             payload = delta.create_payload(kind, attrs)
         except ValueError as exc:
@@ -36,19 +39,45 @@ class GraphWrites(GraphClient):
         obj = self._call(self._send("POST", self._url(kind), payload), f"create {kind} {label}")
         if not isinstance(obj, dict) or not obj.get("id"):
             raise Rejected(f"create {kind} {label}: no id in Graph's answer", connector=self.name)
-        return Entry(kind, str(obj["id"]), raw=delta.raw_values(obj),
-                     attrs=delta.target_attrs(kind, obj), name=delta.label(obj) or label)
+        made = delta.target_attrs(kind, obj)
+        if manager:  # a create takes no manager: set right after (a failure fails the
+            self._manager(str(obj["id"]), manager)  # create; the 409 path adopts it)
+            made[delta.MANAGER] = str(manager)
+        return Entry(kind, str(obj["id"]), raw=delta.raw_values(obj), attrs=made,
+                     name=delta.label(obj) or label)
 
     def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         """PATCH with exactly the changed properties (None -> JSON null)."""
         if not changes:
             return
+        changes = dict(changes)
+        has_manager = kind == "user" and delta.MANAGER in changes
+        manager = changes.pop(delta.MANAGER, None) if has_manager else None
         what = f"update {kind} {external_id}"
         try:
             payload = delta.patch_payload(kind, changes)
         except ValueError as exc:
             raise Rejected(f"{what}: {exc}", connector=self.name) from None
-        self._call(self._send("PATCH", self._url(kind, external_id), payload), what)
+        if payload:
+            self._call(self._send("PATCH", self._url(kind, external_id), payload), what)
+        if has_manager:
+            self._manager(external_id, manager)
+
+    def _manager(self, user_id: str, manager: Value) -> None:
+        """Set (``PUT manager/$ref``) or take away (``DELETE``; 404: none) a user's manager."""
+        if isinstance(manager, tuple):
+            manager = manager[0] if manager else None
+        url = f"{self._url('user', user_id)}/manager/$ref"
+        if manager:
+            ref = f"{self.config.endpoint}/users/{quote(str(manager), safe='')}"
+            self._call(self._send("PUT", url, {"@odata.id": ref}),
+                       f"set manager of user {user_id}")
+            return
+        try:
+            self._call(self._send("DELETE", url), f"remove manager of user {user_id}")
+        except Rejected as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
         self._call(self._members(external_id, list(add), list(remove)),
