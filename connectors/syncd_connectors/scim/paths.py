@@ -95,7 +95,7 @@ def to_resource(decl: Declared, attrs: Mapping[str, Value]) -> dict[str, Any]:
         converted = to_json(p, value)
         if converted == []:
             continue
-        box = _box(out, p)
+        box = _box(out, p) if p.urn else out
         if p.kind == "simple":
             box[p.attr] = converted
         else:
@@ -196,37 +196,41 @@ def from_resource(decl: Declared, resource: Mapping[str, Any]) -> dict[str, Valu
     Empty strings count as absent (django-scim2-server answers ``""`` for a removed name).
     A value of another JSON shape than declared raises TypeError/ValueError."""
     out: dict[str, Value] = {}
-    boxes: dict[str, Any] = {"": resource}
-    for urn, p in decl.fields:
-        if urn not in boxes:
-            boxes[urn] = _get(resource, urn)
-        box = boxes[urn]
+    for urn, by_name in decl.readers.items():
+        box = _get(resource, urn) if urn else resource
         if box is None:
             continue
         if not isinstance(box, dict):
             raise TypeError(f"{urn}: an object was expected")
-        raw = _get(box, p.attr)
-        if raw is None:
-            continue
-        if p.kind == "simple":
-            value = from_json(p, raw)
-            if value is not None:
-                out[p.spelling] = value
-        elif p.kind == "sub":
-            if not isinstance(raw, dict):
-                raise TypeError(f"{p.attr}: an object was expected")
-            value = from_json(p, _get(raw, p.sub))
-            if value is not None:
-                out[p.spelling] = value
-        else:
-            if not isinstance(raw, list):
-                raise TypeError(f"{p.attr}: a list was expected")
-            for t, v in typed_values(raw, p).items():
-                out[f"{p.stem}.{t}"] = v
+        for key, raw in box.items():
+            found = by_name.get(key.lower())
+            if found is None or raw is None:
+                continue
+            if isinstance(found, dict):  # a single-valued complex attribute
+                if not isinstance(raw, dict):
+                    raise TypeError(f"{key}: an object was expected")
+                for sub_key, sub_raw in raw.items():
+                    sub = found.get(sub_key.lower())
+                    if sub is not None:
+                        _read_into(out, sub, sub_raw)
+            else:
+                _read_into(out, found, raw)
     ext = resource.get("externalId")
     if ext not in (None, "") and "externalId" not in out:
         out["externalId"] = str(ext)
     return out
+
+
+def _read_into(out: dict[str, Value], p: Path, raw: Any) -> None:
+    if p.kind != "typed":
+        value = raw if p.type == "string" and type(raw) is str else from_json(p, raw)
+        if value is not None and value != "":
+            out[p.spelling] = value
+        return
+    if not isinstance(raw, list):
+        raise TypeError(f"{p.attr}: a list was expected")
+    for t, v in typed_values(raw, p).items():
+        out[f"{p.stem}.{t}"] = v
 
 
 def typed_values(items: list[Any], p: Path) -> dict[str, Value]:

@@ -93,50 +93,50 @@ class Declared:
 
     def lookup(self, path: str) -> Path:
         """Where `path` lives (`resolve`, remembered); `UnknownPathError` if nowhere."""
-        found, why = self._resolved(path)
-        if found is None:
-            raise UnknownPathError(why)
-        return found
+        known = self._seen.get(path) or self._resolved(path)
+        if known[0] is None:
+            raise UnknownPathError(known[1])
+        return known[0]
 
     def problem(self, path: str) -> str | None:
         """Why `path` cannot be mapped here (`problem`, remembered); None if it can."""
-        return self._resolved(path)[1]
+        return (self._seen.get(path) or self._resolved(path))[1]
 
     def _resolved(self, path: str) -> tuple[Path | None, str | None]:
-        known = self._seen.get(path)
-        if known is None:
-            try:
-                found: Path | None = resolve(self, path)
-            except UnknownPathError as exc:
-                found = None
-                known = (None, str(exc))
-            else:
-                known = (found, problem(self, path))
-            if len(self._seen) < 4096:
-                self._seen[path] = known
+        try:
+            known: tuple[Path | None, str | None] = (resolve(self, path), problem(self, path))
+        except UnknownPathError as exc:
+            known = (None, str(exc))
+        if len(self._seen) < 4096:
+            self._seen[path] = known
         return known
 
     @functools.cached_property
-    def fields(self) -> tuple[tuple[str, Path], ...]:
-        """(key of the container in a resource, "" for the resource itself; path) of all
-        that reads map: simple attributes, each sub-attribute of a single-valued complex
-        one, and for a multi-valued one with values, a typed path whose ``sub`` (the type)
-        is left empty. Memberships are read apart."""
-        out = []
+    def readers(self) -> dict[str, dict[str, Path | dict[str, Path]]]:
+        """What reads map, by container (its key in a resource, "" for the resource itself)
+        and lower-cased attribute name: a simple attribute's path; for a single-valued
+        complex one, its sub-attributes' paths by lower-cased name; for a multi-valued one
+        with values, a typed path whose ``sub`` is its default type ("" if none).
+        Memberships are read apart. Keyed so that a read costs one look-up per attribute
+        the resource *has*."""
+        out: dict[str, dict[str, Path | dict[str, Path]]] = {}
         for urn, attrs in self.schemas.items():
             ext = "" if urn == self.core else urn
+            box = out.setdefault(ext, {})
             for a in attrs:
                 if a.type != "complex":
-                    out.append((ext, Path("", "simple", a.name, urn=ext, type=a.type,
-                                          multi=a.multi)))
+                    box[a.name.lower()] = Path("", "simple", a.name, urn=ext, type=a.type,
+                                               multi=a.multi)
                 elif not a.multi:
-                    out += [(ext, Path("", "sub", a.name, s.name, ext, s.type, s.multi))
-                            for s in a.subs if s.type != "complex"]
-                elif (value := a.sub("value")) is not None and (ext or a.name not in _MEMBERSHIPS):
+                    box[a.name.lower()] = {
+                        s.name.lower(): Path("", "sub", a.name, s.name, ext, s.type, s.multi)
+                        for s in a.subs if s.type != "complex"}
+                elif (value := a.sub("value")) is not None and (
+                        ext or a.name not in _MEMBERSHIPS):
                     default = "" if ext else DEFAULT_TYPE.get(a.name, "")
-                    out.append((ext, Path("", "typed", a.name, default, ext, value.type,
-                                          has_type=a.has_type, default=bool(default))))
-        return tuple(out)
+                    box[a.name.lower()] = Path("", "typed", a.name, default, ext, value.type,
+                                               has_type=a.has_type, default=bool(default))
+        return out
 
     def urn(self, text: str) -> str | None:
         """The declared spelling of a schema URN, compared case-insensitively."""
@@ -163,7 +163,7 @@ class Path:
         """The attribute as PATCH paths and filters name it (``urn:…:attr`` in extensions)."""
         return f"{self.urn}:{self.attr}" if self.urn else self.attr
 
-    @property
+    @functools.cached_property
     def stem(self) -> str:
         """The attribute's canonical name: ``emails``, ``enterprise.manager``, ``urn:…:x``."""
         if not self.urn:
@@ -172,7 +172,7 @@ class Path:
             return ENTERPRISE_PREFIX + self.attr
         return f"{self.urn}:{self.attr}"
 
-    @property
+    @functools.cached_property
     def spelling(self) -> str:
         """The canonical path as reads produce it: declared names, ``enterprise.`` short."""
         return f"{self.stem}.{self.sub}" if self.sub else self.stem

@@ -33,6 +33,8 @@ class PathValueError(ValueError):
 
 def to_json(path: Path, value: Value) -> Any:
     """The JSON value to send for `path` (not None: clearing is the caller's business)."""
+    if type(value) is str and path.type == "string" and not path.multi:
+        return value  # the common case, first
     if path.multi:
         items = value if isinstance(value, tuple) else (value,)
         return [_scalar(path, v) for v in items if v not in (None, "")]
