@@ -1,8 +1,10 @@
 """SCIM 2.0 connector (target, and source for two-way flows) over one keep-alive client.
 
-Payloads are built from canonical attributes by `syncd_connectors.scim.paths` and validated with the
-scim2-models classes scim2-client builds from the server's own /Schemas, so a path the server
-does not publish is refused before any request goes out. Creates, listings and /Bulk go out
+Payloads are built from canonical attributes by `syncd_connectors.scim.paths` for what the
+server's own /Schemas declares (any extension URN; values in the declared type, or the entry
+is refused), and validated with the scim2-models classes scim2-client builds from them; a
+path the server does not declare is dropped and reported (`path_problems`,
+``capabilities.declares``), never sent. Creates, listings and /Bulk go out
 as plain JSON through `syncd_connectors.scim.http` (validating every *response* with pydantic cost
 more than the request); member PATCHes too (`members`: adaptive chunks, no blind resend);
 other PATCH/PUT/DELETE go through scim2-client.
