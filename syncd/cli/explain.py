@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,8 @@ from syncd.config.flows import Config, Flow, KindFlow
 from syncd.connector import Connector
 from syncd.cycle.commit import check_apply_commit
 from syncd.cycle.read import claims
+from syncd.cycle.ref_names import target_ids
+from syncd.cycle.references import References
 from syncd.cycle.render import shown
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target
@@ -168,6 +170,23 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
     return None
 
 
+def resolve_references(flow: Flow, store: Store, source: Connector, target: Connector,
+                       loc: Located) -> tuple[References, list[str]]:
+    """As a cycle does before planning: the item's reference values (a manager's DN) become
+    target ids through the source and the links, and the target object's values (as the
+    target spells them) target ids too; otherwise the plan would show a bogus update of a
+    DN against an id, and `run_one` would write a DN where an id belongs. Returns what is
+    waiting ("pending until X is linked")."""
+    refs = References(flow, store, source)
+    if not refs.active:
+        return refs, []
+    if loc.item is not None:
+        sid = loc.item.source_id
+        loc.item = refs.resolve(loc.kind, {sid: loc.item})[sid]
+    target_ids(target, refs.paths.get(loc.kind) or {}, loc.target)
+    return refs, refs.notes()
+
+
 def plan_one(flow: Flow, loc: Located, now: datetime, store: Store | None = None) -> Plan:
     kf = loc.kf
     sid = (loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
@@ -217,6 +236,7 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} (match keys "
                              f"{', '.join(flow.kinds[0].match)}) nor among linked objects")
+        refs, waiting_refs = resolve_references(flow, store, source, target, loc)
         plan = plan_one(flow, loc, datetime.now(UTC), store)
         sid = loc.source.external_id if loc.source else loc.link.source_id  # type: ignore[union-attr]
         waiting = store.pending(flow.name, loc.kind)
@@ -246,6 +266,10 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
                 "status_at": str(loc.link.status_at) if loc.link.status_at else None,
                 "delete_at": _delete_at(flow, loc.link)},
             "plan": [shown(c) for c in plan.changes],
+            #: reference values the plan holds (target ids) -> the objects' names; and
+            #: the references left empty, with what they wait for
+            "reference_names": refs.name_values(plan.changes) if refs.active else {},
+            "references": waiting_refs,
             "held": [vars(h) for h in plan.held],
             "pending": None if pending is None else {
                 "op": pending.op, "error_class": pending.error_class, "error": pending.error,
@@ -272,11 +296,18 @@ def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
         loc = locate(flow, store, source, target, who)
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} nor among linked objects")
+        refs, waiting_refs = resolve_references(flow, store, source, target, loc)
         plan = plan_one(flow, loc, datetime.now(UTC), store)
+        plan = replace(plan, notes=plan.notes + tuple(waiting_refs))
         res.run_id = None if dry_run else store.start_run(flow.name)
         items = {loc.kind: {loc.item.source_id: loc.item}} if loc.item else {}
         check_apply_commit(flow, store, source, target, res, Options(allow_deletes), plan,
                             {}, [], items)
+        if not dry_run and refs.active and res.result not in ("refused", "aborted"):
+            # what the entry names, so a later cycle fills a pending reference (or clears it)
+            refs.save({(f.change.kind, f.change.source_id) for f in res.failures})
+        if refs.active and res.plan is not None:
+            res.ref_names.update(refs.name_values(res.plan.changes))
         if res.run_id is not None:
             store.finish_run(res.run_id, res.result, {
                 "plan": plan.summary(), "applied": res.applied, "failed": len(res.failures),

@@ -254,6 +254,10 @@ def explain(config_path: str, flow_name: str | None, output: str, who: str) -> N
                       if c.get("attrs") else ""))
     for h in doc["held"]:
         click.echo(f"    hold: {h['reason']}")
+    for n in doc.get("references", ()):
+        click.echo(f"    reference {n}")
+    for tid, name in sorted(doc.get("reference_names", {}).items()):
+        click.echo(f"    reference {tid} is {name}")
     p = doc.get("pending")
     if p:
         state = "QUARANTINED" if p["quarantined"] else f"retry at {p['next_at'][:19]}"

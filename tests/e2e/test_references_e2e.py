@@ -4,8 +4,12 @@ cycle or a later one, and cleared when the manager goes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from click.testing import CliRunner
+
+from syncd.cli.main import main
 from tests.e2e.conftest import Sync
 from tests.peers.directory import PEOPLE, user_dn, user_uid
 
@@ -66,4 +70,45 @@ def test_manager_created_cycles_later_is_filled_then_cleared(sync_scim2: Sync) -
     assert gone.code == 0, gone.out
     assert manager(sync, user_uid(2)) is None
     assert sync.user("boss")["active"] is False
+    assert sync.run().doc["changes"] == []  # type: ignore[index]
+
+
+def explain(sync: Sync, who: str) -> dict[str, Any]:
+    res = CliRunner().invoke(main, ["explain", "-c", str(sync.config), "--output", "json", who])
+    assert res.exit_code == 0, res.output
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def test_explain_resolves_references_as_a_run_does(sync_scim2: Sync) -> None:
+    """explain plans the object with its references resolved: no bogus DN-vs-id update for a
+    synced manager, "pending until X is linked" for a manager not provisioned yet; run --only
+    writes the id, never the DN."""
+    sync = sync_scim2
+    sync.write(mapping=MANAGER)
+    set_manager(sync, 2, user_dn(0))
+    assert sync.run().code == 0
+    doc = explain(sync, user_uid(2))
+    assert doc["plan"] == [] and doc["references"] == [], doc
+    boss = f"uid=boss,{PEOPLE}"
+    sync.ldap.add(f"dn: {boss}\nobjectClass: inetOrgPerson\nuid: boss\ncn: The Boss\n"
+                  f"sn: Boss\nmail: boss@example.com\n")
+    set_manager(sync, 2, boss)
+    doc = explain(sync, user_uid(2))
+    assert doc["references"] == [
+        f"{user_uid(2)}: enterprise.manager.value is empty, pending until {boss} is linked"]
+    (change,) = doc["plan"]
+    assert change["attrs"] == {"enterprise.manager.value": None}
+    set_manager(sync, 2, user_dn(1))
+    doc = explain(sync, user_uid(2))
+    (change,) = doc["plan"]
+    manager_id = sync.user(user_uid(1))["id"]
+    assert change["attrs"] == {"enterprise.manager.value": manager_id}
+    assert doc["reference_names"][manager_id] == user_uid(1)
+    res = CliRunner().invoke(main, ["run", "-c", str(sync.config), "--only", user_uid(2)])
+    assert res.exit_code == 0, res.output
+    assert manager(sync, user_uid(2)) == manager_id
+    after = sync.run().doc
+    assert after is not None
+    assert [(c["op"], c["name"]) for c in after["changes"]] == [("create", "boss")]
     assert sync.run().doc["changes"] == []  # type: ignore[index]
