@@ -171,3 +171,26 @@ def test_django_declares_no_extension_paths_are_reported_and_not_sent(
     body = json.loads(post.content)
     assert URN_ACME not in body and ENT not in body and body["schemas"] == [
         "urn:ietf:params:scim:schemas:core:2.0:User"]
+
+
+def test_parts_of_typed_items_addresses(
+    acme_scim2_server: _Peer, connect: Callable[..., ScimConnector]
+) -> None:
+    """Entra's ``addresses[type eq "work"].locality``: a part changes, the others stay."""
+    rec = Recording()
+    conn = connect(acme_scim2_server, transport=rec)
+    made = conn.create("user", {"userName": "addr", "addresses.work.locality": "Köln",
+                                "addresses.work.streetAddress": "Ring 1",
+                                "addresses.home.locality": "Bonn"})
+    assert made.attrs == {"userName": "addr", "addresses.work.locality": "Köln",
+                          "addresses.work.streetAddress": "Ring 1",
+                          "addresses.home.locality": "Bonn"}
+    conn.update("user", made.external_id, {"addresses.work.locality": "Berlin",
+                                           "addresses.home.locality": None})
+    [patch] = rec.sent("PATCH")
+    assert len(json.loads(patch.content)["Operations"]) == 3  # work: remove + add; home
+    [again] = [e for b in conn.read("user") for e in b.entries]
+    assert again.attrs == {"userName": "addr", "addresses.work.locality": "Berlin",
+                           "addresses.work.streetAddress": "Ring 1"}
+    [found] = conn.find("user", "addresses.work.locality", "Berlin")
+    assert found.external_id == made.external_id

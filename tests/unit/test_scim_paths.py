@@ -64,7 +64,7 @@ def declared_and_values(draw: st.DrawFn) -> tuple[Declared, dict[str, Any]]:
     values: dict[str, Any] = {}
     for name in draw(st.lists(names, min_size=1, max_size=6,
                               unique_by=lambda n: n.lower())):
-        shape = draw(st.sampled_from(["simple", "multi", "complex", "typed"]))
+        shape = draw(st.sampled_from(["simple", "multi", "complex", "typed", "items"]))
         kind = draw(st.sampled_from(TYPES))
         if shape in ("simple", "multi"):
             attrs.append(Attr(name, kind, multi=shape == "multi"))
@@ -79,6 +79,18 @@ def declared_and_values(draw: st.DrawFn) -> tuple[Declared, dict[str, Any]]:
             for n, t in subs:
                 if draw(st.booleans()):
                     values[f"{urn}:{name}.{n}"] = draw(_value(t))
+        elif shape == "items":  # typed items without a value: parts per type
+            types = tuple(draw(st.lists(st.text(string.ascii_lowercase, min_size=2,
+                                                max_size=6), min_size=1, max_size=3,
+                                        unique=True)))
+            subs = draw(st.lists(st.tuples(names, st.sampled_from(TYPES)), min_size=1,
+                                 max_size=3, unique_by=lambda s: s[0].lower()))
+            attrs.append(Attr(name, "complex", multi=True, types=types, subs=(
+                *(Attr(n, t) for n, t in subs), Attr("type"), Attr("primary", "boolean"))))
+            for t in types:
+                for n, kind in subs:
+                    if draw(st.booleans()):
+                        values[f"{urn}:{name}.{t}.{n}"] = draw(_value(kind))
         else:
             types = tuple(draw(st.lists(st.text(string.ascii_lowercase, min_size=2,
                                                 max_size=6), min_size=1, max_size=3,
@@ -89,6 +101,8 @@ def declared_and_values(draw: st.DrawFn) -> tuple[Declared, dict[str, Any]]:
                 if draw(st.booleans()):
                     values[f"{urn}:{name}.{t}"] = draw(_value(kind))
     core = {"userName": draw(_value("string")), "active": draw(st.booleans()),
+            "addresses.work.locality": draw(_value("string")),
+            "addresses.home.postalCode": draw(_value("string")),
             "emails.work": "a@example.com", "name.givenName": draw(_value("string")),
             "enterprise.manager.value": draw(_value("string"))}
     for key in draw(st.lists(st.sampled_from(sorted(core)), unique=True)):
@@ -178,7 +192,10 @@ def test_patch_paths_use_the_urn_form_and_typed_items() -> None:
     ("urn:ietf:params:scim:schemas:extension:other:2.0:User:x", "offers no extension"),
     ("urn:ietf:params:scim:schemas:core:2.0:User:userName", "without their URN"),
     ("name", "complex"), ("groups.direct", "memberships"),
-    ("userName.x", "no sub-attributes"), ("emails.work.display", "no value"),
+    ("userName.x", "no sub-attributes"),
+    ("emails.work.display", "map the item's value as emails.work"),
+    ("addresses.work", "name a part of the addresses item"),
+    ("addresses.work.primary", "name a part"), ("addresses.fax.locality", "no type of"),
 ])
 def test_problems_say_why_with_a_suggestion(path: str, why: str) -> None:
     problem = ACME_DECL.problem(path)
@@ -236,3 +253,33 @@ USER_SCHEMA = Schema.model_validate({
         {"name": "emails", "type": "complex", "multiValued": True, "subAttributes": [
             {"name": "value", "type": "string", "multiValued": False},
             {"name": "primary", "type": "boolean", "multiValued": False}]}]})
+
+
+def test_parts_of_typed_items_patch_the_item_as_it_is() -> None:
+    """``addresses.work.locality``: the work address with the changed parts replaces the one
+    there (its other parts kept); a missing one is added; one left empty goes."""
+    current = {"addresses": [{"type": "home", "locality": "Bonn"},
+                             {"type": "work", "locality": "Köln", "streetAddress": "Ring 1",
+                              "primary": True}]}
+    ops = paths.patch_operations(USER, {"addresses.work.locality": "Berlin",
+                                        "addresses.work.postalCode": "10115"}, current)
+    assert ops == [{"op": "remove", "path": 'addresses[type eq "work"]'},
+                   {"op": "add", "path": "addresses", "value": [
+                       {"type": "work", "locality": "Berlin", "streetAddress": "Ring 1",
+                        "primary": True, "postalCode": "10115"}]}]
+    assert paths.needs_current(USER, {"addresses.work.locality": None})
+    assert not paths.needs_current(USER, {"emails.work": None})
+    assert paths.patch_operations(USER, {"addresses.home.locality": None}, current) == [
+        {"op": "remove", "path": 'addresses[type eq "home"]'}]
+    assert paths.patch_operations(USER, {"addresses.other.region": "NRW"}, {}) == [
+        {"op": "remove", "path": 'addresses[type eq "other"]'},
+        {"op": "add", "path": "addresses", "value": [{"type": "other", "region": "NRW"}]}]
+    put = paths.apply_changes(USER, {"schemas": [USER.core], **current},
+                              {"addresses.work.locality": "Berlin"})
+    assert put["addresses"][1] == {"type": "work", "locality": "Berlin",
+                                   "streetAddress": "Ring 1", "primary": True}
+    assert paths.from_resource(USER, put) == {
+        "addresses.home.locality": "Bonn", "addresses.work.locality": "Berlin",
+        "addresses.work.streetAddress": "Ring 1"}
+    assert paths.filter_for(USER, "addresses.work.locality", "Berlin") == (
+        'addresses.locality eq "Berlin"', "addresses.work.locality")

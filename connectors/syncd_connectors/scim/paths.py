@@ -21,6 +21,7 @@ from syncd.model import Kind, Value
 from syncd_connectors.scim.declarations import standard
 from syncd_connectors.scim.schemas import (
     ENDPOINT,
+    ITEM_META,
     URN_ENTERPRISE,
     URN_GROUP,
     URN_USER,
@@ -69,13 +70,43 @@ def _box(out: dict[str, Any], p: Path) -> dict[str, Any]:
 
 
 def _item(p: Path, value: Value) -> dict[str, Any]:
-    """One item of a typed multi-valued attribute."""
-    item: dict[str, Any] = {"value": to_json(p, value)}
+    """One item of a typed multi-valued attribute: its value, or (``item`` paths) none yet."""
+    item: dict[str, Any] = {} if p.kind == "item" else {"value": to_json(p, value)}
     if p.has_type:
         item["type"] = p.sub
     if p.default:
         item["primary"] = True
     return item
+
+
+def _find_item(items: list[Any], p: Path) -> int | None:
+    """Where the item of `p`'s type is (an untyped one counts as the default type)."""
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            t = item.get("type") if p.has_type else None
+            if t == p.sub or (t in (None, "") and p.default):
+                return i
+    return None
+
+
+def _set_part(items: list[Any], p: Path, value: Any) -> None:
+    """Set (None: remove) part `p.part` of the item of `p`'s type in `items`; an item left
+    with no data goes, a missing one is added (the primary one first)."""
+    i = _find_item(items, p)
+    item = dict(items[i]) if i is not None else _item(p, None)
+    _set(item, p.part, value)
+    keep = any(k not in ITEM_META for k in item)
+    if i is not None and keep:
+        items[i] = item
+    elif i is not None:
+        del items[i]
+    elif keep:
+        items.insert(0 if p.default else len(items), item)
+
+
+def needs_current(decl: Declared, changes: Mapping[str, Value]) -> bool:
+    """Do these changes need the resource as it is (`patch_operations`' `current`)?"""
+    return any(decl.lookup(n).kind == "item" for n in changes)
 
 
 # --- canonical -> SCIM -----------------------------------------------------------------
@@ -92,6 +123,9 @@ def to_resource(decl: Declared, attrs: Mapping[str, Value]) -> dict[str, Any]:
         if p.kind == "typed":
             multi.setdefault((p.urn, p.attr), []).append(_item(p, value))
             continue
+        if p.kind == "item":
+            _set_part(multi.setdefault((p.urn, p.attr), []), p, to_json(p, value))
+            continue
         converted = to_json(p, value)
         if converted == []:
             continue
@@ -107,30 +141,36 @@ def to_resource(decl: Declared, attrs: Mapping[str, Value]) -> dict[str, Any]:
     return out
 
 
-def patch_operations(decl: Declared, changes: Mapping[str, Value]) -> list[dict[str, Any]]:
+def patch_operations(decl: Declared, changes: Mapping[str, Value],
+                     current: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """PATCH operations that change exactly these attributes (None = remove); extension
-    attributes by their ``urn:…:attr`` path.
+    attributes by their ``urn:…:attr`` path. Parts of typed items (``addresses.work.
+    locality``) need the resource as it is (`current`, see `needs_current`).
 
     Typed values, measured on both peer servers: replacing ``emails[type eq "work"].value``
     fails with 400 noTarget when no work address exists yet (scim2-server), and the
     ``add`` with that path too. ``remove emails[type eq "work"]`` + ``add emails [..]`` is
     accepted by both and is idempotent. A server whose schema has no ``type`` sub-attribute
     (django-scim2-server: one address only) ignores filtered removes, so there the whole
-    attribute is replaced or removed.
+    attribute is replaced or removed. A typed item's parts are sent the same way: the item
+    as it is, with the changed parts, replaces the one of that type.
     """
     ops: list[dict[str, Any]] = []
+    items: dict[tuple[str, str, str], tuple[Path, list[Any]]] = {}
     for name, value in changes.items():
         p = decl.lookup(name)
         clear = _empty(value)
+        if p.kind == "item":
+            key = (p.urn, p.attr, p.sub)
+            if key not in items:
+                box = (_get(current or {}, p.urn) if p.urn else current) or {}
+                now = [i for i in _get(box, p.attr) or [] if isinstance(i, dict)]
+                at = _find_item(now, p)
+                items[key] = (p, [] if at is None else [now[at]])
+            _set_part(items[key][1], p, None if clear else to_json(p, value))
+            continue
         if p.kind == "typed":
-            if p.has_type:
-                ops.append({"op": "remove", "path": f'{p.scim}[type eq "{p.sub}"]'})
-                if not clear:
-                    ops.append({"op": "add", "path": p.scim, "value": [_item(p, value)]})
-            elif clear:
-                ops.append({"op": "remove", "path": p.scim})
-            else:
-                ops.append({"op": "replace", "path": p.scim, "value": [_item(p, value)]})
+            _replace_item(ops, p, None if clear else _item(p, value))
             continue
         target = p.scim if p.kind == "simple" else f"{p.scim}.{p.sub}"
         converted = None if clear else to_json(p, value)
@@ -138,7 +178,21 @@ def patch_operations(decl: Declared, changes: Mapping[str, Value]) -> list[dict[
             ops.append({"op": "remove", "path": target})
         else:
             ops.append({"op": "replace", "path": target, "value": converted})
+    for p, merged in items.values():
+        _replace_item(ops, p, merged[0] if merged else None)
     return ops
+
+
+def _replace_item(ops: list[dict[str, Any]], p: Path, item: dict[str, Any] | None) -> None:
+    """The item of `p`'s type becomes `item` (None: goes)."""
+    if p.has_type:
+        ops.append({"op": "remove", "path": f'{p.scim}[type eq "{p.sub}"]'})
+        if item is not None:
+            ops.append({"op": "add", "path": p.scim, "value": [item]})
+    elif item is None:
+        ops.append({"op": "remove", "path": p.scim})
+    else:
+        ops.append({"op": "replace", "path": p.scim, "value": [item]})
 
 
 def apply_changes(
@@ -159,6 +213,10 @@ def apply_changes(
             _set(box.setdefault(p.attr, {}), p.sub, None if clear else to_json(p, value))
             if not box[p.attr]:
                 del box[p.attr]
+        elif p.kind == "item":
+            items = list(box.get(p.attr) or [])
+            _set_part(items, p, None if clear else to_json(p, value))
+            _set(box, p.attr, items or None)
         else:
             items = [i for i in box.get(p.attr) or []
                      if p.has_type and isinstance(i, dict) and i.get("type") != p.sub]
@@ -213,6 +271,10 @@ def from_resource(decl: Declared, resource: Mapping[str, Any]) -> dict[str, Valu
                     sub = found.get(sub_key.lower())
                     if sub is not None:
                         _read_into(out, sub, sub_raw)
+            elif isinstance(found, tuple):  # a multi-valued complex attribute
+                if not isinstance(raw, list):
+                    raise TypeError(f"{key}: a list was expected")
+                _read_items(out, *found, raw)
             else:
                 _read_into(out, found, raw)
     ext = resource.get("externalId")
@@ -222,37 +284,46 @@ def from_resource(decl: Declared, resource: Mapping[str, Any]) -> dict[str, Valu
 
 
 def _read_into(out: dict[str, Value], p: Path, raw: Any) -> None:
-    if p.kind != "typed":
-        value = raw if p.type == "string" and type(raw) is str else from_json(p, raw)
-        if value is not None and value != "":
-            out[p.spelling] = value
-        return
-    if not isinstance(raw, list):
-        raise TypeError(f"{p.attr}: a list was expected")
-    for t, v in typed_values(raw, p).items():
-        out[f"{p.stem}.{t}"] = v
+    value = raw if p.type == "string" and type(raw) is str else from_json(p, raw)
+    if value is not None and value != "":
+        out[p.spelling] = value
 
 
-def typed_values(items: list[Any], p: Path) -> dict[str, Value]:
-    """One value per type; an untyped value (primary first) fills the default type
-    (`p.sub`, "" when the attribute has none)."""
-    found: dict[str, Value] = {}
+def _read_items(out: dict[str, Value], p: Path, parts: Mapping[str, Path],
+                items: list[Any]) -> None:
+    """One value per type (``emails.work``), or per type and part (``addresses.work.
+    locality``) when items have no value."""
+    for t, item in by_type(items, p).items():
+        if not parts:
+            value = from_json(p, item.get("value"))
+            if value is not None:
+                out[f"{p.stem}.{t}"] = value
+            continue
+        for key, raw in item.items():
+            part = parts.get(key.lower())
+            if part is not None:
+                value = from_json(part, raw)
+                if value is not None:
+                    out[f"{p.stem}.{t}.{part.part}"] = value
+
+
+def by_type(items: list[Any], p: Path) -> dict[str, dict[str, Any]]:
+    """The first item of each type; an untyped one (primary first) fills the default type
+    (`p.sub`, "" when the attribute has none). Items without data are no item."""
+    found: dict[str, dict[str, Any]] = {}
     untyped: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, dict):
             raise TypeError(f"{p.attr}: an object was expected in the list")
+        if not any(v not in (None, "") for k, v in item.items() if k not in ITEM_META):
+            continue
         t = item.get("type") if p.has_type else None
         if t is None or t == "":
             untyped.append(item)
         elif isinstance(t, str) and t not in found:
-            value = from_json(p, item.get("value"))
-            if value is not None:
-                found[t] = value
+            found[t] = item
     if p.sub and p.sub not in found and untyped:
-        best = sorted(untyped, key=lambda i: not i.get("primary", False))[0]
-        value = from_json(p, best.get("value"))
-        if value is not None:
-            found[p.sub] = value
+        found[p.sub] = sorted(untyped, key=lambda i: not i.get("primary", False))[0]
     return found
 
 
@@ -283,7 +354,7 @@ def filter_for(decl: Declared, path: str, value: str) -> tuple[str, str | None]:
         return f"{p.scim} eq {literal}", None
     if p.kind == "sub":
         return f"{p.scim}.{p.sub} eq {literal}", None
-    return f"{p.scim}.value eq {literal}", p.spelling
+    return f"{p.scim}.{p.part or 'value'} eq {literal}", p.spelling
 
 
 def shape(value: Any) -> Hashable:

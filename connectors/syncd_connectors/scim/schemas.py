@@ -11,6 +11,8 @@ writes them):
  - ``emails.work``: the ``value`` of the item of that ``type`` of a multi-valued complex
    attribute with a ``value`` sub-attribute; a server whose schema has no ``type`` there
    stores one item, so only the default type (`DEFAULT_TYPE`) is supported;
+ - ``addresses.work.locality``: a sub-attribute of the item of that type, for a multi-valued
+   complex attribute without ``value`` (Entra maps ``addresses[type eq "work"].locality``);
  - ``urn:<extension URN>:<attribute>[.sub]``: an attribute of an extension the resource type
    offers. ``enterprise.x`` is the short spelling of the enterprise extension's ``x``: both
    name one attribute, and reads give the short one (`Path.spelling`), as does the config
@@ -42,10 +44,12 @@ ENTERPRISE_PREFIX = "enterprise."
 #: Resource type names per kind.
 ENDPOINT: dict[Kind, str] = {"user": "User", "group": "Group"}
 #: Typed multi-valued attributes whose default type takes untyped values and is primary.
-DEFAULT_TYPE = {"emails": "work", "phoneNumbers": "work"}
+DEFAULT_TYPE = {"emails": "work", "phoneNumbers": "work", "addresses": "work"}
+#: Sub-attributes of a typed item that are no part of its data.
+ITEM_META = frozenset({"type", "primary"})
 #: Managed by syncd through memberships, never as mapped attributes.
 _MEMBERSHIPS = frozenset({"members", "groups"})
-PathKind = Literal["simple", "sub", "typed"]
+PathKind = Literal["simple", "sub", "typed", "item"]
 
 
 class UnknownPathError(ValueError):
@@ -112,14 +116,14 @@ class Declared:
         return known
 
     @functools.cached_property
-    def readers(self) -> dict[str, dict[str, Path | dict[str, Path]]]:
+    def readers(self) -> dict[str, dict[str, Reader]]:
         """What reads map, by container (its key in a resource, "" for the resource itself)
         and lower-cased attribute name: a simple attribute's path; for a single-valued
         complex one, its sub-attributes' paths by lower-cased name; for a multi-valued one
-        with values, a typed path whose ``sub`` is its default type ("" if none).
-        Memberships are read apart. Keyed so that a read costs one look-up per attribute
-        the resource *has*."""
-        out: dict[str, dict[str, Path | dict[str, Path]]] = {}
+        with values, a typed path whose ``sub`` is its default type ("" if none); for one
+        without, that and its parts' item paths. Memberships are read apart. Keyed so that
+        a read costs one look-up per attribute the resource *has*."""
+        out: dict[str, dict[str, Reader]] = {}
         for urn, attrs in self.schemas.items():
             ext = "" if urn == self.core else urn
             box = out.setdefault(ext, {})
@@ -131,11 +135,16 @@ class Declared:
                     box[a.name.lower()] = {
                         s.name.lower(): Path("", "sub", a.name, s.name, ext, s.type, s.multi)
                         for s in a.subs if s.type != "complex"}
-                elif (value := a.sub("value")) is not None and (
-                        ext or a.name not in _MEMBERSHIPS):
+                elif ext or a.name not in _MEMBERSHIPS:
                     default = "" if ext else DEFAULT_TYPE.get(a.name, "")
-                    box[a.name.lower()] = Path("", "typed", a.name, default, ext, value.type,
-                                               has_type=a.has_type, default=bool(default))
+                    value = a.sub("value")
+                    typed = Path("", "typed", a.name, default, ext, value.type if value else "",
+                                 has_type=a.has_type, default=bool(default))
+                    box[a.name.lower()] = (typed, {} if value is not None else {
+                        s.name.lower(): Path("", "item", a.name, default, ext, s.type,
+                                             has_type=a.has_type, default=bool(default),
+                                             part=s.name)
+                        for s in a.subs if s.type != "complex" and s.name not in ITEM_META})
         return out
 
     def urn(self, text: str) -> str | None:
@@ -155,8 +164,9 @@ class Path:
     urn: str = ""  # extension URN; "" = the core schema
     type: str = "string"  # SCIM type of the value
     multi: bool = False  # a multi-valued simple attribute: tuples
-    has_type: bool = True  # typed: items carry ``type`` on this server
-    default: bool = False  # typed: this is the default type (primary; takes untyped items)
+    has_type: bool = True  # typed/item: items carry ``type`` on this server
+    default: bool = False  # typed/item: the default type (primary; takes untyped items)
+    part: str = ""  # item: the sub-attribute of the typed item
 
     @property
     def scim(self) -> str:
@@ -175,7 +185,15 @@ class Path:
     @functools.cached_property
     def spelling(self) -> str:
         """The canonical path as reads produce it: declared names, ``enterprise.`` short."""
+        if self.part:
+            return f"{self.stem}.{self.sub}.{self.part}"
         return f"{self.stem}.{self.sub}" if self.sub else self.stem
+
+
+#: How reads map one attribute (`Declared.readers`): a simple attribute's path; a single-valued
+#: complex one's sub-attribute paths; a multi-valued one's typed path and, when its items have
+#: no value, their parts' item paths (by lower-cased name).
+Reader = Path | dict[str, Path] | tuple[Path, dict[str, Path]]
 
 
 # --- resolving a canonical path ---------------------------------------------------------
@@ -236,9 +254,15 @@ def resolve(decl: Declared, path: str) -> Path:
 
 
 def _typed(decl: Declared, path: str, attr: Attr, type_: str, urn: str) -> Path:
+    type_, _, part_name = type_.partition(".")
     value = attr.sub("value")
-    if value is None or value.type == "complex" or "." in type_:
-        raise UnknownPathError(f"{path!r}: items of {attr.name} have no value to map")
+    part = None if value is not None or not part_name else attr.sub(part_name)
+    if value is not None and part_name:
+        raise UnknownPathError(f"{path!r}: map the item's value as {attr.name}.{type_}")
+    if value is None and (part is None or part.type == "complex" or "." in part_name
+                          or part.name in ITEM_META):
+        raise UnknownPathError(f"{path!r}: name a part of the {attr.name} item of that type "
+                               f"({attr.name}.{type_}.<sub-attribute>)" + _hint(decl, path))
     default = DEFAULT_TYPE.get(attr.name) if not urn else None
     if attr.types:
         known = next((t for t in attr.types if t.lower() == type_.lower()), None)
@@ -249,6 +273,10 @@ def _typed(decl: Declared, path: str, attr: Attr, type_: str, urn: str) -> Path:
     if not attr.has_type and type_ != default:
         raise UnknownPathError(f"{path!r}: {_by(decl)} keeps no type on {attr.name}"
                                + (f" (only {attr.name}.{default})" if default else ""))
+    if part is not None:
+        return Path(path, "item", attr.name, type_, urn, part.type, has_type=attr.has_type,
+                    default=type_ == default, part=part.name)
+    assert value is not None
     return Path(path, "typed", attr.name, type_, urn, value.type, has_type=attr.has_type,
                 default=type_ == default)
 
@@ -295,10 +323,14 @@ def _tails(a: Attr, extension: bool) -> Iterator[str]:
         yield a.name
     elif not a.multi:
         yield from (f"{a.name}.{s.name}" for s in a.subs if s.type != "complex")
-    elif a.sub("value") is not None:
+    else:
         default = None if extension else DEFAULT_TYPE.get(a.name)
         types = a.types if a.has_type else (default,) if default else ()
-        yield from (f"{a.name}.{t}" for t in types)
+        if a.sub("value") is not None:
+            yield from (f"{a.name}.{t}" for t in types)
+        else:
+            yield from (f"{a.name}.{t}.{s.name}" for t in types for s in a.subs
+                        if s.type != "complex" and s.name not in ITEM_META)
 
 
 def _by(decl: Declared) -> str:

@@ -71,7 +71,12 @@ class ScimWrites(ScimSession):
             self._put(kind, external_id, kept)
             return
         decl = self._declared[kind]
-        ops = self._path_call(kind, lambda: paths.patch_operations(decl, kept))
+        current = None
+        if self._path_call(kind, lambda: paths.needs_current(decl, kept)):
+            # parts of a typed item (addresses.work.locality): the item as it is, changed
+            current = self._get(f"{self._endpoints[kind]}/{external_id}",
+                                f"update {kind} {external_id}")
+        ops = self._path_call(kind, lambda: paths.patch_operations(decl, kept, current))
         self._patch(kind, external_id, ops, f"update {kind} {external_id}")
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
