@@ -179,6 +179,44 @@ def test_group_change_comes_back_with_its_whole_member_list(ds389_tree: Tree) ->
     assert group.members == frozenset(expected)
 
 
+@pytest.mark.parametrize("users_first", [True, False], ids=["dn-map", "lookups"])
+def test_unique_member_values_with_a_uid_name_nested_groups(ds389_tree: Tree,
+                                                            users_first: bool) -> None:
+    """groupOfUniqueNames: ``uniqueMember`` values with the optional UID suffix
+    (``dn#'0101'B``, RFC 4517 NameAndOptionalUID) name users and groups alike; the groups
+    are reported as `Entry.member_groups`, in a full read and in an incremental one."""
+    tree = ds389_tree
+    inner, outer = (f"cn={n},{tree.groups}" for n in ("u-inner", "u-outer"))
+    unique = ["top", "groupOfUniqueNames"]
+    tree.server.add(inner, {"objectClass": unique, "cn": "u-inner",
+                            "uniqueMember": [tree.user_dn(1) + "#'0101'B"]})
+    tree.server.add(outer, {"objectClass": unique, "cn": "u-outer", "uniqueMember": [
+        tree.user_dn(0), inner.upper() + "#'1'B"]})
+    conn = opened(tree, member_attribute="uniqueMember",
+                  groups={"base": tree.groups, "filter": "(objectClass=groupOfUniqueNames)"})
+    ids = {dn: pair[0] for dn, pair in tree.ids().items()}
+    if users_first:
+        read(conn, None)
+    batches = read(conn, None, "group")
+    got = {e.name.lower(): e for b in batches for e in b.entries}
+    assert got[outer.lower()].members == {ids[tree.user_dn(0).lower()]}
+    assert got[outer.lower()].member_groups == {ids[inner.lower()]}
+    assert got[inner.lower()].members == {ids[tree.user_dn(1).lower()]}
+    assert got[inner.lower()].member_groups == frozenset()
+    cursor = batches[-1].cursor
+    conn.close()
+    conn = opened(tree, member_attribute="uniqueMember",  # a new session: lookups only
+                  groups={"base": tree.groups, "filter": "(objectClass=groupOfUniqueNames)"})
+    tree.server.admin.modify(outer, {"uniqueMember": [
+        (ldap3.MODIFY_ADD, [tree.user_dn(2) + "#'0'B"])]})
+    (batch,) = read(conn, cursor, "group")
+    (changed,) = batch.entries
+    assert changed.external_id == ids[outer.lower()]
+    assert changed.member_groups == {ids[inner.lower()]}
+    assert changed.members == {ids[tree.user_dn(i).lower()] for i in (0, 2)}
+    conn.close()
+
+
 # ---- where the feed cannot serve: watermark, chosen once -----------------------------------
 
 

@@ -206,6 +206,11 @@ def is_dn(value: str) -> bool:
         return False
 
 
+def without_uid(value: str) -> str:
+    """A ``uniqueMember`` value (RFC 4517 NameAndOptionalUID) without its ``#'0101'B`` UID."""
+    return _UID_SUFFIX.sub("", value)
+
+
 def member_key(value: str, unique: bool) -> str:
     """The key of a group member value; with `unique` (``uniqueMember``, RFC 4517
     NameAndOptionalUID) without its optional ``#'0101'B`` UID."""

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from syncd_connectors.ldap.dn import is_dn, member_key, rdn_filter
+from syncd_connectors.ldap.dn import is_dn, member_key, rdn_filter, without_uid
 from syncd_connectors.ldap.values import normalize_dn, one_level_below
 
 #: DNs per bulk search: keeps filters well under server limits (slapd: 256 kB requests).
@@ -116,14 +116,17 @@ class DnMap:
             out.append(Resolved(frozenset(a for a in anchors if a is not None), missing))
         return out
 
-    def anchors(self, values: Iterable[str], search: Searcher) -> dict[str, str | None]:
+    def anchors(self, values: Iterable[str], search: Searcher, members: bool = False
+                ) -> dict[str, str | None]:
         """Each DN-valued reference (a ``manager``) -> the anchor of the entry it names, or
         None when it names no entry in scope (or is no DN). The same map and bulk lookups
         as members: the DNs read in this session answer, the rest cost one search per
-        `CHUNK`."""
-        keyed = [(member_key(v, False), v) for v in dict.fromkeys(values)]
+        `CHUNK`. `members`: the values are group member values (a ``uniqueMember``'s
+        optional ``#'0101'B`` UID is not part of the name; a reference keeps it as is)."""
+        unique = self._unique and members
+        keyed = [(member_key(v, unique), v) for v in dict.fromkeys(values)]
         if not self.complete:
-            unknown = {k: v for k, v in keyed
+            unknown = {k: without_uid(v) if unique else v for k, v in keyed
                        if k not in self._dn_anchor and self.in_scope(k) and is_dn(v)}
             if unknown:
                 self._lookup(sorted(unknown.items()), search)

@@ -9,7 +9,10 @@ remembers.
 Resolution mirrors users' (`members.DnMap`, a second map of the groups' DNs): groups read in
 this session answer, the rest cost one search of the groups base per `members.CHUNK` DNs. A
 member value is tried as a group only when it named no user, so a directory that keeps users
-and groups under one base does not look its users up among the groups.
+and groups under one base does not look its users up among the groups. ``uniqueMember``
+values (groupOfUniqueNames) name a group with or without the optional UID suffix
+(``cn=x,ou=groups,dc=...#'0101'B``, as 389-ds keeps them): the suffix is not part of the
+name.
 
 Active Directory: ``member`` values naming groups are handled the same way. The matching rule
 ``LDAP_MATCHING_RULE_IN_CHAIN`` (1.2.840.113556.1.4.1941) answers "the transitive members of
@@ -49,7 +52,7 @@ class NestedGroups:
         flat = [v for vs in values for v in vs if is_dn(v)]
         if not flat:
             return [{} for _ in values]
-        as_user = users.anchors(flat, user_search)
+        as_user = users.anchors(flat, user_search, members=True)
         rest = [v for v in dict.fromkeys(flat) if as_user.get(v) is None]
-        as_group = self.groups.anchors(rest, group_search) if rest else {}
+        as_group = self.groups.anchors(rest, group_search, members=True) if rest else {}
         return [{v: a for v in vs if (a := as_group.get(v)) is not None} for vs in values]
