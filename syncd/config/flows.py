@@ -36,6 +36,15 @@ class KindFlow:
     #: Not in the repr: `cycle.setup.fingerprint` adds it only when set, so the cursors of
     #: flows that do not use it stay valid.
     nested: str = field(default="direct", repr=False)
+    #: users: only members (direct or nested) of these source groups, as the source names
+    #: them (a DN, an id). In the repr only when set, like `nested`.
+    member_of: tuple[str, ...] = field(default=(), repr=False)
+    #: Per cycle (`syncd.cycle.membership`): the users the groups hold, what to say of the
+    #: others, and whether "not a member" is proven (a complete listing naming every group).
+    members_in: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    member_why: str = field(default="", repr=False, compare=False)
+    member_proven: bool = field(default=True, repr=False, compare=False)
+    member_digest: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

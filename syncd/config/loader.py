@@ -185,7 +185,8 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
             _check_nesting(kind, km, fm.mode, kwhere)
             kinds.append(KindFlow(kind, mapping, scope, match, deprovision,
                                   dict(km.authority), dict(km.merge),
-                                  nested=km.nested or "direct"))
+                                  nested=km.nested or "direct",
+                                  member_of=tuple(km.member_of)))
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
@@ -226,7 +227,7 @@ def _anchored(url: str, file: Path) -> str:
 
 
 def _check_nesting(kind: Kind, km: KindModel, mode: str, where: str) -> None:
-    """``nested`` belongs to the groups of push flows."""
+    """``nested`` belongs to the groups of push flows, ``member_of`` to their users."""
     if km.nested is not None and kind != "group":
         raise ConfigError("nested is a setting of [groups] (what a member group means)",
                           f"{where}.nested")
@@ -234,6 +235,16 @@ def _check_nesting(kind: Kind, km: KindModel, mode: str, where: str) -> None:
         raise ConfigError("nested applies to mode = \"push\" flows: a two-way flow would "
                           "write the computed membership back into the source",
                           f"{where}.nested")
+    if km.member_of and kind != "user":
+        raise ConfigError("member_of is a setting of [users]: users who are members (direct "
+                          "or nested) of these groups", f"{where}.member_of")
+    if km.member_of and mode == "two_way":
+        raise ConfigError("member_of applies to mode = \"push\" flows",
+                          f"{where}.member_of")
+    for i, name in enumerate(km.member_of):
+        if not name.strip():
+            raise ConfigError("an empty group name; name a group as the source does (an "
+                              "LDAP DN, a Graph object id)", f"{where}.member_of[{i}]")
 
 
 def _speller(target_cls: type, kind: Kind) -> Callable[[str], str]:

@@ -245,6 +245,8 @@ class KindModel(_Strict):
     merge: dict[str, Literal["union", "replace"]] = Field(default_factory=dict)
     #: groups: what a group that is a member of a group means (`syncd.plan.nesting`).
     nested: Literal["direct", "flatten"] | None = None
+    #: users: only members (direct or nested) of these source groups (`syncd.cycle.membership`)
+    member_of: list[str] = Field(default_factory=list)
 
 
 class FlowModel(_Strict):

@@ -12,6 +12,7 @@ from syncd.config.flows import Flow
 from syncd.cycle.absence import at_stake, confirm, link_name
 from syncd.cycle.apply import Applier
 from syncd.cycle.commit import check_apply_commit, target_stats
+from syncd.cycle.membership import with_membership
 from syncd.cycle.nesting import flatten_read
 from syncd.cycle.read import (
     Candidates,
@@ -40,7 +41,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
            opts: Options) -> None:
     source = connectors.get(flow.source)
     target = connectors.get(flow.target)
-    flow = for_target(flow, target)
+    flow = with_membership(for_target(flow, target), source)  # member_of: this cycle's set
     now = datetime.now(UTC)
     inputs: list[KindInput] = []
     held: list[Hold] = []

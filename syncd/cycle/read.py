@@ -174,6 +174,13 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
             out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id,
                                  f"scope: {exc}"))
             continue
+        if failing is None and kf.members_in is not None and \
+                e.external_id not in kf.members_in:  # member_of (cycle.membership)
+            if not kf.member_proven:
+                out.held.append(Hold(kf.kind, e.external_id, e.name or e.external_id,
+                                     kf.member_why))
+                continue
+            failing = kf.member_why
         if failing is not None:
             out.gone.add(e.external_id)
             out.left_scope[e.external_id] = failing

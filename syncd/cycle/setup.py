@@ -22,6 +22,10 @@ def fingerprint(flow: Flow, kind: Kind) -> str:
     text = repr((flow.source, flow.target, flow.mode, kf))
     if kf is not None and kf.nested != "direct":
         text += repr(kf.nested)
+    if kf is not None and kf.member_of:
+        # who the groups hold is part of what the read was for: when it changes, users that
+        # did not change enter or leave the scope, and only a full read sees them
+        text += repr((kf.member_of, kf.member_digest))
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
