@@ -22,6 +22,7 @@ from typing import Any
 from syncd.config.flows import Config, Flow, KindFlow
 from syncd.connector import Connector
 from syncd.cycle.commit import check_apply_commit
+from syncd.cycle.membership import with_membership
 from syncd.cycle.read import claims
 from syncd.cycle.ref_names import target_ids
 from syncd.cycle.references import References
@@ -149,6 +150,9 @@ def locate(flow: Flow, store: Store, source: Connector, target: Connector, who: 
                 loc.out_of_scope = kf.scope.failing(entry.raw)
             except ConditionError as exc:
                 loc.out_of_scope = f"the scope cannot decide ({exc}): the entry is held"
+            if loc.out_of_scope is None and kf.members_in is not None and \
+                    entry.external_id not in kf.members_in:  # member_of, as a cycle decides
+                loc.out_of_scope = kf.member_why
             loc.in_scope = loc.out_of_scope is None
             try:
                 attrs: dict[str, Value] = kf.mapping.map(entry.raw)
@@ -231,7 +235,7 @@ def explain(config: Config, flow_name: str, who: str) -> dict[str, Any]:
     conns = Connectors(config)
     try:
         source, target = conns.get(flow.source), conns.get(flow.target)
-        flow = for_target(flow, target)
+        flow = with_membership(for_target(flow, target), source)
         loc = locate(flow, store, source, target, who)
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} (match keys "
@@ -292,7 +296,7 @@ def run_one(config: Config, flow_name: str, who: str, *, dry_run: bool = False,
     store.lock(flow.name)
     try:
         source, target = conns.get(flow.source), conns.get(flow.target)
-        flow = for_target(flow, target)
+        flow = with_membership(for_target(flow, target), source)
         loc = locate(flow, store, source, target, who)
         if loc is None:
             raise SyncdError(f"{who!r}: not found in {flow.source} nor among linked objects")

@@ -194,3 +194,16 @@ def test_incremental_equals_full_for_any_membership_edits(
             assert e.active() == {f"u{s[1:]}" for s in want}
     finally:
         e.close()
+
+
+def test_explain_says_a_non_member_is_out_of_scope(env: Env) -> None:
+    from syncd.cli.explain import explain
+
+    env.src.put("user", {"uid": "zed"}, "sZ")  # names that are no target id of the memory target
+    env.src.set_group_members("gOther", {"s3", "sZ"})
+    env.run()
+    doc = explain(env.cfg, "f", "zed")
+    assert doc["source_id"] == "sZ" and doc["in_scope"] is False
+    assert doc["out_of_scope"] == "not a member (direct or nested) of gApp"
+    env.src.set_group_members("gTeam", {"s1", "s2", "sZ"})
+    assert explain(env.cfg, "f", "zed")["in_scope"] is True
