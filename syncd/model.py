@@ -65,6 +65,10 @@ class Entry:
     #: used by the ``newest`` conflict rule in two-way flows.
     modified: str | None = None
     member_groups: frozenset[str] | None = None
+    #: Incremental changes of `member_groups` (Graph ``members@delta`` entries of type
+    #: group), alongside `members_added`/`members_removed`.
+    member_groups_added: frozenset[str] | None = None
+    member_groups_removed: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

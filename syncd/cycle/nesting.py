@@ -80,15 +80,15 @@ def flatten_read(flow: Flow, kf: KindFlow, store: Store, source: Connector,
 
 def _fresh(flow: Flow, store: Store, rd: SourceRead) -> dict[str, Direct]:
     """The direct edges this read saw; membership-only deltas (Graph members@delta) are
-    applied to the remembered direct users."""
+    applied to the remembered direct users and groups."""
     fresh = dict(rd.edges)
     pending = [g for g in rd.edge_deltas if g not in fresh]
     if pending:
         stored = graph.edges(store, flow.name, pending)
         for g in pending:
-            add, remove = rd.edge_deltas[g]
+            add, remove, sub_add, sub_remove = rd.edge_deltas[g]
             users, groups = stored.get(g, (EMPTY, EMPTY))
-            fresh[g] = ((users | add) - remove, groups)
+            fresh[g] = ((users | add) - remove, (groups | sub_add) - sub_remove)
     return fresh
 
 

@@ -49,9 +49,9 @@ class SourceRead:
     #: Groups: each group read -> its direct (member users, member groups), whatever the
     #: flow's scope and mapping made of it (nested groups walk through every group read).
     edges: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
-    #: Groups read as member changes only (Graph members@delta): (users added, removed).
-    edge_deltas: dict[str, tuple[frozenset[str], frozenset[str]]] = field(
-        default_factory=dict)
+    #: Groups read as member changes only (Graph members@delta): (users added, removed,
+    #: groups added, removed).
+    edge_deltas: dict[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
     #: Said in the plan (nested group cycles).
     notes: list[str] = field(default_factory=list)
 
@@ -166,8 +166,9 @@ def _take(kf: KindFlow, batch: Batch, out: SourceRead) -> None:
         if e.members is not None:
             out.edges[e.external_id] = (e.members, e.member_groups or frozenset())
         elif e.members_added is not None or e.members_removed is not None:
-            out.edge_deltas[e.external_id] = (e.members_added or frozenset(),
-                                              e.members_removed or frozenset())
+            out.edge_deltas[e.external_id] = (
+                e.members_added or frozenset(), e.members_removed or frozenset(),
+                e.member_groups_added or frozenset(), e.member_groups_removed or frozenset())
         try:
             failing = kf.scope.failing(e.raw)
         except ConditionError as exc:  # undecidable is not "out": holding it deletes nothing

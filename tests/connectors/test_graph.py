@@ -168,7 +168,7 @@ def test_groups_full_members_then_members_delta(fake: GraphFakeServer,
                       {"@odata.id": f"{fake.url}/directoryObjects/{outsider}"}).status_code == 204
     assert fake.graph("DELETE", f"/groups/{groups[0]}/members/{insider}/$ref"
                       ).status_code == 204
-    # a nested group is not a user member: it must not show up
+    # a nested group is no user member: it comes as a member group
     assert fake.graph("POST", f"/groups/{groups[0]}/members/$ref",
                       {"@odata.id": f"{fake.url}/directoryObjects/{groups[1]}"}).status_code == 204
     (batch,) = read_all(graph, "group", first[-1].cursor, ["displayname"])
@@ -176,10 +176,55 @@ def test_groups_full_members_then_members_delta(fake: GraphFakeServer,
     (e,) = batch.entries
     assert e.external_id == groups[0] and e.members is None
     assert e.members_added == {outsider} and e.members_removed == {insider}
+    assert e.member_groups_added == {groups[1]} and e.member_groups_removed == frozenset()
 
     assert fake.graph("DELETE", f"/groups/{groups[1]}").status_code == 204
     (gone,) = read_all(graph, "group", batch.cursor, ["displayname"])
     assert gone.deleted == (groups[1],)
+    (holder,) = gone.entries  # the group that held it says so in its members@delta
+    assert holder.external_id == groups[0] and holder.member_groups_removed == {groups[1]}
+
+
+def test_nested_groups_are_member_groups_in_full_and_later_rounds(
+        fake: GraphFakeServer, graph: GraphConnector) -> None:
+    """members@delta items carry @odata.type: #microsoft.graph.group members are
+    `Entry.member_groups` (full round) or member_groups_added/_removed (later rounds), never
+    users; a device member is neither."""
+    seeded = fake.seed(6, groups=3, members=2)
+    users, (outer, inner, other) = seeded["users"], seeded["groups"]
+
+    def add(gid: str, member: str) -> None:
+        r = fake.graph("POST", f"/groups/{gid}/members/$ref",
+                       {"@odata.id": f"{fake.url}/directoryObjects/{member}"})
+        assert r.status_code == 204, r.text
+
+    add(outer, inner)
+    add(inner, outer)  # a cycle is data here; the engine names it
+    got = entries(read_all(graph, "group", None, ["displayname"]))
+    assert got[outer].members == frozenset(users[0:2])
+    assert got[outer].member_groups == {inner}
+    assert got[inner].member_groups == {outer} and got[other].member_groups == frozenset()
+    cursor = read_all(graph, "group", None, ["displayname"])[-1].cursor
+    add(outer, other)
+    r = fake.graph("DELETE", f"/groups/{outer}/members/{inner}/$ref")
+    assert r.status_code == 204, r.text
+    (batch,) = read_all(graph, "group", cursor, ["displayname"])
+    (e,) = batch.entries
+    assert e.external_id == outer and e.members_added == frozenset()
+    assert e.member_groups_added == {other} and e.member_groups_removed == {inner}
+
+
+def test_member_changes_by_odata_type() -> None:
+    users_added, users_removed, groups_added, groups_removed = delta.member_changes([
+        {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+        {"@odata.type": "#microsoft.graph.user", "id": "u2", "@removed": {"reason": "deleted"}},
+        {"@odata.type": "#microsoft.graph.group", "id": "g1"},
+        {"@odata.type": "#microsoft.graph.group", "id": "g2", "@removed": {"reason": "deleted"}},
+        {"@odata.type": "#microsoft.graph.device", "id": "d1"},
+        {"id": "u3"},  # no type: a user
+    ])
+    assert (users_added, users_removed) == ({"u1", "u3"}, {"u2"})
+    assert (groups_added, groups_removed) == ({"g1"}, {"g2"})
 
 
 def test_expired_token_falls_back_to_a_full_round(

@@ -206,6 +206,66 @@ def test_entra_to_scim(tmp_path: Path, graph_fake: GraphFakeServer, scim2_server
     assert again.doc is not None and again.doc["changes"] == []
 
 
+def test_entra_nested_groups_flattened_to_scim(tmp_path: Path, graph_fake: GraphFakeServer,
+                                               scim2_server: Scim2Server,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entra ID as a source of nested groups: a group that is a member of a group comes
+    in members@delta typed #microsoft.graph.group; with nested = "flatten" each SCIM group
+    gets the users of the groups it contains. Later runs read delta rounds (incremental):
+    a user added to the inner group, a group added to and one removed from the outer group
+    reach the outer group without it being read in full; a full reconcile plans nothing."""
+    monkeypatch.setenv("E2E_GRAPH_TOKEN", TOKEN)
+    monkeypatch.setenv("E2E_SCIM_TOKEN", scim2_server.token or "")
+    config = shipped("entra-to-scim.toml", tmp_path, {
+        "entra": entra_connector(graph_fake),
+        "app": {"type": "scim", "url": scim2_server.url, "token": "env:E2E_SCIM_TOKEN"}})
+    doc = tomllib.loads(config.read_text(encoding="utf-8"))
+    doc["flows"]["entra-to-app"]["groups"]["nested"] = "flatten"
+    config.write_text(to_toml(doc), encoding="utf-8")
+    upn = [f"nest{i}@contoso.example.com" for i in range(6)]
+    ids = [graph_fake.add_user(u, displayName=f"Nest {i}", givenName="Ne", surname=f"St{i}",
+                               mail=u) for i, u in enumerate(upn)]
+
+    def group(name: str, *members: str) -> str:
+        r = graph_fake.graph("POST", "/groups", {
+            "displayName": name, "mailEnabled": False, "securityEnabled": True,
+            "mailNickname": name.lower(),
+            "members@odata.bind": [f"{graph_fake.url}/directoryObjects/{m}" for m in members]})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    def member(gid: str, oid: str, add: bool = True) -> None:
+        r = (graph_fake.graph("POST", f"/groups/{gid}/members/$ref",
+                              {"@odata.id": f"{graph_fake.url}/directoryObjects/{oid}"})
+             if add else graph_fake.graph("DELETE", f"/groups/{gid}/members/{oid}/$ref"))
+        assert r.status_code == 204, r.text
+
+    inner = group("Inner", ids[1], ids[2])
+    other = group("Other", ids[4])
+    outer = group("Outer", ids[0], inner)
+    scim = ScimSide(scim2_server)
+    first = run(config)
+    assert first.code == 0, first.out
+    assert scim.members("Outer") == {upn[0], upn[1], upn[2]}
+    assert scim.members("Inner") == {upn[1], upn[2]}
+
+    member(inner, ids[3])
+    member(outer, other)
+    second = run(config)
+    assert second.code == 0, second.out
+    assert second.doc is not None
+    assert second.doc["flows"][0]["reads"]["group"] == "incremental"
+    assert scim.members("Outer") == {upn[0], upn[1], upn[2], upn[3], upn[4]}
+    assert scim.members("Inner") == {upn[1], upn[2], upn[3]}
+
+    member(outer, inner, add=False)
+    third = run(config)
+    assert third.code == 0, third.out
+    assert scim.members("Outer") == {upn[0], upn[4]}
+    full = run(config, "--full")
+    assert full.doc is not None and full.doc["changes"] == [], full.out
+
+
 # --- LDAP -> Entra ID ------------------------------------------------------------------------
 
 

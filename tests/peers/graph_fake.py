@@ -13,7 +13,10 @@ delta, so this fake reproduces the documented behaviour the connector depends on
    delete (restorable from ``/directory/deletedItems``) and ``{"reason": "deleted"}`` for a
    permanent one; groups carry ``members@delta`` (full list in the first round, split over several
    occurrences of a big group as Graph does; later only added members and removed ones with
-   ``@removed``). Soft-deleting a user drops its memberships; restoring brings them back.
+   ``@removed``), each member with its ``@odata.type`` (``#microsoft.graph.user`` or
+   ``#microsoft.graph.group``: a group can be a member of a group, added through the same
+   ``members/$ref``). Soft-deleting a user drops its memberships; restoring brings them back;
+   a deleted group leaves the groups holding it (a removal in their ``members@delta``).
  - A user's ``manager`` (a relationship, not a property): ``PUT``/``DELETE
    /users/{id}/manager/$ref`` (``{"@odata.id": ".../users/{managerId}"}``; the manager must
    exist; DELETE of no manager -> 404), ``GET /users/{id}/manager``, ``$expand=manager`` on
@@ -202,11 +205,11 @@ class FakeGraph:
                 self._member(gid, oid, False)
             self.trash[oid] = (obj, groups)
             self.removed[oid] = (self._tick(oid), coll, "changed")
-        else:  # security groups are deleted permanently
+        else:  # security groups are deleted permanently, and leave the groups holding them
             del self.members[oid]
-            for m in self.members.values():
-                m.discard(oid)
             self.removed[oid] = (self._tick(oid), coll, "deleted")
+            for gid in [g for g, m in self.members.items() if oid in m]:
+                self._member(gid, oid, False)
 
     def set_manager(self, oid: str, ref: str | None) -> None:
         """PUT (a reference URL) or DELETE (None) of ``/users/{oid}/manager/$ref``."""
@@ -343,7 +346,10 @@ class FakeGraph:
         return items
 
     def _ref(self, oid: str) -> dict[str, Any]:
-        kind = "group" if oid in self.objs["groups"] else "user"
+        """A member as delta lists it: ``@odata.type`` says a user from a (nested) group."""
+        gone = self.removed.get(oid)
+        kind = "group" if oid in self.objs["groups"] or (gone and gone[1] == "groups") \
+            else "user"
         return {"@odata.type": f"#microsoft.graph.{kind}", "id": oid}
 
     def delta(self, coll: str, q: dict[str, str], page_size: int, base: str) -> dict[str, Any]:

@@ -17,8 +17,11 @@ Delta semantics (https://learn.microsoft.com/graph/delta-query-overview):
    restored user re-appears as an ordinary changed entry, which the engine re-enables.
  - Groups carry ``members@delta``: all members in the first round (a big group may appear in
    several objects of the round, each with a slice of its members and maybe no properties),
-   then only added members and removed ones (marked ``@removed``). Only user members are kept:
-   nested groups, devices and service principals are not flattened.
+   then only added members and removed ones (marked ``@removed``). Each member names its
+   ``@odata.type``: users become `Entry.members`, groups (``#microsoft.graph.group``, nested
+   groups) `Entry.member_groups` -- or, in later rounds, ``member_groups_added`` /
+   ``_removed`` -- which the engine flattens or keeps per flow (``nested``); devices,
+   contacts and service principals are dropped.
  - A user's ``manager`` is a relationship: ``$select=manager`` tracks it, and it comes as a
    ``manager@delta`` annotation (a list holding the manager's id; an entry marked
    ``@removed`` when it was taken away). It becomes ``manager`` (the manager's object id) in
@@ -212,16 +215,21 @@ def label(obj: Mapping[str, Any]) -> str:
     return str(obj.get("userPrincipalName") or obj.get("displayName") or obj.get("id") or "")
 
 
-def member_changes(refs: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str]]:
-    """(added, removed) user ids of a ``members@delta`` list; other object types dropped."""
-    added: set[str] = set()
-    removed: set[str] = set()
+_USER, _GROUP = "#microsoft.graph.user", "#microsoft.graph.group"
+
+
+def member_changes(refs: Iterable[Mapping[str, Any]]
+                   ) -> tuple[set[str], set[str], set[str], set[str]]:
+    """(users added, users removed, groups added, groups removed) of a ``members@delta``
+    list, by ``@odata.type`` (none: a user, as before types were sent); devices, contacts
+    and service principals dropped."""
+    out: dict[str, tuple[set[str], set[str]]] = {_USER: (set(), set()), _GROUP: (set(), set())}
     for ref in refs:
-        otype = str(ref.get("@odata.type") or "#microsoft.graph.user")
-        if otype.lower() != "#microsoft.graph.user" or not ref.get("id"):
+        sets = out.get(str(ref.get("@odata.type") or _USER).lower())
+        if sets is None or not ref.get("id"):
             continue
-        (removed if "@removed" in ref else added).add(str(ref["id"]))
-    return added, removed
+        sets[1 if "@removed" in ref else 0].add(str(ref["id"]))
+    return (*out[_USER], *out[_GROUP])
 
 
 @dataclass
@@ -229,6 +237,8 @@ class _Group:
     obj: dict[str, Any] = field(default_factory=dict)
     added: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
+    groups_added: set[str] = field(default_factory=set)
+    groups_removed: set[str] = field(default_factory=set)
 
 
 class GroupRound:
@@ -251,9 +261,12 @@ class GroupRound:
             self.deleted.pop(gid, None)
             g = self.groups.setdefault(gid, _Group())
             g.obj.update({k: v for k, v in item.items() if k != "members@delta"})
-            added, removed = member_changes(item.get("members@delta") or ())
+            added, removed, sub_added, sub_removed = member_changes(
+                item.get("members@delta") or ())
             g.added = (g.added - removed) | added
             g.removed = (g.removed - added) | removed
+            g.groups_added = (g.groups_added - sub_removed) | sub_added
+            g.groups_removed = (g.groups_removed - sub_added) | sub_removed
 
     def entries(self, with_attrs: bool) -> list[Entry]:
         out: list[Entry] = []
@@ -263,10 +276,13 @@ class GroupRound:
                                       "raw": raw_values(g.obj), "attrs": attrs,
                                       "name": label(g.obj) or gid}
             if self.full:
-                out.append(Entry(**common, members=frozenset(g.added)))
+                out.append(Entry(**common, members=frozenset(g.added),
+                                 member_groups=frozenset(g.groups_added)))
             else:
                 out.append(Entry(**common, members_added=frozenset(g.added),
-                                 members_removed=frozenset(g.removed)))
+                                 members_removed=frozenset(g.removed),
+                                 member_groups_added=frozenset(g.groups_added),
+                                 member_groups_removed=frozenset(g.groups_removed)))
         return out
 
 
