@@ -47,6 +47,7 @@ ACME_SCHEMA: dict[str, Any] = {
         _attr("contractor", "boolean"),
         _attr("hourlyRate", "decimal"),
         _attr("startDate", "dateTime"),
+        _attr("accountExpires", "dateTime"),
         _attr("skills", "string", multiValued=True),
         _attr("sponsor", "complex", subAttributes=[_attr("value", "string"),
                                                    _attr("displayName", "string")]),
