@@ -153,7 +153,10 @@ def test_entra_to_scim(tmp_path: Path, graph_fake: GraphFakeServer, scim2_server
         ids[upn] = graph_fake.add_user(
             upn, displayName=f"Person {i}", givenName="Per", surname=f"Son{i}",
             mail=f"Person{i}@Contoso.example.com", jobTitle="Engineer", department="R&D",
-            employeeId=f"E{i:03d}")
+            employeeId=f"E{i:03d}", **({"city": "Berlin", "country": "DE", "postalCode": "10115",
+                                        "officeLocation": "B-2.14", "preferredLanguage": "de-DE",
+                                        "businessPhones": ["+49 30 1234", "+49 30 5678"],
+                                        "mobilePhone": "+49 171 0000"} if i == 1 else {}))
     members = [f"person{i}@contoso.example.com" for i in (1, 2, 3)]
     r = graph_fake.graph("POST", "/groups", {
         "displayName": "Engineers", "mailEnabled": False, "securityEnabled": True,
@@ -173,6 +176,14 @@ def test_entra_to_scim(tmp_path: Path, graph_fake: GraphFakeServer, scim2_server
     assert p1["emails"][0]["value"] == "person1@contoso.example.com"
     assert p1["active"] is True and p1["externalId"] == ids["person1@contoso.example.com"]
     assert p1[URN_ENTERPRISE] == {"department": "R&D", "employeeNumber": "E001"}
+    # the rest of Entra's default mapping (config/entra-to-scim.toml)
+    assert p1["name"]["formatted"] == "Per Son1" and p1["preferredLanguage"] == "de-DE"
+    (work,) = p1["addresses"]
+    assert (work["type"], work["locality"], work["country"], work["postalCode"],
+            work["formatted"]) == ("work", "Berlin", "DE", "10115", "B-2.14")
+    assert {(p["type"], p["value"]) for p in p1["phoneNumbers"]} == {
+        ("work", "+49 30 1234"), ("mobile", "+49 171 0000")}
+    assert "addresses" not in users["person2@contoso.example.com"]
     assert scim.members("Engineers") == set(members)
     assert changes(run(config).doc, "update", "user") == []
 
