@@ -103,7 +103,14 @@ def same(a: Value, b: Value) -> bool:
         a = a[0]
     if isinstance(b, tuple) and len(b) == 1 and not isinstance(a, tuple):
         b = b[0]
-    return a == b
+    return a == b or _same_number(a, b) or _same_number(b, a)
+
+
+def _same_number(a: Value, b: Value) -> bool:
+    """An integer a mapping yields (a const, a switch case) equals the text a target reads
+    back for an integer attribute (SCIM servers and LDAP hand integers over as text)."""
+    return isinstance(a, int) and not isinstance(a, bool) and isinstance(b, str) and \
+        str(a) == b.strip()
 
 
 def diff(new: Attrs, old: Attrs, skip: frozenset[str] = frozenset()) -> dict[str, Value]:

@@ -191,3 +191,11 @@ def test_chosen_values_are_distinct_and_never_held_before(tmp_path_factory: Any,
     finally:
         DIRECTORIES.pop("uq-src", None)
         DIRECTORIES.pop("uq-dst", None)
+
+
+def test_an_integer_equals_its_text_as_a_target_reads_it_back() -> None:
+    from syncd.plan.push import diff, same
+
+    assert same(42, "42") and same("42", 42) and same((" 42",), 42)
+    assert not same(42, "42.0") and not same(True, "1") and not same(42, "x")
+    assert diff({"n": 7, "b": True}, {"n": "7", "b": True}) == {}
