@@ -54,6 +54,9 @@ class Capabilities:
     #: hold them all (any extension URN): ``declares(kind, path)`` is False for a path it
     #: cannot store. The connector drops those paths itself, like `unsupported_attributes`.
     declares: Callable[[str, str], bool] | None = None
+    #: True when a group may have groups as members and the connector writes them
+    #: (`set_member_groups`): what ``nested = "preserve"`` needs of a target.
+    group_members: bool = False
 
     def unsupported(self, kind: Kind, paths: Iterable[str] = ()) -> frozenset[str]:
         """`unsupported_attributes` of `kind`, and those of `paths` the target does not
@@ -146,6 +149,11 @@ class Connector(Protocol):
     def set_members(
         self, external_id: str, add: Sequence[str], remove: Sequence[str]
     ) -> None: ...
+
+    # Optional, with `capabilities.group_members`: `set_member_groups(external_id, add,
+    # remove)`, like `set_members` but the values are target ids of *groups* that become or
+    # stop being members of this group (nested groups, ``nested = "preserve"``). An error
+    # raised after part of it was applied may carry ``members_done = (added, removed)``.
 
     def deactivate(self, kind: Kind, external_id: str) -> None: ...
 

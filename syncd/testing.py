@@ -96,6 +96,8 @@ class MemoryConfig(ConnectorConfig):
     overlap: int = 0
     #: False: incremental reads never report deletes (a watermark feed such as SCIM's).
     report_deletes: bool = True
+    #: False: a target whose groups cannot hold groups (``nested = "preserve"`` refused).
+    group_members: bool = True
 
 
 class MemoryConnector:
@@ -125,7 +127,8 @@ class MemoryConnector:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(write=True, unsupported_attributes=dict(self.dir.unsupported),
-                            bulk=self.config.bulk > 0, bulk_max_operations=self.config.bulk)
+                            bulk=self.config.bulk > 0, bulk_max_operations=self.config.bulk,
+                            group_members=self.config.group_members)
 
     def create_many(self, kind: Kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]:
         self._call("create_many", kind, str(len(items)))
@@ -230,6 +233,16 @@ class MemoryConnector:
         self._call("set_members", "group", external_id)
         cur = self.dir.members.get(external_id, set())
         self.dir.set_group_members(external_id, (cur | set(add)) - set(remove))
+
+    def set_member_groups(self, external_id: str, add: Sequence[str],
+                          remove: Sequence[str]) -> None:
+        """Groups as members of a group (``nested = "preserve"`` on this target)."""
+        self._call("set_member_groups", "group", external_id)
+        for gid in add:
+            if gid not in self.dir.objects["group"]:
+                raise Rejected(f"group {gid} does not exist", connector=self.name)
+        cur = self.dir.group_members.get(external_id, set())
+        self.dir.set_group_groups(external_id, (cur | set(add)) - set(remove))
 
     def deactivate(self, kind: Kind, external_id: str) -> None:
         self.update(kind, external_id, {"active": False})

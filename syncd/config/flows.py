@@ -32,7 +32,8 @@ class KindFlow:
     deprovision: Literal["disable", "delete", "ignore"]
     authority: dict[str, str] = field(default_factory=dict)
     merge: dict[str, str] = field(default_factory=dict)
-    #: groups: ``direct`` (member groups left out) or ``flatten`` (`syncd.plan.nesting`).
+    #: groups: ``direct`` (member groups left out), ``flatten`` (`syncd.plan.nesting`) or
+    #: ``preserve`` (member groups as members, `syncd.cycle.preserve`).
     #: Not in the repr: `cycle.setup.fingerprint` adds it only when set, so the cursors of
     #: flows that do not use it stay valid.
     nested: str = field(default="direct", repr=False)

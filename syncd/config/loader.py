@@ -183,6 +183,11 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
                                   f"{kwhere}")
             deprovision = km.deprovision or fm.deprovision
             _check_nesting(kind, km, fm.mode, kwhere)
+            if km.nested == "preserve" and not hasattr(classes[fm.target], "set_member_groups"):
+                raise ConfigError(f"nested = \"preserve\" writes groups as members of groups, "
+                                  f"which connector {fm.target!r} cannot do: use \"flatten\" "
+                                  f"(the users of nested groups) or \"direct\"",
+                                  f"{kwhere}.nested")
             kinds.append(KindFlow(kind, mapping, scope, match, deprovision,
                                   dict(km.authority), dict(km.merge),
                                   nested=km.nested or "direct",

@@ -244,7 +244,7 @@ class KindModel(_Strict):
     authority: dict[str, Authority] = Field(default_factory=dict)
     merge: dict[str, Literal["union", "replace"]] = Field(default_factory=dict)
     #: groups: what a group that is a member of a group means (`syncd.plan.nesting`).
-    nested: Literal["direct", "flatten"] | None = None
+    nested: Literal["direct", "flatten", "preserve"] | None = None
     #: users: only members (direct or nested) of these source groups (`syncd.cycle.membership`)
     member_of: list[str] = Field(default_factory=list)
 

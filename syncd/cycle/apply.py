@@ -24,11 +24,13 @@ from typing import Any
 
 from syncd.config.flows import Flow
 from syncd.connector import Connector
+from syncd.cycle.preserve import send_members
 from syncd.cycle.ref_names import TargetNames
 from syncd.cycle.session import ApplyResult, Failure, Session
 from syncd.cycle.write_back import WriteBack, _Outcome
 from syncd.errors import Collision, Conflict, ConnectorError, Fatal, Rejected, Retriable
 from syncd.model import Kind, StoredAttrs, Value, digest
+from syncd.plan.nesting import member_group_id
 from syncd.plan.push import diff, label, match_value
 from syncd.plan.value import Change, Plan
 from syncd.redact import mask_attributes, redact
@@ -143,8 +145,9 @@ class Applier(WriteBack):
         for c in changes:
             if c.source_id:
                 ids[c.kind].add(c.source_id)
-            ids["user"].update(c.add)
-            ids["user"].update(c.remove)
+            for m in (*c.add, *c.remove):  # member groups (preserve): their own links
+                g = member_group_id(m)
+                ids["user" if g is None else "group"].add(m if g is None else g)
         return {k: self.store.links(self.flow.name, k, v) if v else {} for k, v in ids.items()}
 
     def _account(self, out: _Outcome, result: ApplyResult) -> None:
@@ -271,8 +274,15 @@ class Applier(WriteBack):
                         target_id=tid)
 
     def _resolve(self, source_ids: tuple[str, ...]) -> dict[str, str]:
-        users = self.links["user"]
-        return {s: users[s].target_id for s in source_ids if s in users}
+        """Member source ids -> target ids through the links (member groups: `preserve`)."""
+        users, groups = self.links["user"], self.links.get("group", {})
+        out = {}
+        for s in source_ids:
+            g = member_group_id(s)
+            lk = users.get(s) if g is None else groups.get(g)
+            if lk is not None:
+                out[s] = lk.target_id
+        return out
 
     def _set_members(self, c: Change) -> _Outcome:
         current = self.links["group"].get(c.source_id)
@@ -282,8 +292,7 @@ class Applier(WriteBack):
         lost = set(c.remove) - set(remove)
         if add or remove:
             try:
-                self.target.set_members(current.target_id, list(add.values()),
-                                        list(remove.values()))
+                send_members(self.target, current.target_id, add, remove)
             except Exception as exc:
                 # A connector may say which values it applied before failing (SCIM:
                 # ``members_done``): the base records them, or a member removed on the target
@@ -330,7 +339,7 @@ class Applier(WriteBack):
         if c.kind == "group":
             remove = self._resolve(c.remove)
             if remove:
-                self.target.set_members(c.target_id, [], list(remove.values()))
+                send_members(self.target, c.target_id, {}, remove)
             origin = current.origin if current else "created"
             link = self._link(c, c.target_id, origin=origin, status="disabled",
                               members=frozenset())

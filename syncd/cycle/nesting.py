@@ -18,7 +18,8 @@ users back in scope were added) and before links are loaded and the plan is made
   done again in full, in place: guessing from a partial graph would remove members.
 
 A cycle in the group graph is a note in the plan, naming the groups. With ``nested =
-"direct"`` (the default) nothing here runs and nothing is stored.
+"direct"`` (the default) nothing here runs and nothing is stored. ``nested = "preserve"``
+shares the graph and the read in full without one, then goes its own way (`cycle.preserve`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import replace
 
 from syncd.config.flows import Flow, KindFlow
 from syncd.connector import Connector
+from syncd.cycle.preserve import preserve_groups
 from syncd.cycle.read import SourceRead, read_source
 from syncd.plan.nesting import EMPTY, Edges, ancestors, closure, cycle_note
 from syncd.plan.push import Item
@@ -42,7 +44,7 @@ def flatten_read(flow: Flow, kf: KindFlow, store: Store, source: Connector,
                  rd: SourceRead) -> None:
     """Give every group of `rd` (and, incrementally, every ancestor of one) its flattened
     members; remember the edges. Mutates `rd` (module docstring)."""
-    if kf.kind != "group" or kf.nested != "flatten":
+    if kf.kind != "group" or kf.nested not in ("flatten", "preserve"):
         return
     if not rd.full and not graph.established(store, flow.name):
         log.info("%s: no remembered group graph: reading groups in full", flow.name)
@@ -51,6 +53,9 @@ def flatten_read(flow: Flow, kf: KindFlow, store: Store, source: Connector,
                      "cursor", "error", "error_class", "edges", "edge_deltas"):
             setattr(rd, name, getattr(again, name))
     fresh = _fresh(flow, store, rd)
+    if kf.nested == "preserve":  # member groups kept as members (cycle.preserve)
+        preserve_groups(flow, store, rd, fresh)
+        return
     deleted = {g for g in rd.gone if g not in fresh}
     if rd.full:
         whole = dict(fresh)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from syncd.config.flows import Flow
 from syncd.connector import Connector
+from syncd.cycle.preserve import check_target
 from syncd.cycle.result import Options
 from syncd.mapping.attributes import Mapping
 from syncd.model import Kind
@@ -42,7 +43,9 @@ def use_cursor(flow: Flow, stored: Cursor, kind: Kind, opts: Options, now: datet
 
 def for_target(flow: Flow, target: Connector) -> Flow:
     """LDAP attribute names are case-insensitive and its entries come back lower-cased:
-    lower-case the flow's canonical names once, so every comparison downstream agrees."""
+    lower-case the flow's canonical names once, so every comparison downstream agrees.
+    A flow the target cannot serve (nested groups preserved) is refused here."""
+    check_target(flow, target)
     if not getattr(target.capabilities, "attribute_names_case_insensitive", False):
         return flow
     kinds = []

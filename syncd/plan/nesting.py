@@ -29,6 +29,22 @@ from dataclasses import dataclass, field
 
 EMPTY: frozenset[str] = frozenset()
 
+#: ``nested = "preserve"``: a member group's source id in a group's members (`Item.members`,
+#: `Link.members`, `Change.add`/`remove`) is written with this prefix, so one set holds users
+#: and groups and everything that diffs, records and journals members works unchanged; apply
+#: resolves it through the group links (`syncd.cycle.preserve`). Source anchors (UUIDs,
+#: GUIDs, Graph and SCIM ids) never start with it.
+GROUP_MEMBER = "group:"
+
+
+def group_member(gid: str) -> str:
+    return GROUP_MEMBER + gid
+
+
+def member_group_id(member: str) -> str | None:
+    """The group's source id when `member` names a group (`GROUP_MEMBER`), else None."""
+    return member[len(GROUP_MEMBER):] if member.startswith(GROUP_MEMBER) else None
+
 
 @dataclass(frozen=True)
 class Edges:

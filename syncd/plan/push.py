@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.model import Attrs, Entry, Kind, Value, digest
+from syncd.plan.nesting import GROUP_MEMBER
 from syncd.plan.value import Change, Hold, Plan
 from syncd.state.records import Link
 
@@ -206,8 +207,8 @@ def _members(ki: KindInput, item: Item, link: Link | None) -> frozenset[str] | N
             item.members_removed or frozenset())
     else:
         return None
-    if ki.member_universe is not None:
-        members = members & ki.member_universe
+    if (universe := ki.member_universe) is not None:  # member groups: chosen upstream
+        members = frozenset(m for m in members if m in universe or m.startswith(GROUP_MEMBER))
     return members
 
 

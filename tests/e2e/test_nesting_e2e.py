@@ -59,3 +59,42 @@ def test_a_cycle_is_a_note_and_direct_stays_the_default(sync_scim2: Sync) -> Non
         assert sync.member_names(g) == everyone
     notes = " ".join(nested.doc["flows"][0]["notes"])
     assert "cycle (nest-inner, nest-loop, nest-outer)" in notes, notes
+
+
+PRESERVE = 'groups.nested = "preserve"'
+
+
+def group_members(sync: Sync, name: str) -> tuple[set[str], set[str]]:
+    """(user names, group names) of a SCIM group, by the members' ids and types."""
+    listed = sync.group(name).get("members") or []
+    users = {u["id"]: u["userName"] for u in sync.list("Users")}
+    groups = {g["id"]: g["displayName"] for g in sync.list("Groups")}
+    return ({users[m["value"]] for m in listed if m["value"] in users},
+            {groups[m["value"]] for m in listed
+             if m["value"] in groups and m.get("type") == "Group"})
+
+
+def test_nested_groups_preserved_or_refused_clearly(sync: Sync) -> None:
+    """preserve: the inner group is a member of the outer one on scim2-server (typed
+    "Group"), created in the same run, dropped when it leaves the outer group in an
+    incremental run. django-scim2-server declares no group members (and drops them): the
+    flow is refused naming the reason, nothing is written."""
+    sync.write(extra=PRESERVE)
+    add_groups(sync)
+    first = sync.run()
+    if type(sync.scim).__name__ == "DjangoScimServer":
+        assert first.code != 0
+        assert "does not take them" in first.out and "flatten" in first.out, first.out
+        assert sync.list("Groups") == []
+        return
+    assert first.code == 0, first.out
+    assert group_members(sync, "nest-outer") == ({user_uid(0)}, {"nest-inner"})
+    assert group_members(sync, "nest-inner") == ({user_uid(1), user_uid(2)}, set())
+    sync.ldap.modify(f"dn: {OUTER}\nchangetype: modify\ndelete: member\nmember: {INNER}\n")
+    second = sync.run()
+    assert second.code == 0, second.out
+    assert second.doc is not None
+    assert second.doc["flows"][0]["reads"]["group"] == "incremental"
+    assert group_members(sync, "nest-outer") == ({user_uid(0)}, set())
+    full = sync.run("--full")
+    assert full.doc is not None and full.doc["changes"] == [], full.out

@@ -269,7 +269,8 @@ class LdapConnector(IncrementalReads):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            read=True, write=True, patch=True, attribute_names_case_insensitive=True
+            read=True, write=True, patch=True, attribute_names_case_insensitive=True,
+            group_members=True,  # a member value is any DN: groups too
         )
 
     @cached_property
@@ -288,6 +289,11 @@ class LdapConnector(IncrementalReads):
 
     def set_members(self, external_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
         self._writer.set_members(external_id, add, remove)
+
+    def set_member_groups(self, external_id: str, add: Sequence[str],
+                          remove: Sequence[str]) -> None:
+        """Groups as members (``nested = "preserve"``): their DNs in the member attribute."""
+        self._writer.set_members(external_id, add, remove, member_kind="group")
 
     def deactivate(self, kind: Kind, external_id: str) -> None:
         self._writer.deactivate(kind, external_id)

@@ -9,6 +9,7 @@ be mapped and of which type they are (`declarations.declared`), which paths are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,28 @@ def patch_limits(doc: dict[str, Any]) -> PatchLimits:
     )
 
 
+def groups_as_members(found: Sequence[Schema]) -> bool:
+    """May a Group's ``members`` name groups (``nested = "preserve"``)? Yes when the server's
+    Group schema declares the members' ``type`` (RFC 7643 §4.2: "User" or "Group"; canonical
+    values, when listed, include Group) or a ``$ref`` whose referenceTypes include Group, and
+    when it declares no Group schema at all (the RFC's own declaration then applies, as for
+    attributes). django-scim2-server declares only ``value`` and ``display``, and drops group
+    members silently: no."""
+    group = next((s for s in found if (s.id or "").lower() == schemas.URN_GROUP.lower()), None)
+    if group is None:
+        return True
+    members = next((a for a in group.attributes or [] if (a.name or "").lower() == "members"),
+                   None)
+    for sub in (members.sub_attributes or []) if members is not None else []:
+        name = (sub.name or "").lower()
+        listed = [str(v).lower() for v in (sub.canonical_values if name == "type"
+                                           else sub.reference_types) or []]
+        if (name == "type" and (not listed or "group" in listed)) or (
+                name == "$ref" and "group" in listed):
+            return True
+    return False
+
+
 def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
     """Query the discovery endpoints and set `scim.provider` (scim2-client validates with it)."""
     with scim_errors("discovery", name):
@@ -107,5 +130,6 @@ def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
         unsupported_attributes={str(k): v for k, v in unsupported.items()},
         declares=lambda kind, path: kind in declared and declared[
             kind].problem(path) is None,
+        group_members=groups_as_members(found.resources or []),
     )
     return Discovered(caps, unsupported, declared, endpoints, page_size, limits)

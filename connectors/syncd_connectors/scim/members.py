@@ -75,20 +75,21 @@ def _encode(value: Any) -> bytes:
 _ENVELOPE = len(_encode({"schemas": [paths.URN_PATCH], "Operations": []}))
 
 
-def add_item(value: str) -> bytes:
-    return _encode({"value": value})
+def add_item(value: str, member_type: str | None = None) -> bytes:
+    """One added member; `member_type` (``Group``: a nested group) as RFC 7643 §4.2 says."""
+    return _encode({"value": value, "type": member_type} if member_type else {"value": value})
 
 
 def remove_op(value: str) -> bytes:
     return _encode({"op": "remove", "path": f"members[value eq {paths.escape(value)}]"})
 
 
-def body(adds: Sequence[str], removes: Sequence[str]) -> bytes:
+def body(adds: Sequence[str], removes: Sequence[str], member_type: str | None = None) -> bytes:
     """The PATCH body: one ``add`` listing `adds`, then one ``remove`` per value of `removes`."""
     ops = []
     if adds:
         ops.append(b'{"op":"add","path":"members","value":['
-                   + b",".join(add_item(v) for v in adds) + b"]}")
+                   + b",".join(add_item(v, member_type) for v in adds) + b"]}")
     ops.extend(remove_op(v) for v in removes)
     return (b'{"schemas":["' + paths.URN_PATCH.encode() + b'"],"Operations":['
             + b",".join(ops) + b"]}")
@@ -147,6 +148,8 @@ class MemberChange:
     connector: str
     sleep: Callable[[float], None]
     clock: Callable[[], float]
+    #: ``Group``: the values are groups (nested groups kept, ``nested = "preserve"``).
+    member_type: str | None = None
     adds: Sizer = field(init=False)
     removes: Sizer = field(init=False)
     done_add: set[str] = field(default_factory=set, init=False)
@@ -163,6 +166,7 @@ class MemberChange:
     may_replace: bool = field(default=True, init=False)
     #: PATCHes in a row whose answer was lost and after which a read showed no progress.
     unanswered: int = field(default=0, init=False)
+    types: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         ceiling = min(MAX_VALUES, self.limits.max_operations or MAX_VALUES)
@@ -237,9 +241,9 @@ class MemberChange:
         budget = self.max_bytes - _ENVELOPE - 64
         if pend_add and (len(pend_add) > self.adds.size or len(pend_remove) > self.removes.size
                          or not self.mixing):
-            return self._take(pend_add, self.adds.size, budget, add_item), []
-        adds = self._take(pend_add, self.adds.size, budget, add_item)
-        budget -= sum(len(add_item(v)) + 1 for v in adds)
+            return self._take(pend_add, self.adds.size, budget, self._item), []
+        adds = self._take(pend_add, self.adds.size, budget, self._item)
+        budget -= sum(len(self._item(v)) + 1 for v in adds)
         if len(adds) < len(pend_add):
             return adds, []
         ops = min(self.removes.size, self.removes.ceiling - (1 if adds else 0))  # + the add op
@@ -267,7 +271,8 @@ class MemberChange:
         started = self.clock()
         self.patches += 1
         try:
-            resp = self.http.request("PATCH", self.url, content=body(adds, removes),
+            content = body(adds, removes, self.member_type)
+            resp = self.http.request("PATCH", self.url, content=content,
                                      headers=JSON_HEADERS, resend=False)  # fmt: skip
         except Retriable as exc:
             if not maybe_applied(exc):
@@ -310,9 +315,14 @@ class MemberChange:
         resp = self.http.request("GET", self.url, params={"attributes": "members"})
         doc = checked_json(resp, f"{self.what}: read members", self.connector)
         listed = doc.get("members")
-        values = {str(m["value"]) for m in (listed if isinstance(listed, list) else [])
-                  if isinstance(m, dict) and m.get("value") is not None}
-        return values, resp.headers.get("ETag")
+        members = [m for m in (listed if isinstance(listed, list) else [])
+                   if isinstance(m, dict) and m.get("value") is not None]
+        #: a replace writes each member back with its type (a nested group stays a Group)
+        self.types = {str(m["value"]): str(m["type"]) for m in members if m.get("type")}
+        return {str(m["value"]) for m in members}, resp.headers.get("ETag")
+
+    def _item(self, value: str) -> bytes:
+        return add_item(value, self.member_type)
 
     def _still_to_do(self, pend_add: list[str], pend_remove: list[str]
                      ) -> tuple[list[str], list[str]]:
@@ -350,7 +360,9 @@ class MemberChange:
                 return []
             want = sorted(current - drop)
             ops: list[dict[str, Any]] = (
-                [{"op": "replace", "path": "members", "value": [{"value": v} for v in want]}]
+                [{"op": "replace", "path": "members", "value": [
+                    {"value": v, **({"type": t} if (t := self.types.get(v)) else {})}
+                    for v in want]}]
                 if want else [{"op": "remove", "path": "members"}])
             content = _encode({"schemas": [paths.URN_PATCH], "Operations": ops})
             if attempt == REPLACE_TRIES or etag is None or len(content) > self.max_bytes:

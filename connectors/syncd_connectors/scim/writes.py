@@ -92,6 +92,20 @@ class ScimWrites(ScimSession):
             sleep=lambda s: self.sleep(s), clock=lambda: self.clock(),
         ).run()  # fmt: skip
 
+    def set_member_groups(self, external_id: str, add: Sequence[str],
+                          remove: Sequence[str]) -> None:
+        """Groups as members (``nested = "preserve"``): as `set_members`, each added value
+        typed ``"type": "Group"`` (RFC 7643 §4.2). Only where the server declares it
+        (`discovery.groups_as_members`); the engine refuses the flow elsewhere."""
+        if not add and not remove:
+            return
+        MemberChange(
+            http=self._http_or_fatal, endpoint=self._endpoints["group"], group=external_id,
+            add=list(add), remove=list(remove), initial=self.config.members_per_patch,
+            timeout=self.config.timeout, limits=self._limits, connector=self.name,
+            sleep=lambda s: self.sleep(s), clock=lambda: self.clock(), member_type="Group",
+        ).run()  # fmt: skip
+
     def deactivate(self, kind: Kind, external_id: str) -> None:
         if kind != "user":
             raise Rejected(f"cannot deactivate a SCIM {kind}", connector=self.name)

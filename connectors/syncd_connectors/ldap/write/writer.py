@@ -149,8 +149,11 @@ class LdapWriter(Disabling):
             changes = {n: [(ldap3.MODIFY_REPLACE, v)] for n, v in values.items()}
             self._expect("update", dn, self._modify("update", dn, changes))
 
-    def set_members(self, group_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
-        found = self.dns("user", [*add, *remove])
+    def set_members(self, group_id: str, add: Sequence[str], remove: Sequence[str],
+                    member_kind: Kind = "user") -> None:
+        """Member anchors -> DNs in the member attribute; `member_kind` ``group``: nested
+        groups (``nested = "preserve"``), their DNs like users'."""
+        found = self.dns(member_kind, [*add, *remove])
         add_dns = [found[a] for a in add if a in found]
         remove_dns = [found[a] for a in remove if a in found and a not in add]
         ks = self.settings("group")
@@ -160,7 +163,8 @@ class LdapWriter(Disabling):
             raise self._reject(f"group {group_id} is gone")
         missing = [a for a in add if a not in found]
         if missing:  # the rest is applied; a later run retries these
-            raise self._reject(f"members not found as users: {', '.join(missing[:10])}")
+            raise self._reject(f"members not found as {member_kind}s: "
+                               f"{', '.join(missing[:10])}")
 
     def _members_at(self, dn: str, add: list[str], remove: list[str], holder: str | None) -> None:
         got = self._search(dn, "(objectClass=*)", ldap3.BASE, [self._member, "objectClass"])
