@@ -147,11 +147,15 @@ class Test:
                 a < b if op == "lt" else a <= b)
 
     def holds(self, raw: RawAttrs) -> bool:
-        values = [v for v in raw.get(self.attribute, ()) if v]
+        values = raw.get(self.attribute, ())
         if self.op == "present":
-            result = bool(values) == self.present
+            result = any(values) == self.present
+        elif self.needles and "" not in self.needles:  # equals/in: one set test, in C
+            result = not self.needles.isdisjoint(
+                values if self.case_sensitive else map(str.casefold, values))
         else:
-            result = any(self._one(v) for v in values)
+            one = self._one
+            result = any(one(v) for v in values if v)
         return result != self.negate
 
     def attributes(self) -> frozenset[str]:

@@ -45,7 +45,7 @@ class EvalError(ValueError):
 def _values(raw: RawAttrs, attr: str) -> tuple[str, ...]:
     vals = raw.get(attr, ())
     # Fast path: connectors rarely hand over empty strings, so avoid rebuilding the tuple.
-    return vals if all(vals) else tuple(v for v in vals if v)
+    return vals if all(vals) else tuple(filter(None, vals))
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class FromAttribute:
     type: Type = "str"
 
     def read(self, raw: RawAttrs, trace: Trace | None = None) -> tuple[Values, str]:
-        vals = _values(raw, self.attr)
+        vals = raw.get(self.attr, ())
+        if not all(vals):
+            vals = tuple(filter(None, vals))
         if trace is not None:
             trace.append((f"read {self.attr}", vals))
         return vals, self.attr

@@ -20,7 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from syncd.model import Attrs, Entry, Kind, Value, digest
+from syncd.model import Attrs, Entry, Kind, digest
+from syncd.plan.compare import diff as diff  # re-exported: callers import them from here
+from syncd.plan.compare import match_value as match_value
+from syncd.plan.compare import same as same
 from syncd.plan.nesting import GROUP_MEMBER
 from syncd.plan.value import Change, Hold, Plan
 from syncd.state.records import Link
@@ -83,39 +86,6 @@ class KindInput:
     lookup_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
     #: Said in the plan as they are (nested group cycles, `syncd.plan.nesting`).
     notes: tuple[str, ...] = ()
-
-
-def match_value(value: Value) -> str | None:
-    """Normalise a value for matching: SCIM userName and emails are case-insensitive."""
-    if value is None or value == "" or value == ():
-        return None
-    if isinstance(value, tuple):
-        value = value[0]
-    return str(value).casefold()
-
-
-def same(a: Value, b: Value) -> bool:
-    """Equal as directory values: empty is empty, and one value equals a 1-tuple of it
-    (LDAP hands back multi-valued attributes as lists)."""
-    empty = (None, "", ())
-    if a in empty and b in empty:
-        return True
-    if isinstance(a, tuple) and len(a) == 1 and not isinstance(b, tuple):
-        a = a[0]
-    if isinstance(b, tuple) and len(b) == 1 and not isinstance(a, tuple):
-        b = b[0]
-    return a == b or _same_number(a, b) or _same_number(b, a)
-
-
-def _same_number(a: Value, b: Value) -> bool:
-    """An integer a mapping yields (a const, a switch case) equals the text a target reads
-    back for an integer attribute (SCIM servers and LDAP hand integers over as text)."""
-    return isinstance(a, int) and not isinstance(a, bool) and isinstance(b, str) and \
-        str(a) == b.strip()
-
-
-def diff(new: Attrs, old: Attrs, skip: frozenset[str] = frozenset()) -> dict[str, Value]:
-    return {p: v for p, v in new.items() if p not in skip and not same(v, old.get(p))}
 
 
 def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:

@@ -37,6 +37,8 @@ def _is_latin(c: str) -> bool:
 
 def strip_diacritics(value: str) -> str:
     """Drop combining marks that follow a Latin letter; recompose everything else."""
+    if value.isascii():  # most values: nothing to strip
+        return value
     out: list[str] = []
     latin = False
     for c in unicodedata.normalize("NFD", value):
@@ -51,6 +53,8 @@ def strip_diacritics(value: str) -> str:
 
 def to_ascii(value: str) -> str:
     """`value` in ASCII: compatibility-folded, marks stripped, transliterated, rest dropped."""
+    if value.isascii():
+        return value
     folded = unicodedata.normalize("NFKD", value.translate(_TABLE)).translate(_TABLE)
     return "".join(c for c in folded if c.isascii())
 

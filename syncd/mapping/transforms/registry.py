@@ -228,7 +228,7 @@ def each(f: Callable[[str], str]) -> Fn:
     """Apply `f` to every value, dropping the empty results (they are not values)."""
 
     def run(values: Strs) -> Strs:
-        return tuple(r for r in (f(v) for v in values) if r)
+        return tuple(filter(None, map(f, values)))  # C-level: this runs per value read
 
     return run
 
