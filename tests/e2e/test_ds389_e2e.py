@@ -25,11 +25,13 @@ class Ds389Sync(Sync):
         super().__init__(tmp, tree.server, scim, mp)  # type: ignore[arg-type]
 
     def write(self, *, deprovision: str = "delete", match: str = '["userName"]',
-              extra: str = "", scope: str = "", app_extra: str = "") -> None:  # fmt: skip
+              extra: str = "", scope: str = "", app_extra: str = "",
+              mapping: str = "") -> None:  # fmt: skip
         text = CONFIG.format(
             state=self.state, ldap_url=self.tree.server.url, bind_dn=self.tree.server.admin_dn,
             people=self.tree.people, groups=self.tree.groups, scim_url=self.scim.url,
             deprovision=deprovision, match=match, extra=extra, scope=scope, app_extra=app_extra,
+            mapping=mapping,
         )  # fmt: skip
         text = text.replace('type = "ldap"\n', f'type = "ldap"\nanchor = "{self.anchor}"\n', 1)
         self.config.write_text(text)
