@@ -375,6 +375,9 @@ def test_entra_to_ldap(tmp_path: Path, graph_fake: GraphFakeServer, slapd: Slapd
         "mailNickname": "team",
         "members@odata.bind": [f"{graph_fake.url}/directoryObjects/{ids[i]}" for i in (0, 1)]})
     assert r.status_code == 201, r.text
+    r = graph_fake.graph("PUT", f"/users/{ids[1]}/manager/$ref",
+                         {"@odata.id": f"{graph_fake.url}/users/{ids[0]}"})
+    assert r.status_code == 204, r.text
 
     def ldap_users() -> dict[str, dict[str, Any]]:
         conn = ldap3.Connection(slapd.url, slapd.admin_dn, slapd.admin_password, auto_bind=True)
@@ -390,6 +393,8 @@ def test_entra_to_ldap(tmp_path: Path, graph_fake: GraphFakeServer, slapd: Slapd
     assert set(users) == {f"entra{i}" for i in range(4)}
     assert users["entra1"]["sn"] == ["Tra1"] and users["entra1"]["mail"] == [
         "entra1@contoso.example.com"]
+    assert [m.lower() for m in users["entra1"]["manager"]] == [users["entra0"]["dn"].lower()]
+    assert "manager" not in users["entra0"]
     conn = ldap3.Connection(slapd.url, slapd.admin_dn, slapd.admin_password, auto_bind=True)
     conn.search(GROUPS, "(cn=Entra Team)", attributes=["member"])
     members = {str(m).lower() for m in conn.entries[0].member.values}
