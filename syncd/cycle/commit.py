@@ -3,6 +3,8 @@ the cursors, which advance only after a clean apply."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from syncd.config.flows import Flow
 from syncd.connector import Connector
 from syncd.cycle.apply import Applier
@@ -10,6 +12,7 @@ from syncd.cycle.result import FlowResult, Options
 from syncd.cycle.retrying import record_holds, record_outcomes
 from syncd.cycle.setup import fingerprint
 from syncd.model import Kind
+from syncd.plan.nesting import GROUP_MEMBER
 from syncd.plan.push import Item
 from syncd.plan.safety import check
 from syncd.plan.value import Plan
@@ -83,7 +86,18 @@ def name_members(res: FlowResult, store: Store, flow: str) -> None:
            for i in (*c.add, *c.remove, *c.source_add, *c.source_remove)} - set(res.names)
     if not ids:
         return
-    for sid, lk in store.links(flow, "user", ids).items():
-        name = next((str(v) for k in NAME_KEYS if (v := lk.base.get(k))), None)
-        if name:
-            res.names[sid] = name
+    # member groups (nested = "preserve") are named "group NAME": from this plan, else links
+    groups = {i.removeprefix(GROUP_MEMBER): i for i in ids if i.startswith(GROUP_MEMBER)}
+    for c in res.plan.changes:
+        if c.kind == "group" and c.source_id in groups:
+            res.names[groups.pop(c.source_id)] = f"group {c.name}"
+    lookups: tuple[tuple[Kind, Collection[str]], ...] = (("user", ids), ("group", groups))
+    for kind, wanted in lookups:
+        if not wanted:
+            continue
+        for sid, lk in store.links(flow, kind, wanted).items():
+            name = next((str(v) for k in NAME_KEYS if (v := lk.base.get(k))), None)
+            if name and kind == "user":
+                res.names[sid] = name
+            elif name:
+                res.names[groups[sid]] = f"group {name}"

@@ -76,6 +76,12 @@ def test_member_groups_are_written_in_the_plan_that_creates_them(env: PEnv) -> N
     assert res.plan is not None
     (outer,) = [c for c in res.plan.changes if c.op == "set_members" and c.name == "app-outer"]
     assert outer.add == ("group:g1", "s0")
+    assert res.names["group:g1"] == "group app-inner"  # plans name member groups
+    src.set_group_groups("g0", {"g2"})  # an incremental cycle: named from the group's link
+    removed = env.run()
+    assert removed.plan is not None and removed.names["group:g1"] == "group app-inner"
+    src.set_group_groups("g0", {"g1", "g2"})
+    env.run()
     again = env.run()
     assert again.plan is not None and again.plan.changes == ()
 
