@@ -11,7 +11,18 @@ from typing import Any
 
 import click
 
-from syncd.cli import check, inspect, log, mapping, plan, report, run, scaffold, service
+from syncd.cli import (
+    check,
+    inspect,
+    log,
+    mapping,
+    plan,
+    report,
+    run,
+    scaffold,
+    serve,
+    service,
+)
 from syncd.cli.common import EXIT_CONFIG, EXIT_FAILED
 
 
@@ -50,7 +61,7 @@ for command in (run.run, run.validate, check.check, inspect.status, log.log_comm
                 inspect.release,
                 inspect.conflicts, inspect.connectors, inspect.explain, service.daemon,
                 mapping.test_mapping, plan.plan, plan.apply, scaffold.init,
-                scaffold.config_schema, report.report):
+                scaffold.config_schema, report.report, serve.serve):
     main.add_command(command)
 
 

@@ -13,6 +13,7 @@ from syncd.config.schema import (
     MetricsModel,
     SafetyModel,
     ScheduleModel,
+    ServeModel,
     journal_keep_seconds,
 )
 from syncd.connector import ConnectorConfig
@@ -86,6 +87,8 @@ class Config:
     journal_keep: str = DEFAULT_JOURNAL_KEEP
     #: ``[alerts]``: webhooks and a command told about runs that need attention.
     alerts: AlertsModel = field(default_factory=AlertsModel)
+    #: ``[serve]``: the SCIM service provider (None: not configured).
+    serve: ServeModel | None = None
 
     @property
     def journal_keep_seconds(self) -> float | None:

@@ -20,7 +20,13 @@ from pydantic import BaseModel, ValidationError
 from syncd import registry
 from syncd.config.durations import parse_duration
 from syncd.config.flows import Config, ConnectorSpec, Flow, KindFlow
-from syncd.config.schema import DEFAULT_STATE_FILE, AlertsModel, FileModel, KindModel
+from syncd.config.schema import (
+    DEFAULT_STATE_FILE,
+    AlertsModel,
+    FileModel,
+    KindModel,
+    ServeModel,
+)
 from syncd.config.suggest import did_you_mean
 from syncd.errors import ConfigError
 from syncd.mapping.attributes import Mapping
@@ -97,6 +103,7 @@ def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
     # [alerts] apart: its header secrets, like the connectors', are resolved only by
     # commands that use them (the daemon), not by those that only read the store.
     alerts = raw.pop("alerts", None)
+    serve = raw.pop("serve", None)
     try:
         model = FileModel.model_validate(raw)
     except ValidationError as exc:
@@ -107,6 +114,12 @@ def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
                 alerts, context=None if secrets else DEFER)})
         except ValidationError as exc:
             raise _pydantic_error(exc, file, "alerts") from None
+    if serve is not None:
+        try:
+            model = model.model_copy(update={"serve": ServeModel.model_validate(
+                serve, context=None if secrets else DEFER)})
+        except ValidationError as exc:
+            raise _pydantic_error(exc, file, "serve") from None
     return _build(file, model, secrets)
 
 
@@ -211,8 +224,24 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
 
     url = _anchored(model.state.url, file) if model.state.url else default_state_url(file)
     state_url = StateURL(url, model.state.password)
+    for name, cls in classes.items():  # connectors that read the store get its URL
+        if getattr(cls, "uses_state_store", False):
+            spec = connectors[name]
+            connectors[name] = ConnectorSpec(name, spec.type, spec.config.model_copy(
+                update={"state_url": state_url}))
+    if model.serve is not None:
+        _check_serve(model.serve, connectors, file)
     return Config(file, state_url, connectors, flows, model.metrics, model.state.journal_keep,
-                  alerts=model.alerts)
+                  alerts=model.alerts, serve=model.serve)
+
+
+def _check_serve(serve: ServeModel, connectors: dict[str, ConnectorSpec], file: Path) -> None:
+    spec = connectors.get(serve.directory)
+    if spec is None or spec.type != "scim_inbox":
+        inboxes = ", ".join(sorted(n for n, c in connectors.items() if c.type == "scim_inbox"))
+        raise ConfigError(f"{serve.directory!r} is not a connector of type \"scim_inbox\" "
+                          f"(add [connectors.{serve.directory}] type = \"scim_inbox\"; "
+                          f"defined: {inboxes or 'none'})", f"{file}: serve.directory")
 
 
 def _anchored(url: str, file: Path) -> str:

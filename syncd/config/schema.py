@@ -231,6 +231,43 @@ class AlertsModel(_Strict):
         return bool(self.webhooks) or self.command is not None
 
 
+class ServeModel(_Strict):
+    """``[serve]``: the SCIM 2.0 service provider of ``syncd serve`` (`syncd.daemon.inbound`),
+    which SCIM clients (Entra ID, Okta) provision into."""
+
+    listen: ListenAddress = "127.0.0.1:8443"
+    #: Bearer tokens a client may present (``env:``/``file:``/systemd credentials); at least one.
+    tokens: list[Secret] = Field(min_length=1)
+    #: The ``scim_inbox`` connector whose directory the clients write.
+    directory: str
+    #: TLS served natively when both are given; else plain HTTP (behind a reverse proxy).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Trust ``X-Forwarded-Proto/Host/Prefix`` (a reverse proxy in front sets them).
+    behind_proxy: bool = False
+    #: Largest request body, in bytes (413 beyond).
+    max_body: int = Field(default=1_048_576, ge=1024)
+    #: Requests per second per client address (429 beyond, with Retry-After); 0: no limit.
+    rate_limit: float = Field(default=200.0, ge=0)
+    #: Worker threads serving requests.
+    threads: int = Field(default=8, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServeModel:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key (TLS served natively), or "
+                             "neither (plain HTTP, e.g. behind a reverse proxy)")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path}: no such file")
+        host = self.listen.rpartition(":")[0]
+        if self.tls_cert is None and not is_loopback(host) and not self.behind_proxy:
+            raise ValueError("plain HTTP on a non-loopback address would send the bearer "
+                                 "tokens in clear: give tls_cert and tls_key, or set "
+                                 "behind_proxy = true when a TLS proxy is in front")
+        return self
+
+
 Authority = Literal["source", "target", "newest", "manual"]
 
 
@@ -277,6 +314,7 @@ class FileModel(_Strict):
     flows: dict[str, FlowModel] = Field(default_factory=dict)
     metrics: MetricsModel = Field(default_factory=MetricsModel)
     alerts: AlertsModel = Field(default_factory=AlertsModel)
+    serve: ServeModel | None = None
 
 
 

@@ -1,0 +1,356 @@
+"""The received directory: users and groups that SCIM clients (Entra ID, Okta) provision into
+``syncd serve``, kept in the state store, SQLite or PostgreSQL (DESIGN principle 14: inbound
+is just another connector, whose directory lives here).
+
+One row per resource (`InboxRow`): its id, externalId, its name (userName of a user,
+displayName of a group) with a lower-cased key for the case-insensitive ``eq`` filters and
+the userName uniqueness RFC 7643 asks for, the resource JSON as received (without id, meta,
+members or secrets), a version (the ETag) and its place in the directory's change sequence.
+Group members are rows of `InboxMemberRow`, so adding one member to a group of 10,000 writes
+one row, and ``excludedAttributes=members`` reads none.
+
+Writes are serialised per directory: each one first bumps the directory's counter
+(`InboxSeqRow`, an upsert: a write lock on SQLite, a row lock on PostgreSQL) and commits in
+the same transaction, so changes commit in sequence order and a reader whose cursor is N has
+seen every change up to N. A delete leaves a tombstone (``deleted``, an empty body) with its
+own sequence number, which incremental reads report as a delete. On SQLite the writer's
+connections run with ``synchronous=FULL``: a change is on disk before the client is answered.
+
+Everything here is dicts and plain values: the SCIM wire format (scim2-models) is the
+server's business (`syncd.daemon.inbound`), the reading side is `syncd.state.inbox_source`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Index, and_, delete, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel
+
+from syncd.model import Kind
+from syncd.state.records import aware, now
+
+#: Attributes never stored, whatever a peer sends (RFC 7643 §4.1.1: returned "never").
+SECRET_ATTRIBUTES = frozenset({"password"})
+#: Keys kept outside the body: the columns and the member rows hold them.
+_OUTSIDE = frozenset({"id", "meta", "members", "schemas_"})
+
+
+class InboxRow(SQLModel, table=True):
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_name", "directory", "kind", "name_key"),
+                      Index("ix_inbox_external", "directory", "kind", "external_id"),
+                      Index("ix_inbox_seq", "directory", "seq"))
+    directory: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    external_id: str | None = None
+    name: str = ""
+    name_key: str = ""
+    body: str = "{}"
+    version: int = 1
+    seq: int
+    deleted: bool = False
+    created: datetime
+    modified: datetime
+
+
+class InboxMemberRow(SQLModel, table=True):
+    __tablename__ = "inbox_member"
+    __table_args__ = (Index("ix_inbox_member_member", "directory", "member_id"),)
+    directory: str = Field(primary_key=True)
+    group_id: str = Field(primary_key=True)
+    member_id: str = Field(primary_key=True)
+    #: "User" or "Group" (nested groups); None when the client did not say.
+    type: str | None = None
+    display: str | None = None
+
+
+class InboxSeqRow(SQLModel, table=True):
+    __tablename__ = "inbox_seq"
+    directory: str = Field(primary_key=True)
+    seq: int = 0
+
+
+class InboxNotFound(LookupError):
+    pass
+
+
+class InboxConflict(ValueError):
+    """A unique value (a user's userName) is held by another resource."""
+
+
+class InboxVersionMismatch(ValueError):
+    """The stored version is not the one the write was based on (a concurrent change)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    value: str
+    type: str | None = None
+    display: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: Kind
+    id: str
+    external_id: str | None
+    name: str
+    body: Mapping[str, Any]
+    #: None when not read (``excludedAttributes=members``) or not a group.
+    members: tuple[Member, ...] | None
+    version: int
+    seq: int
+    deleted: bool
+    created: datetime
+    modified: datetime
+
+
+def scrubbed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` without the attributes that are never stored (a password a client sends)."""
+    return {k: v for k, v in body.items() if k not in SECRET_ATTRIBUTES
+            and k.rpartition(":")[2] not in SECRET_ATTRIBUTES}
+
+
+def name_of(kind: Kind, body: Mapping[str, Any]) -> str:
+    value = body.get("userName" if kind == "user" else "displayName")
+    return value if isinstance(value, str) else ""
+
+
+def _tables() -> tuple[Any, Any, Any]:
+    return (InboxRow.__table__, InboxMemberRow.__table__,  # type: ignore[attr-defined]
+            InboxSeqRow.__table__)  # type: ignore[attr-defined]
+
+
+class Inbox:
+    """One received directory (`directory`: the name of its ``scim_inbox`` connector) in the
+    store whose engine is given (a `syncd.state.store.Store`'s, tables created)."""
+
+    PAGE = 500
+
+    def __init__(self, engine: Engine, directory: str) -> None:
+        self.engine = engine
+        self.directory = directory
+        self._dialect = postgresql if engine.dialect.name.startswith("postgres") else sqlite
+        SQLModel.metadata.create_all(engine, tables=list(_tables()))
+        if engine.dialect.name == "sqlite" and not getattr(engine, "_inbox_durable", False):
+            @event.listens_for(engine, "connect")
+            def _durable(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.close()
+
+            engine._inbox_durable = True  # type: ignore[attr-defined]
+            engine.dispose()  # connections opened before run with the listener too
+
+    # -- writes ---------------------------------------------------------------------------
+    def _next_seq(self, conn: Any) -> int:
+        """The next sequence number, taking the directory's write lock (first statement of
+        the transaction, so SQLite takes its write lock before any read)."""
+        _, _, s = _tables()
+        stmt = self._dialect.insert(s).values(directory=self.directory, seq=1)
+        stmt = stmt.on_conflict_do_update(index_elements=["directory"],
+                                          set_={"seq": s.c.seq + 1}).returning(s.c.seq)
+        return int(conn.execute(stmt).scalar_one())
+
+    def _check_unique(self, conn: Any, kind: Kind, key: str, own_id: str | None) -> None:
+        if kind != "user" or not key:
+            return
+        t, _, _ = _tables()
+        q = select(t.c.id).where(and_(t.c.directory == self.directory, t.c.kind == kind,
+                                      t.c.name_key == key, t.c.deleted.is_(False)))
+        for (other,) in conn.execute(q):
+            if other != own_id:
+                raise InboxConflict(f"userName is already taken ({other})")
+
+    def create(self, kind: Kind, rid: str, body: Mapping[str, Any],
+               members: Sequence[Member] | None = None) -> Record:
+        t, m, _ = _tables()
+        body = {k: v for k, v in scrubbed(body).items() if k not in _OUTSIDE}
+        name = name_of(kind, body)
+        ts = now()
+        with self.engine.begin() as conn:
+            seq = self._next_seq(conn)
+            self._check_unique(conn, kind, name.lower(), None)
+            conn.execute(insert(t).values(
+                directory=self.directory, kind=kind, id=rid, external_id=body.get("externalId"),
+                name=name, name_key=name.lower(), body=json.dumps(body), version=1, seq=seq,
+                deleted=False, created=ts, modified=ts))
+            if members:
+                conn.execute(insert(m), [self._member_row(rid, x) for x in _unique(members)])
+        return Record(kind, rid, body.get("externalId"), name, body,
+                      tuple(_unique(members or ())) if kind == "group" else None,
+                      1, seq, False, ts, ts)
+
+    def replace(self, kind: Kind, rid: str, body: Mapping[str, Any],
+                members: Sequence[Member] | None = None, *,
+                expected_version: int | None = None) -> Record:
+        """Replace the resource; `members` None leaves a group's members as they are."""
+        t, _m, _ = _tables()
+        body = {k: v for k, v in scrubbed(body).items() if k not in _OUTSIDE}
+        name = name_of(kind, body)
+        ts = now()
+        with self.engine.begin() as conn:
+            seq = self._next_seq(conn)
+            row = self._row(conn, kind, rid)
+            if expected_version is not None and row.version != expected_version:
+                raise InboxVersionMismatch(f"version {row.version}, not {expected_version}")
+            self._check_unique(conn, kind, name.lower(), rid)
+            conn.execute(update(t).where(self._key(t, kind, rid)).values(
+                external_id=body.get("externalId"), name=name, name_key=name.lower(),
+                body=json.dumps(body), version=row.version + 1, seq=seq, modified=ts))
+            if members is not None:
+                self._set_members(conn, rid, _unique(members))
+            kept = self._members(conn, rid) if kind == "group" else None
+        return Record(kind, rid, body.get("externalId"), name, body, kept, row.version + 1, seq,
+                      False, aware(row.created) or ts, ts)
+
+    def delete(self, kind: Kind, rid: str, *, expected_version: int | None = None) -> None:
+        """Leave a tombstone; a deleted user leaves the groups that had it (each a change)."""
+        t, m, _ = _tables()
+        ts = now()
+        with self.engine.begin() as conn:
+            seq = self._next_seq(conn)
+            row = self._row(conn, kind, rid)
+            if expected_version is not None and row.version != expected_version:
+                raise InboxVersionMismatch(f"version {row.version}, not {expected_version}")
+            conn.execute(update(t).where(self._key(t, kind, rid)).values(
+                deleted=True, body="{}", name_key="", version=row.version + 1, seq=seq,
+                modified=ts))
+            conn.execute(delete(m).where(and_(m.c.directory == self.directory,
+                                              m.c.group_id == rid)))
+            holders = [g for (g,) in conn.execute(select(m.c.group_id).where(and_(
+                m.c.directory == self.directory, m.c.member_id == rid)))]
+            if holders:
+                conn.execute(delete(m).where(and_(m.c.directory == self.directory,
+                                                  m.c.member_id == rid)))
+                conn.execute(update(t).where(and_(
+                    t.c.directory == self.directory, t.c.kind == "group",
+                    t.c.id.in_(holders))).values(version=t.c.version + 1, seq=seq,
+                                                 modified=ts))
+
+    def _member_row(self, gid: str, member: Member) -> dict[str, Any]:
+        return {"directory": self.directory, "group_id": gid, "member_id": member.value,
+                "type": member.type, "display": member.display}
+
+    def _set_members(self, conn: Any, gid: str, members: list[Member]) -> None:
+        _, m, _ = _tables()
+        have = {x.value: x for x in self._members(conn, gid)}
+        want = {x.value: x for x in members}
+        gone = [v for v in have if v not in want or want[v] != have[v]]
+        if gone:
+            conn.execute(delete(m).where(and_(m.c.directory == self.directory,
+                                              m.c.group_id == gid, m.c.member_id.in_(gone))))
+        new = [x for v, x in want.items() if v not in have or v in gone]
+        if new:
+            conn.execute(insert(m), [self._member_row(gid, x) for x in new])
+
+    # -- reads ----------------------------------------------------------------------------
+    def _key(self, t: Any, kind: Kind, rid: str) -> Any:
+        return and_(t.c.directory == self.directory, t.c.kind == kind, t.c.id == rid)
+
+    def _row(self, conn: Any, kind: Kind, rid: str) -> Any:
+        t, _, _ = _tables()
+        row = conn.execute(select(t).where(self._key(t, kind, rid))).first()
+        if row is None or row.deleted:
+            raise InboxNotFound(f"{kind} {rid!r} not found")
+        return row
+
+    def _members(self, conn: Any, gid: str) -> tuple[Member, ...]:
+        _, m, _ = _tables()
+        q = select(m.c.member_id, m.c.type, m.c.display).where(and_(
+            m.c.directory == self.directory, m.c.group_id == gid)).order_by(m.c.member_id)
+        return tuple(Member(v, ty, d) for v, ty, d in conn.execute(q))
+
+    def _record(self, conn: Any, row: Any, members: bool) -> Record:
+        kind = row.kind
+        return Record(kind, row.id, row.external_id, row.name, json.loads(row.body),
+                      self._members(conn, row.id) if members and kind == "group"
+                      and not row.deleted else None,
+                      row.version, row.seq, row.deleted, aware(row.created) or now(),
+                      aware(row.modified) or now())
+
+    def get(self, kind: Kind, rid: str, *, members: bool = True) -> Record:
+        with self.engine.connect() as conn:
+            return self._record(conn, self._row(conn, kind, rid), members)
+
+    def find(self, kind: Kind, column: str, value: str, *, members: bool = True) -> list[Record]:
+        """Live resources whose `column` ("id", "external_id", "name_key") equals `value`."""
+        t, _, _ = _tables()
+        q = select(t).where(and_(t.c.directory == self.directory, t.c.kind == kind,
+                                 t.c.deleted.is_(False), getattr(t.c, column) == value))
+        with self.engine.connect() as conn:
+            return [self._record(conn, r, members) for r in conn.execute(q.order_by(t.c.id))]
+
+    def all(self, kind: Kind, *, members: bool = True) -> Iterator[list[Record]]:
+        """Every live resource of `kind`, in pages (keyset on id: no page repeats or skips a
+        resource that exists during the whole walk)."""
+        t, _, _ = _tables()
+        after = ""
+        while True:
+            q = select(t).where(and_(t.c.directory == self.directory, t.c.kind == kind,
+                                     t.c.deleted.is_(False), t.c.id > after)
+                                ).order_by(t.c.id).limit(self.PAGE)
+            with self.engine.connect() as conn:
+                page = [self._record(conn, r, members) for r in conn.execute(q)]
+            if not page:
+                return
+            yield page
+            after = page[-1].id
+            if len(page) < self.PAGE:
+                return
+
+    def changes(self, kind: Kind, since: int) -> Iterator[list[Record]]:
+        """Resources of `kind` (tombstones included) changed after sequence number `since`,
+        in sequence order, in pages."""
+        t, _, _ = _tables()
+        while True:
+            q = select(t).where(and_(t.c.directory == self.directory, t.c.kind == kind,
+                                     t.c.seq > since)).order_by(t.c.seq).limit(self.PAGE)
+            with self.engine.connect() as conn:
+                page = [self._record(conn, r, True) for r in conn.execute(q)]
+            if not page:
+                return
+            yield page
+            since = page[-1].seq
+            if len(page) < self.PAGE:
+                return
+
+    def head(self) -> int:
+        """The directory's latest sequence number (0: nothing received yet)."""
+        _, _, s = _tables()
+        with self.engine.connect() as conn:
+            got = conn.execute(select(s.c.seq).where(s.c.directory == self.directory)).scalar()
+        return int(got or 0)
+
+    def groups_naming(self, member_ids: Iterable[str]) -> list[Record]:
+        """Live groups with any of `member_ids` as a direct member."""
+        t, m, _ = _tables()
+        ids = list(dict.fromkeys(member_ids))
+        out: dict[str, Record] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), self.PAGE):
+                gq = select(m.c.group_id).where(and_(m.c.directory == self.directory,
+                                                     m.c.member_id.in_(ids[i:i + self.PAGE])))
+                q = select(t).where(and_(t.c.directory == self.directory, t.c.kind == "group",
+                                         t.c.deleted.is_(False), t.c.id.in_(gq)))
+                for r in conn.execute(q):
+                    out[r.id] = self._record(conn, r, True)
+        return [out[k] for k in sorted(out)]
+
+    def count(self, kind: Kind) -> int:
+        t, _, _ = _tables()
+        q = select(func.count()).select_from(t).where(and_(
+            t.c.directory == self.directory, t.c.kind == kind, t.c.deleted.is_(False)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+
+def _unique(members: Iterable[Member]) -> list[Member]:
+    return list({m.value: m for m in members}.values())
