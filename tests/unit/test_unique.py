@@ -39,8 +39,11 @@ target = "dst"
 match = ["externalId"]
 [flows.f.users.mapping]
 externalId = "id"
-userName = { unique = ["{givenName}.{sn}", "{givenName}.{sn}{n}"], transform = ["ascii", "lower"], unique_limit = 3 }
 displayName = "{givenName} {sn}"
+[flows.f.users.mapping.userName]
+unique = ["{givenName}.{sn}", "{givenName}.{sn}{n}"]
+transform = ["ascii", "lower"]
+unique_limit = 3
 """
 
 
