@@ -5,7 +5,6 @@ deprovisioning them."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,28 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd import config
-from syncd.cycle import engine
 from syncd.cycle.membership import _key
-from syncd.cycle.result import FlowResult
 from syncd.errors import ConfigError
 from syncd.plan.nesting import Edges, closure
-from syncd.testing import DIRECTORIES, Directory, directory
+from tests.unit.memflow import HEAD, MemoryFlow
 
-_names = itertools.count()
-
-CONFIG = """
-[state]
-url = "sqlite:///{state}"
-[connectors.src]
-type = "memory"
-directory = "{src}"
-page_size = 2
-[connectors.dst]
-type = "memory"
-directory = "{dst}"
-[flows.f]
-source = "src"
-target = "dst"
+BODY = """
 full_reconcile = "1000d"
 [flows.f.safety]
 max_deprovision_percent = 100.0
@@ -46,30 +29,13 @@ userName = "uid"
 """
 
 
-class Env:
+class Env(MemoryFlow):
     def __init__(self, tmp: Path, member_of: str = '["gApp"]') -> None:
-        n = next(_names)
-        self.src_name, self.dst_name = f"msrc{n}", f"mdst{n}"
-        self.src: Directory = directory(self.src_name)
-        self.dst: Directory = directory(self.dst_name)
-        self.path = tmp / f"c{n}.toml"
-        self.path.write_text(CONFIG.format(state=tmp / f"s{n}.db", src=self.src_name,
-                                           dst=self.dst_name, member_of=member_of))
-        self.cfg = config.load(self.path)
-
-    def run(self, **kw: object) -> FlowResult:
-        (res,) = engine.run(self.cfg, **kw)  # type: ignore[arg-type]
-        assert res.result in ("ok", "partial"), (res.result, res.errors)
-        return res
+        super().__init__(tmp, BODY.format(member_of=member_of), ok=("ok", "partial"))
 
     def active(self) -> set[str]:
         return {str(a["userName"]) for a in self.dst.objects["user"].values()
                 if a.get("active", True)}
-
-    def close(self) -> None:
-        DIRECTORIES.pop(self.src_name, None)
-        DIRECTORIES.pop(self.dst_name, None)
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
@@ -146,7 +112,8 @@ def test_names_match_ids_and_dns_in_any_spelling() -> None:
 
 
 def test_member_of_config_errors(tmp_path: Path) -> None:
-    base = CONFIG.format(state=tmp_path / "s.db", src="a", dst="b", member_of='["x"]')
+    base = HEAD.format(state=tmp_path / "s.db", src="a", dst="b", page_size=2) + \
+        BODY.format(member_of='["x"]')
     for text, where, message in (
             (base.replace("[flows.f.users]\nmember_of", "[flows.f.groups]\nmember_of")
              .replace('[flows.f.users.mapping]\nuserName = "uid"',

@@ -4,7 +4,6 @@ property that incremental equals full for random graphs with cycles and random e
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd import config
-from syncd.cycle import engine
-from syncd.cycle.result import FlowResult
 from syncd.errors import ConfigError
 from syncd.plan.nesting import Edges, ancestors, closure
-from syncd.testing import DIRECTORIES, Directory, directory
+from tests.unit.memflow import HEAD, MemoryFlow
 
 F = frozenset
 
@@ -78,21 +75,7 @@ def test_closure_equals_a_naive_walk(graph: dict[str, Edges]) -> None:
 
 # ---- the engine ----------------------------------------------------------------------------
 
-_names = itertools.count()
-CONFIG = """
-[state]
-url = "sqlite:///{state}"
-[connectors.src]
-type = "memory"
-directory = "{src}"
-page_size = 3
-[connectors.dst]
-type = "memory"
-directory = "{dst}"
-[flows.f]
-source = "src"
-target = "dst"
-full_reconcile = "1000d"
+BODY = """full_reconcile = "1000d"
 [flows.f.users]
 scope = [{{ attribute = "title", equals = "in" }}]
 [flows.f.users.mapping]
@@ -103,23 +86,15 @@ scope = [{{ attribute = "cn", starts_with = "app" }}]
 [flows.f.groups.mapping]
 displayName = "cn"
 """
+#: The whole config, for tests that change it before loading (placeholders: state, src, dst,
+#: nested).
+CONFIG = HEAD.replace("{page_size}", "3") + BODY
 
 
-class Env:
+class Env(MemoryFlow):
     def __init__(self, tmp: Path, nested: str = "flatten") -> None:
-        n = next(_names)
-        self.src_name, self.dst_name = f"nsrc{n}", f"ndst{n}"
-        self.src: Directory = directory(self.src_name)
-        self.dst: Directory = directory(self.dst_name)
-        path = tmp / f"c{n}.toml"
-        path.write_text(CONFIG.format(state=tmp / f"s{n}.db", src=self.src_name,
-                                      dst=self.dst_name, nested=nested))
-        self.cfg = config.load(path)
-
-    def run(self, **kw: object) -> FlowResult:
-        (res,) = engine.run(self.cfg, **kw)  # type: ignore[arg-type]
-        assert res.result in ("ok", "partial"), (res.result, res.errors)
-        return res
+        super().__init__(tmp, BODY.format(nested=nested), prefix="n", page_size=3,
+                         ok=("ok", "partial"))
 
     def target_members(self) -> dict[str, set[str]]:
         """Target group name -> user names, as the target holds them."""
@@ -144,11 +119,6 @@ class Env:
         are deprovisioned: kept on the target, emptied."""
         have, want = self.target_members(), self.expected()
         return {g: m for g, m in have.items() if g in want or m} == want
-
-    def close(self) -> None:
-        DIRECTORIES.pop(self.src_name, None)
-        DIRECTORIES.pop(self.dst_name, None)
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:

@@ -5,7 +5,6 @@ report again), cleared when it is deprovisioned, empty (never an error) when out
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,36 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import config
-from syncd.cycle import engine
 from syncd.cycle.render import text
-from syncd.cycle.result import FlowResult
 from syncd.plan.push import Item
 from syncd.plan.references import Lookup, refill, resolve
 from syncd.state.records import Link, RefRow
-from syncd.testing import DIRECTORIES, Directory, directory
+from tests.unit.memflow import MemoryFlow
 
-_names = itertools.count()
-
-CONFIG = """
-[state]
-url = "sqlite:///{state}"
-[connectors.src]
-type = "memory"
-directory = "{src}"
-page_size = 2
-[connectors.dst]
-type = "memory"
-directory = "{dst}"
-[flows.f]
-source = "src"
-target = "dst"
-[flows.f.safety]
+BODY = """[flows.f.safety]
 max_deprovision_percent = 100
 max_rewrite_percent = 100
 [flows.f.users.mapping]
 userName = "uid"
-"enterprise.manager" = {{ from = "manager", reference = "user" }}
+"enterprise.manager" = { from = "manager", reference = "user" }
 [[flows.f.users.scope]]
 attribute = "title"
 equals = "out"
@@ -52,20 +33,9 @@ not = true
 """
 
 
-class Env:
+class Env(MemoryFlow):
     def __init__(self, tmp: Path) -> None:
-        n = next(_names)
-        self.src_name, self.dst_name = f"rsrc{n}", f"rdst{n}"
-        self.src: Directory = directory(self.src_name)
-        self.dst: Directory = directory(self.dst_name)
-        (tmp / "c.toml").write_text(CONFIG.format(state=tmp / "state.db", src=self.src_name,
-                                                  dst=self.dst_name))
-        self.cfg = config.load(tmp / "c.toml")
-
-    def run(self, **kw: object) -> FlowResult:
-        (res,) = engine.run(self.cfg, **kw)  # type: ignore[arg-type]
-        assert res.result == "ok", (res.errors, res.failures)
-        return res
+        super().__init__(tmp, BODY, prefix="r")
 
     def target(self, uid: str) -> tuple[str, dict[str, object]]:
         (hit,) = [(o, a) for o, a in self.dst.objects["user"].items()
@@ -74,11 +44,6 @@ class Env:
 
     def manager_of(self, uid: str) -> object:
         return self.target(uid)[1].get("enterprise.manager")
-
-    def close(self) -> None:
-        DIRECTORIES.pop(self.src_name, None)
-        DIRECTORIES.pop(self.dst_name, None)
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
