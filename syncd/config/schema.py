@@ -231,13 +231,50 @@ class AlertsModel(_Strict):
         return bool(self.webhooks) or self.command is not None
 
 
+#: Signature algorithms a JWT may use: asymmetric only (a public key set can verify nothing
+#: else; ``none`` and HMAC would let anyone holding the JWKS forge tokens).
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                       "ES512", "EdDSA"]
+
+
+class OAuthModel(_Strict):
+    """``[serve.oauth]``: OAuth 2 access tokens (JWTs) accepted next to the bearer tokens,
+    verified offline against a key set in a file (no network fetch)."""
+
+    #: The ``iss`` claim, e.g. ``https://sts.windows.net/<tenant id>/`` for Entra ID.
+    issuer: str
+    #: Accepted ``aud`` claims, e.g. ``8adf8e6e-67b2-4cf2-a259-e3dc5476c621`` (Entra ID's
+    #: provisioning service for a non-gallery app).
+    audience: list[str] = Field(min_length=1)
+    #: A JWKS document (RFC 7517) on disk, re-read when it changes.
+    jwks_file: str
+    algorithms: list[JwtAlgorithm] = Field(default_factory=lambda: ["RS256"],  # type: ignore[arg-type]
+                                           min_length=1)
+    #: Clock skew allowed on ``exp``/``nbf``/``iat``.
+    leeway: Duration = "60s"
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _one_or_more(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("jwks_file")
+    @classmethod
+    def _jwks(cls, v: str) -> str:
+        if not Path(v).is_file():
+            raise ValueError(f"{v}: no such file")
+        return v
+
+
 class ServeModel(_Strict):
     """``[serve]``: the SCIM 2.0 service provider of ``syncd serve`` (`syncd.daemon.inbound`),
     which SCIM clients (Entra ID, Okta) provision into."""
 
     listen: ListenAddress = "127.0.0.1:8443"
-    #: Bearer tokens a client may present (``env:``/``file:``/systemd credentials); at least one.
-    tokens: list[Secret] = Field(min_length=1)
+    #: Bearer tokens a client may present (``env:``/``file:``/systemd credentials).
+    tokens: list[Secret] = Field(default_factory=list)
+    #: OAuth 2 JWTs accepted too (at least one of tokens and oauth is needed).
+    oauth: OAuthModel | None = None
     #: The ``scim_inbox`` connector whose directory the clients write.
     directory: str
     #: TLS served natively when both are given; else plain HTTP (behind a reverse proxy).
@@ -251,9 +288,14 @@ class ServeModel(_Strict):
     rate_limit: float = Field(default=200.0, ge=0)
     #: Worker threads serving requests.
     threads: int = Field(default=8, ge=1, le=256)
+    #: Tombstones of deleted resources are pruned once every flow reading the directory has
+    #: read past them and they are older than this (`syncd.daemon.receiving`).
+    tombstones_keep: Duration = "30d"
 
     @model_validator(mode="after")
     def _tls(self) -> ServeModel:
+        if not self.tokens and self.oauth is None:
+            raise ValueError("no way to authenticate: give tokens = [...] and/or [serve.oauth]")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both tls_cert and tls_key (TLS served natively), or "
                              "neither (plain HTTP, e.g. behind a reverse proxy)")

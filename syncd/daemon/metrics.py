@@ -16,12 +16,17 @@ Exposed (all labelled by ``flow`` unless said otherwise):
 - ``syncd_pending_objects{state}`` pending retries / quarantined (``Store.pending_counts``)
 - ``syncd_cursor_age_seconds`` age of the flow's oldest incremental cursor (``Store.cursor_age``)
 - ``syncd_target_http_429_total{target}`` HTTP 429 answers per target connector
+- ``syncd_scim_requests_total{kind, method, status}`` requests received by the daemon's SCIM
+  service provider (``[serve]``; kind: user, group, discovery, search, bulk, other), also
+  shown on the status page
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
@@ -73,6 +78,11 @@ class Metrics:
                                 ["flow"], registry=r)
         self.http_429 = Counter("syncd_target_http_429", "HTTP 429 (throttled) answers",
                                 ["target"], registry=r)
+        self.scim_requests = Counter("syncd_scim_requests", "Requests received over SCIM",
+                                     ["kind", "method", "status"], registry=r)
+        #: (kind, status) -> requests, for the status page; None: not serving SCIM.
+        self._received: Tally[tuple[str, str]] | None = None
+        self._received_lock = threading.Lock()
         self._server: WSGIServer | None = None
         self.address: str | None = None
 
@@ -88,7 +98,7 @@ class Metrics:
         from syncd.daemon.web import start_server
 
         host, port = parse_listen(listen)
-        server = start_server(host, port, self.registry, self.page)
+        server = start_server(host, port, self.registry, self.page, self.received)
         self._server, self.address = server, listen
         log.info("metrics on http://%s/metrics%s", listen,
                  f", status page on http://{listen}/" if self.page is not None else "")
@@ -123,6 +133,27 @@ class Metrics:
         if throttled > 0:
             self.http_429.labels(target).inc(throttled)
         self.refresh_store(flow, store)
+
+    def serving(self) -> None:
+        """The daemon serves SCIM: the status page shows what it received (zero so far)."""
+        with self._received_lock:
+            if self._received is None:
+                self._received = Tally()
+
+    def scim_request(self, kind: str, method: str, status: int) -> None:
+        """One request answered by the SCIM service provider."""
+        self.scim_requests.labels(kind, method, str(status)).inc()
+        with self._received_lock:
+            if self._received is None:
+                self._received = Tally()
+            self._received[(kind, str(status))] += 1
+
+    def received(self) -> tuple[tuple[str, str, int], ...] | None:
+        """(kind, status, requests) since the start, or None when not serving SCIM."""
+        with self._received_lock:
+            if self._received is None:
+                return None
+            return tuple((k, s, n) for (k, s), n in sorted(self._received.items()))
 
     def record_error(self, flow: str) -> None:
         """A run that never produced a result (crashed, store busy)."""

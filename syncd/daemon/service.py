@@ -114,6 +114,8 @@ class Daemon:
         self._locks_guard = threading.Lock()
         self._status: dict[str, str] = {}
         self._status_guard = threading.Lock()
+        #: The SCIM service provider when ``[serve]`` is configured (`syncd.daemon.receiving`).
+        self.receiver: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def check_store(self) -> None:
@@ -130,6 +132,8 @@ class Daemon:
                                id=PRUNE_JOB, name="prune the run journal",
                                next_run_time=datetime.now(UTC))
         self.metrics.serve(self.config.metrics.listen)
+        if self.config.serve is not None:
+            self._receive()
         interval = watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(self.notifier.watchdog, IntervalTrigger(seconds=interval),
@@ -146,6 +150,16 @@ class Daemon:
         log.info("stopped")
         self.notifier.close()
         return 0
+
+    def _receive(self) -> None:
+        """Serve SCIM too: received changes run their flows (`syncd.daemon.receiving`)."""
+        from syncd.daemon.receiving import Receiver
+
+        self.receiver = Receiver(lambda: self.config, self.run_flow, self.metrics)
+        self.receiver.start()  # OSError (address in use): the command exits 1
+        self.scheduler.add_job(self.receiver.prune, IntervalTrigger(seconds=PRUNE_INTERVAL_S),
+                               id="prune-tombstones", name="prune received tombstones",
+                               next_run_time=datetime.now(UTC))
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -178,7 +192,11 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("stopping: changes in flight finish and are recorded, nothing new starts")
+        if self.receiver is not None:
+            self.receiver.stop_serving()  # requests in flight are answered first
         self.stop.set()
+        if self.receiver is not None:
+            self.receiver.close()
         self.notifier.stopping("stopping: finishing changes in flight")
         done = threading.Event()
         interval = watchdog_interval()
@@ -209,6 +227,10 @@ class Daemon:
         self.config = new
         self.alerts.configure(new.alerts)
         self._schedule(new)
+        if self.receiver is not None:
+            self.receiver.reload(new)
+        elif new.serve is not None:
+            log.warning("[serve] was added: the daemon serves SCIM once it is restarted")
         try:
             self.metrics.serve(new.metrics.listen)
         except OSError as exc:

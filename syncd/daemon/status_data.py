@@ -139,6 +139,9 @@ class Snapshot:
     flows: tuple[FlowView, ...] = ()
     history: History | None = None
     error: str | None = None
+    #: SCIM requests the daemon answered since it started, (kind, status, count); None when
+    #: it serves no SCIM (``[serve]``). Filled by the daemon's page, not from the store.
+    received: tuple[tuple[str, str, int], ...] | None = None
 
 
 def gather(cfg: Any, *, runs: int = RUNS, obj: str | None = None,

@@ -76,12 +76,24 @@ def render(snap: Snapshot, *, served: bool = True) -> str:
     if snap.history is not None:
         body.append(_history(snap.history, served, flows))
     body += [_approvals(snap), _held(snap, served), _conflicts(snap), _runs(snap)]
+    if snap.received is not None:
+        body.append(_received(snap.received))
     body.append("<footer><p>syncd: this page only reads the state store.</p></footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>syncd status</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def _received(counts: tuple[tuple[str, str, int], ...]) -> str:
+    out = ['<section id="received">', "<h2>Received over SCIM since the daemon started</h2>"]
+    if not counts:
+        out.append("<p>No request yet.</p>")
+    else:
+        out.append(_table(("kind", "status", "requests"),
+                          ([_e(k), _e(s), _e(n)] for k, s, n in counts), "received"))
+    return "\n".join([*out, "</section>"])
 
 
 def _e(value: object) -> str:

@@ -20,6 +20,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
@@ -53,11 +54,13 @@ class _Quiet(WSGIRequestHandler):
 
 
 def start_server(host: str, port: int, registry: CollectorRegistry,
-                 config: Callable[[], Any] | None) -> WSGIServer:
+                 config: Callable[[], Any] | None,
+                 received: Callable[[], Any] | None = None) -> WSGIServer:
     """Listen on host:port in a background thread; `config` gives the current config for
-    the status page (None: every path serves the metrics, as prometheus-client does)."""
+    the status page (None: every path serves the metrics, as prometheus-client does);
+    `received`, the SCIM requests counted (`Metrics.received`)."""
     metrics = make_wsgi_app(registry)
-    page = page_app(config) if config is not None else None
+    page = page_app(config, received) if config is not None else None
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if page is not None and environ.get("PATH_INFO", "/") in PAGE_PATHS:
@@ -71,7 +74,7 @@ def start_server(host: str, port: int, registry: CollectorRegistry,
     return server
 
 
-def page_app(config: Callable[[], Any]) -> App:
+def page_app(config: Callable[[], Any], received: Callable[[], Any] | None = None) -> App:
     """The status page as a WSGI app: ``GET /?object=NAME_OR_ID&flow=F`` adds that object's
     history."""
     slots = threading.BoundedSemaphore(MAX_PAGES)
@@ -93,6 +96,8 @@ def page_app(config: Callable[[], Any]) -> App:
             obj = (query.get("object") or [""])[0].strip() or None
             flow = (query.get("flow") or [""])[0].strip() or None
             snap = gather(config(), obj=obj, flow=flow)
+            if received is not None:
+                snap = replace(snap, received=received())
             body = render(snap).encode("utf-8")
         except Exception as exc:  # a page must never take the listener down
             log.error("status page: %s: %s", type(exc).__name__, exc)

@@ -31,6 +31,7 @@ from syncd.connector import Capabilities, ConnectorConfig
 from syncd.errors import Fatal
 from syncd.model import Attrs, Batch, Entry, Kind, Value
 from syncd.state.inbox import Inbox, InboxNotFound, Record
+from syncd.state.inbox_prune import pruned_upto
 
 log = logging.getLogger("syncd.connectors.scim_inbox")
 
@@ -158,6 +159,10 @@ class InboxConnector:
         if cursor is not None and since is None:
             log.warning("%s: cursor %r is not one of ours: reading %ss in full",
                         self.name, cursor, kind)
+        if since is not None and since < pruned_upto(inbox.engine, self.name, kind):
+            log.info("%s: cursor %s is older than the tombstones pruned since: reading %ss "
+                     "in full", self.name, cursor, kind)
+            since = None
         head = inbox.head()  # before reading: every change up to it is committed
         if since is None:
             pages = (tuple(self._entry(r) for r in page) for page in inbox.all(kind))

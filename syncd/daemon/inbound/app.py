@@ -53,7 +53,8 @@ from scim2_server.service import ScimService
 from scim2_server.utils import load_default_resource_types, load_default_schemas
 
 from syncd.daemon.inbound import dialect
-from syncd.daemon.inbound.storage import InboxStorage
+from syncd.daemon.inbound.oauth import JwtVerifier
+from syncd.daemon.inbound.storage import InboxStorage, Refusal
 from syncd.state.inbox import Inbox
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ BEARER = AuthenticationScheme(
     description="A bearer token configured in [serve] tokens", primary=True,
     spec_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc6750"))
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Request kinds counted by `InboundApp.on_request`, from the first path segment after /v2.
+KINDS = {"users": "user", "groups": "group", "schemas": "discovery",
+         "resourcetypes": "discovery", "serviceproviderconfig": "discovery",
+         "bulk": "bulk", ".search": "search"}
 
 
 def service_provider_config(max_results: int) -> ServiceProviderConfig:
@@ -148,17 +153,27 @@ class RateLimit:
 class InboundApp(WSGIApplication):
     def __init__(self, inbox: Inbox, tokens: Sequence[str], *, max_body: int = 1_048_576,
                  rate_limit: float = 0.0, max_results: int = 1000,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 refuse: Refusal | None = None, oauth: JwtVerifier | None = None,
+                 on_request: Callable[[str, str, int], None] | None = None) -> None:
         prov = provider(max_results)
         models = {rt.name: prov.model_for(rt) for rt in prov.resource_types}
-        storage = InboxStorage(inbox, models)  # type: ignore[arg-type]
+        storage = InboxStorage(inbox, models, refuse=refuse)  # type: ignore[arg-type]
         super().__init__(storage, prov, Service(prov, max_body))
         self.handler = Handler(self.service, storage)
-        self._tokens = [t.encode() for t in tokens if t]
-        if not self._tokens:
-            raise ValueError("at least one bearer token is needed")
+        self.oauth = oauth
+        self.set_tokens(tokens)
         self.limit = RateLimit(rate_limit)
         self.on_change = on_change
+        #: (kind, method, status) after each request: the daemon's metrics count them.
+        self.on_request = on_request
+
+    def set_tokens(self, tokens: Sequence[str]) -> None:
+        """The accepted bearer tokens (a reload may change them)."""
+        encoded = [t.encode() for t in tokens if t]
+        if not encoded and self.oauth is None:
+            raise ValueError("at least one bearer token (or OAuth) is needed")
+        self._tokens = encoded
 
     # -- authentication -------------------------------------------------------------------
     def check_auth(self, request: ScimRequest) -> None:
@@ -167,6 +182,8 @@ class InboundApp(WSGIApplication):
         ok = False
         for known in self._tokens:  # every token, whatever matched: constant time
             ok |= hmac.compare_digest(given, known)
+        if not ok and self.oauth is not None and scheme.lower() == "bearer":
+            ok = self.oauth.valid(token.strip())
         if scheme.lower() != "bearer" or not ok:
             raise UnauthorizedException(detail="a valid bearer token is required")
 
@@ -212,9 +229,25 @@ class InboundApp(WSGIApplication):
                                     {"Retry-After": str(max(1, round(wait + 0.5)))})
         else:
             response = self.serve(self.read_request(environ))
-        log.info("%s %s %s %.1f ms", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
-                 int(response.status), (time.perf_counter() - started) * 1000)
+        method, path = str(environ.get("REQUEST_METHOD")), str(environ.get("PATH_INFO"))
+        log.info("%s %s %s %.1f ms", method, path, int(response.status),
+                 (time.perf_counter() - started) * 1000)
+        if self.on_request is not None:
+            try:
+                self.on_request(request_kind(path), method, int(response.status))
+            except Exception:  # counting never fails the request
+                log.exception("request accounting failed")
         return send_response(response, start_response)
+
+
+def request_kind(path: str) -> str:
+    """``user``, ``group``, ``discovery``, ``bulk``, ``search`` or ``other`` for a path."""
+    parts = [p for p in path.lower().split("/") if p]
+    if parts and parts[0] == "v2":
+        parts = parts[1:]
+    if not parts:
+        return "other"
+    return KINDS.get(parts[0], "search" if parts[-1] == ".search" else "other")
 
 
 def error_body(status: int, detail: str) -> bytes:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from scim2_models import (
+    InvalidValueException,
     Meta,
     NotFoundException,
     PreconditionFailedException,
@@ -40,6 +41,9 @@ from syncd.state.inbox import (
     Member,
     Record,
 )
+
+#: (kind, id, body as stored) -> why the flows reading the directory would refuse it, or None.
+Refusal = Callable[[Kind, str, dict[str, Any]], str | None]
 
 #: Filter attribute (lower case) -> (inbox column, lower-case the value?) per kind.
 _INDEXED: dict[Kind, dict[str, tuple[str, bool]]] = {
@@ -71,9 +75,13 @@ class InboxStorage(ScimStorage):
     """Users and Groups of one received directory. `models` maps resource type names to the
     scim2-models classes the provider serves (User with its extensions, Group)."""
 
-    def __init__(self, inbox: Inbox, models: dict[str, type[Resource[Any]]]) -> None:
+    def __init__(self, inbox: Inbox, models: dict[str, type[Resource[Any]]], *,
+                 refuse: Refusal | None = None) -> None:
         self.inbox = inbox
         self.models = models
+        #: Why a resource would certainly be refused by a flow reading the directory
+        #: (`syncd.daemon.inbound.refusal`): checked before it is stored, answered with a 400.
+        self.refuse = refuse
         #: Held across a read-modify-write (PATCH, PUT, DELETE): clients such as Entra send
         #: concurrent PATCHes to one group without If-Match, and should not see a 412.
         self.write_lock = threading.RLock()
@@ -99,6 +107,11 @@ class InboxStorage(ScimStorage):
         return body, [Member(str(m["value"]), m.get("type"), m.get("display")) for m in members
                       if m.get("value") is not None]
 
+    def _check(self, kind: Kind, rid: str, body: dict[str, Any]) -> None:
+        why = self.refuse(kind, rid, body) if self.refuse is not None else None
+        if why is not None:
+            raise InvalidValueException(detail=why)
+
     # -- the ScimStorage interface ----------------------------------------------------------
     def get(self, resource_type: ResourceType, resource_id: str, *,
             response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
@@ -112,8 +125,10 @@ class InboxStorage(ScimStorage):
 
     def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         body, members = self._parts(resource)
+        kind, rid = kind_of(resource_type), uuid.uuid4().hex
+        self._check(kind, rid, body)
         try:
-            rec = self.inbox.create(kind_of(resource_type), uuid.uuid4().hex, body, members)
+            rec = self.inbox.create(kind, rid, body, members)
         except InboxConflict as exc:
             raise UniquenessException(detail=str(exc)) from None
         return self.resource(resource_type, rec)
@@ -122,6 +137,7 @@ class InboxStorage(ScimStorage):
                expected_version: str | None = None) -> Resource[Any]:
         body, members = self._parts(resource)
         kind = kind_of(resource_type)
+        self._check(kind, cast(str, resource.id), body)
         try:
             rec = self.inbox.replace(kind, cast(str, resource.id), body,
                                      members if members is not None else
