@@ -17,8 +17,8 @@ from syncd.model import Batch, Entry
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
 from syncd_connectors.ldap.feeds.cursor import make_cursor
-from tests.peers.ad_fixtures import ad_settings
-from tests.peers.samba import UAC_ACCOUNTDISABLE, SambaDC
+from tests.peers.ad_fixtures import AD_USER_FILTER, ad_settings
+from tests.peers.samba import PEOPLE, UAC_ACCOUNTDISABLE, SambaDC
 
 pytestmark = pytest.mark.peers
 
@@ -269,6 +269,23 @@ def test_deactivate_sets_bit_2_of_user_account_control_and_enable_clears_it(
     conn.update("user", guid, {"active": True})  # two-way re-enable
     assert samba_dc.uac(people["bob"]) == before
     assert samba_dc.uac(people["alice"]) == before  # nobody else touched
+    conn.close()
+
+
+def test_create_active_user_is_enabled(samba_dc: SambaDC) -> None:
+    """AD creates an account without a password disabled (546): a user created with
+    ``active`` True is enabled (bit 2 cleared, the other bits kept); False stays disabled;
+    a mapped userAccountControl is written as given."""
+    conn = opened(samba_dc, users={"base": PEOPLE, "filter": AD_USER_FILTER, "write": {
+        "rdn_attribute": "cn", "object_classes": ["top", "person", "organizationalPerson",
+                                                  "user"]}})
+    on = conn.create("user", {"cn": "on", "sAMAccountName": "on", "active": True})
+    off = conn.create("user", {"cn": "off", "sAMAccountName": "off", "active": False})
+    own = conn.create("user", {"cn": "own", "sAMAccountName": "own", "active": True,
+                               "userAccountControl": "66082"})
+    assert samba_dc.uac(on.name) == 544
+    assert samba_dc.uac(off.name) == 544 | UAC_ACCOUNTDISABLE
+    assert samba_dc.uac(own.name) == 66082  # 65536 | 546: as mapped, not second-guessed
     conn.close()
 
 

@@ -9,7 +9,9 @@ Names are LDAP attribute names, case-insensitive. Values: str, tuple (multi), bo
 int -> decimal; None, ``""`` and ``()`` remove the attribute (LDAP has no empty values). Binary
 attributes take the base64 the read side produces. ``active`` is the engine's status flag, never
 written: False deactivates, True undoes a deactivation where that is possible (move back, clear
-the bit, remove the disable value; a removed password stays removed).
+the bit, remove the disable value; a removed password stays removed). A user created ``active``
+where disabling is a bit is enabled right after the add: AD creates a password-less account
+disabled.
 
 - `update` is ONE modify of REPLACEs (after a modrdn when the naming attribute changes).
   Clearing is a REPLACE with no values, which RFC 4511 defines as "delete if present, ignore
@@ -33,7 +35,7 @@ import ldap3
 from ldap3.utils.dn import escape_rdn
 
 from syncd.model import Attrs, Entry, Kind, Value
-from syncd_connectors.ldap.config import ATTRIBUTE_RE
+from syncd_connectors.ldap.config import ATTRIBUTE_RE, DisableSpec
 from syncd_connectors.ldap.dn import member_key
 from syncd_connectors.ldap.values import normalize_dn, split_dn
 from syncd_connectors.ldap.wire.decode import Plan, make_entry, row_from_event
@@ -116,7 +118,17 @@ class LdapWriter(Disabling):
         entry = self._read_back(kind, dn)
         if active is False:
             self.deactivate(kind, entry.external_id)
+        elif active and self._created_disabled(ks.disable, values):
+            self.enable(kind, entry.external_id)
         return entry
+
+    @staticmethod
+    def _created_disabled(d: DisableSpec | None, values: Mapping[str, object]) -> bool:
+        """AD creates an account without a password disabled (userAccountControl 546): an
+        ``active`` user is enabled after the add (the bit cleared), unless the mapping wrote
+        the attribute itself."""
+        return (d is not None and d.method == "attribute" and d.bit is not None
+                and d.attribute is not None and d.attribute.lower() not in values)
 
     def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         changes, active = _status(changes)
