@@ -266,6 +266,13 @@ class OAuthModel(_Strict):
         return v
 
 
+def _credential(path: str | None) -> str | None:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if path is None or Path(path).is_absolute() or not creds:
+        return path
+    return str(Path(creds) / path)
+
+
 class ServeModel(_Strict):
     """``[serve]``: the SCIM 2.0 service provider of ``syncd serve`` (`syncd.daemon.inbound`),
     which SCIM clients (Entra ID, Okta) provision into."""
@@ -278,6 +285,8 @@ class ServeModel(_Strict):
     #: The ``scim_inbox`` connector whose directory the clients write.
     directory: str
     #: TLS served natively when both are given; else plain HTTP (behind a reverse proxy).
+    #: Relative paths resolve in ``$CREDENTIALS_DIRECTORY`` when systemd set it
+    #: (``LoadCredential=scim-tls-key:…``, as ``file:`` secrets do).
     tls_cert: str | None = None
     tls_key: str | None = None
     #: Trust ``X-Forwarded-Proto/Host/Prefix`` (a reverse proxy in front sets them).
@@ -291,6 +300,11 @@ class ServeModel(_Strict):
     #: Tombstones of deleted resources are pruned once every flow reading the directory has
     #: read past them and they are older than this (`syncd.daemon.receiving`).
     tombstones_keep: Duration = "30d"
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _credential_path(cls, v: str | None) -> str | None:
+        return _credential(v)
 
     @model_validator(mode="after")
     def _tls(self) -> ServeModel:

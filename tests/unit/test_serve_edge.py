@@ -302,3 +302,20 @@ def test_native_tls_with_a_verified_certificate(tmp_path: Path,
     finally:
         server.stop()
         e.store.close()
+
+
+def test_tls_paths_resolve_in_the_credentials_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LoadCredential=scim-tls-key:…`` + ``tls_key = "scim-tls-key"``, as the unit says."""
+    from syncd.config.schema import ServeModel
+
+    (tmp_path / "scim-tls-cert").write_text("cert")
+    (tmp_path / "scim-tls-key").write_text("key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    m = ServeModel.model_validate({"directory": "entra", "tokens": ["t"],
+                                   "tls_cert": "scim-tls-cert", "tls_key": "scim-tls-key"})
+    assert (m.tls_cert, m.tls_key) == (str(tmp_path / "scim-tls-cert"),
+                                       str(tmp_path / "scim-tls-key"))
+    with pytest.raises(ValueError, match="no such file"):
+        ServeModel.model_validate({"directory": "entra", "tokens": ["t"],
+                                   "tls_cert": "nope", "tls_key": "scim-tls-key"})
