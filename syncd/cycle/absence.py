@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from syncd.connector import Connector
 from syncd.errors import ConnectorError
 from syncd.model import Kind
-from syncd.plan.value import Hold
+from syncd.plan.value import Hold, base_name
 from syncd.state.records import Link
 
 log = logging.getLogger("syncd.absence")
@@ -90,5 +90,5 @@ def link_name(links: Mapping[str, Link]) -> Callable[[str], str]:
     def name(sid: str) -> str:
         lk = links.get(sid)
         base = lk.base if lk is not None else {}
-        return str(base.get("userName") or base.get("displayName") or sid)
+        return base_name(base, None, sid)
     return name

@@ -33,6 +33,7 @@ from syncd.cycle.preserve import preserve_groups
 from syncd.cycle.read import SourceRead, read_source
 from syncd.plan.nesting import EMPTY, Edges, ancestors, closure, cycle_note
 from syncd.plan.push import Item
+from syncd.plan.value import base_name
 from syncd.state import graph
 from syncd.state.graph import Direct
 from syncd.state.store import Store
@@ -145,6 +146,6 @@ def _ancestor_items(flow: Flow, store: Store, rd: SourceRead, groups: set[str],
     for sid, lk in store.links(flow.name, "group", wanted).items():
         if lk.status != "active":
             continue
-        name = str(lk.base.get("displayName") or lk.base.get("displayname") or sid)
+        name = base_name(lk.base, "group", sid)
         out[sid] = Item(sid, name, {}, members.get(sid, EMPTY))
     return out

@@ -40,6 +40,7 @@ from syncd.connector import Connector
 from syncd.errors import Fatal
 from syncd.plan.nesting import EMPTY, Edges, closure, group_member, member_group_id
 from syncd.plan.push import Item
+from syncd.plan.value import base_name
 from syncd.state import graph
 from syncd.state.graph import Direct
 from syncd.state.store import Store
@@ -115,7 +116,7 @@ def preserve_groups(flow: Flow, store: Store, rd: SourceRead, fresh: dict[str, D
         synced = (set(rd.items) | held | pending | active) - rd.gone
         for sid in sorted(holders & active):
             lk = links[sid]
-            name = str(lk.base.get("displayName") or lk.base.get("displayname") or sid)
+            name = base_name(lk.base, "group", sid)
             extra[sid] = Item(sid, name, {}, EMPTY)
     rd.items.update(extra)
     for sid, it in list(rd.items.items()):

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd.plan.push import Item, same
-from syncd.plan.value import Change, Hold
+from syncd.plan.value import Change, Hold, base_name
 from syncd.state.records import Link
 
 
@@ -222,8 +222,7 @@ def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[Conflic
         if lk is None:
             continue
         item, entry = ti.source.get(sid), ti.target.get(lk.target_id)
-        name = item.name if item else str(lk.base.get("userName") or lk.base.get("displayName")
-                                          or sid)
+        name = item.name if item else base_name(lk.base, ti.kind, sid)
         if sid in ti.source_gone:
             continue  # deprovisioned by the push planner
         if lk.status != "active":

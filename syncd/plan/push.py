@@ -25,7 +25,7 @@ from syncd.plan.compare import diff as diff  # re-exported: callers import them 
 from syncd.plan.compare import match_value as match_value
 from syncd.plan.compare import same as same
 from syncd.plan.nesting import GROUP_MEMBER
-from syncd.plan.value import Change, Hold, Plan
+from syncd.plan.value import Change, Hold, Plan, base_name
 from syncd.state.records import Link
 
 
@@ -160,7 +160,7 @@ def _grace_deletes(ki: KindInput, planned: set[str]) -> list[Change]:
         if sid in ki.items or sid in planned or sid in ki.held_ids or lk.status_at is None:
             continue
         if (ki.now - lk.status_at).total_seconds() >= ki.delete_after:
-            name = str(lk.base.get("userName") or lk.base.get("displayName") or sid)
+            name = base_name(lk.base, ki.kind, sid)
             out.append(Change("delete", ki.kind, sid, name, lk.target_id,
                               reason=f"disabled since {lk.status_at:%Y-%m-%d %H:%M}Z, "
                                      f"past delete_after"))
@@ -307,7 +307,7 @@ def why_gone(ki: KindInput, source_id: str) -> str:
 
 
 def _deprovision(ki: KindInput, link: Link) -> Change | None:
-    name = str(link.base.get("userName") or link.base.get("displayName") or link.source_id)
+    name = base_name(link.base, ki.kind, link.source_id)
     why = why_gone(ki, link.source_id)
     if ki.deprovision == "delete":
         return Change("delete", ki.kind, link.source_id, name, link.target_id, reason=why)
@@ -375,7 +375,7 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
         i = by_group.get(gid)
         gone_at_source = drop & erased
         if i is None:
-            name = str(lk.base.get("displayName") or gid)
+            name = base_name(lk.base, "group", gid)
             kept = (lk.members or frozenset()) - drop | back
             out.append(Change("set_members", "group", gid, name, lk.target_id,
                               add=tuple(sorted(back)), remove=tuple(sorted(drop)),

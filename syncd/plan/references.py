@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from syncd.mapping.attributes import Mapping as AttrMapping
 from syncd.model import Kind, Value
 from syncd.plan.push import Item, same
-from syncd.plan.value import Change
+from syncd.plan.value import Change, base_name
 from syncd.state.records import Link, RefRow
 
 #: Notes about references listed one by one in a plan; past this they are counted.
@@ -159,7 +159,7 @@ def refill(rows: Iterable[RefRow], links: Mapping[tuple[Kind, str], Link],
         who = ", ".join(names.get((r.ref_kind, r.ref_source_id or ""), r.value) for r in group)
         reason = (f"reference {path}: {who} linked" if got else
                   f"reference {path}: {who} no longer linked")
-        name = str(link.base.get("userName") or link.base.get("displayName") or sid)
+        name = base_name(link.base, kind, sid)
         changes[(kind, sid)] = Change("update", kind, sid, name, link.target_id, attrs=attrs,
                                       before=before, base=base, reason=reason)
     return list(changes.values()), new_rows

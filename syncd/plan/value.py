@@ -193,3 +193,28 @@ def _jsonable(attrs: Mapping[str, Value]) -> dict[str, Any]:
 
 def _from_jsonable(d: Mapping[str, Any]) -> dict[str, Value]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+#: Base attributes (any case) an object no longer read from its source is named by, in
+#: order: the SCIM names, then the naming attributes of a flow into LDAP or AD.
+_NAMING: dict[str, tuple[str, ...]] = {
+    "user": ("username", "uid", "samaccountname", "userprincipalname", "mail", "displayname",
+             "cn"),
+    "group": ("displayname", "cn", "samaccountname"),
+}
+
+
+def base_name(base: Mapping[str, Value], kind: Kind | None, default: str) -> str:
+    """A human label from a link's base (plans, refusals, the journal): its userName or
+    displayName, else what a flow into a directory maps (uid, sAMAccountName, cn), else
+    `default` (the source id). `kind` None tries the user names, then the group ones."""
+    low = {k.lower(): v for k, v in base.items()}
+    for key in _NAMING["user" if kind is None else kind] + (
+            _NAMING["group"] if kind is None else ()):
+        value = low.get(key)
+        if isinstance(value, tuple):
+            value = value[0] if value else None
+        if isinstance(value, str) and value:
+            return value
+    return default
+

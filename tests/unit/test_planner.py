@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from syncd.model import Entry, digest
 from syncd.plan.push import Item, KindInput, match_value, plan_flow
-from syncd.plan.value import Plan
+from syncd.plan.value import Plan, base_name
 from syncd.state.records import Link
 
 
@@ -168,3 +168,15 @@ def test_plan_round_trips_through_json() -> None:
 def test_match_value_is_case_insensitive_and_ignores_empty() -> None:
     assert match_value("Ann") == match_value("ANN")
     assert match_value("") is None and match_value(None) is None
+
+
+def test_gone_objects_are_named_from_the_base_of_any_target() -> None:
+    """A delete, refusal or journal entry names the object as the target's base does: the
+    SCIM names, else what a flow into LDAP or AD maps (uid, sAMAccountName, cn), else the
+    source id -- a flow into a directory named every deleted user by its source id."""
+    assert base_name({"userName": "ann", "displayName": "Ann"}, "user", "s1") == "ann"
+    assert base_name({"cn": "Ann", "displayname": "Ann A", "uid": "ann"}, "user", "s1") == "ann"
+    assert base_name({"cn": "Ann", "sAMAccountName": "ann"}, "user", "s1") == "ann"
+    assert base_name({"cn": "Staff", "member": ("x",)}, "group", "g1") == "Staff"
+    assert base_name({"title": "x", "uid": ""}, "user", "s1") == "s1"
+    assert base_name({"cn": ("Staff", "Team")}, None, "g1") == "Staff"
