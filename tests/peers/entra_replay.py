@@ -42,7 +42,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,7 @@ def replay(
     ids: dict[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
     timeout: float = 30.0,
+    steps: Collection[str] | None = None,
 ) -> list[StepResult]:
     """Send `flavour`'s documented requests to the SCIM service provider at `base_url` (the
     URL its clients are configured with, e.g. ``https://host/scim/v2``) with bearer `token`,
@@ -148,6 +149,8 @@ def replay(
     `ids`: the ids the server assigned (``user1_id``, ``group_id``, ...) are stored into it,
     and a later replay given the same dict starts from them (deprovision in a call of its own,
     as the client remembers the ids of what it provisioned).
+    `steps`: only the steps with these ids (a sequence sent in parts, with the same `ids`,
+    so that a test can look at the peer between two of them).
     """
     doc = load(flavour)
     env: dict[str, Any] = {"run": run, "probe": str(uuid.uuid4())}
@@ -163,6 +166,8 @@ def replay(
         base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
     ) as http:
         for step in steps_for(flavour, phases):
+            if steps is not None and step["id"] not in steps:
+                continue
             results.append(_run_step(http, step, env, existing, learned))
     return results
 
