@@ -319,3 +319,56 @@ def test_tls_paths_resolve_in_the_credentials_directory(
     with pytest.raises(ValueError, match="no such file"):
         ServeModel.model_validate({"directory": "entra", "tokens": ["t"],
                                    "tls_cert": "nope", "tls_key": "scim-tls-key"})
+
+
+def test_debounced_runs_once_per_burst_and_again_after_a_change_during_a_run() -> None:
+    import threading
+
+    from syncd.daemon.inbound.trigger import Debounced
+
+    calls: list[float] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def action() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            inside.set()
+            release.wait(10)
+
+    d = Debounced(action, name="test", quiet=0.05, most=1.0)
+    try:
+        for _ in range(20):
+            d.changed()
+        assert inside.wait(10)
+        d.changed()  # during the run: one more run after it
+        d.changed()
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the observable outcome
+    finally:
+        d.stop()
+    assert len(calls) == 2
+
+
+def test_a_reload_changes_the_tokens_in_place(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncd.daemon.receiving import Receiver
+
+    cfg = config(tmp_path, monkeypatch)
+    r = Receiver(lambda: cfg, lambda _name: None, Metrics())
+    try:
+        app = r.app
+
+        def status(token: str) -> int:
+            with httpx.Client(transport=httpx.WSGITransport(app=app),
+                              base_url="http://scim.test/v2",
+                              headers={"Authorization": f"Bearer {token}"}) as http:
+                return http.get("/Users").status_code
+
+        assert status(TOKEN) == 200
+        monkeypatch.setenv("EDGE_TOKEN", "rotated-token-0123456789")
+        r.reload(load(cfg.path))
+        assert status(TOKEN) == 401 and status("rotated-token-0123456789") == 200
+    finally:
+        r.close()
