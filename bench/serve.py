@@ -24,9 +24,18 @@ of wrong statuses, then the server process's peak RSS (VmHWM from /proc/PID/stat
 subject / baseline ratios. The subject's users are deleted afterwards (not timed) unless
 --keep. Entra's gallery asks for at least 25 requests/s per tenant.
 
+`--to-slapd N` measures what issue 16 asks besides: the delay from a SCIM request to the
+change being visible in a directory. It starts a throwaway slapd (tests/peers, olcDbNoSync)
+and `syncd serve --run-flows` whose flow carries the scim_inbox directory into it, then sends
+N creates one at a time and N PATCHes (a new title) one at a time, and for each polls slapd
+(a base search, every 2 ms) from just before the request until the entry (the value) is
+there: p50, p99 and max of request -> visible in slapd, which includes the trigger's
+debounce (0.2 s quiet), one run (read, plan, apply) and the LDAP write.
+
 Usage: .venv/bin/python bench/serve.py [--users 2000] [--concurrency 8]
        .venv/bin/python bench/serve.py --url http://127.0.0.1:8080/scim/v2 --token T --pid 1234
        .venv/bin/python bench/serve.py --start-syncd [--users 2000]
+       .venv/bin/python bench/serve.py --to-slapd 50 [--users 0]
 """
 
 from __future__ import annotations
@@ -217,7 +226,7 @@ rate_limit = 0
 
 
 def start_syncd(
-    exe: str, template: str, prefix: str, workdir: Path
+    exe: str, template: str, prefix: str, workdir: Path, *, run_flows: bool = False
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     """`syncd serve` on a free port with `template` ({port}, {dir} filled in; the bearer
     token is in $SYNCD_BENCH_TOKEN), polled until /ServiceProviderConfig answers."""
@@ -225,7 +234,7 @@ def start_syncd(
     port = free_port()
     config = workdir / "syncd.toml"
     config.write_text(template.replace("{port}", str(port)).replace("{dir}", str(workdir)))
-    argv = [exe, "serve", "--config", str(config)]
+    argv = [exe, "serve", "--config", str(config), *(["--run-flows"] if run_flows else [])]
     env = dict(os.environ, SYNCD_BENCH_TOKEN=token)
     proc = subprocess.Popen(argv, cwd=str(workdir), env=env, stdout=subprocess.DEVNULL,
                             stderr=(workdir / "serve.log").open("wb"))
@@ -257,6 +266,102 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# -- request -> visible in slapd ------------------------------------------------------------
+
+#: `--to-slapd`: the directory syncd serve receives, and a flow from it into slapd.
+SLAPD_FLOW = """
+[connectors.corp]
+type = "ldap"
+url = "{url}"
+bind_dn = "{bind_dn}"
+bind_password = "env:SYNCD_BENCH_LDAP_PASSWORD"
+users = {{ base = "{people}", filter = "(objectClass=inetOrgPerson)" }}
+
+[flows.inbox-to-corp]
+source = "inbox"
+target = "corp"
+deprovision = "delete"
+match = ["uid"]
+
+[flows.inbox-to-corp.users.mapping]
+uid = "userName"
+cn = "displayName"
+sn = "name.familyName"
+givenName = "name.givenName"
+mail = "emails.work"
+title = "title"
+"""
+
+
+def to_slapd(exe: str, n: int, run: str) -> tuple[list[float], list[float]]:
+    """Seconds from each of `n` creates (then `n` PATCHes), sent one at a time, to the
+    change being visible in slapd (see the module docstring)."""
+    import ldap3
+
+    from tests.peers.directory import PEOPLE, write_ldif
+    from tests.peers.slapd import Slapd
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-slapd-"))
+    slapd = Slapd(ldif=write_ldif(workdir / "seed.ldif", 10, 1, 2, seed=1)).start()
+    os.environ["SYNCD_BENCH_LDAP_PASSWORD"] = slapd.admin_password
+    template = SYNCD_CONFIG + SLAPD_FLOW.format(url=slapd.url, bind_dn=slapd.admin_dn,
+                                                people=PEOPLE)
+    proc, url, token = start_syncd(exe, template, "/v2", workdir, run_flows=True)
+    conn = ldap3.Connection(ldap3.Server(slapd.url), slapd.admin_dn, slapd.admin_password,
+                            auto_bind=True)
+
+    def visible(dn: str, title: str | None, t0: float) -> float:
+        while time.perf_counter() - t0 < 30:
+            conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["title"])
+            if conn.entries and (title is None or conn.entries[0].title.value == title):
+                return time.perf_counter() - t0
+            time.sleep(0.002)  # the poll's resolution: this is the measurement itself
+        raise SystemExit(f"{dn} not in slapd after 30 s; see {workdir / 'serve.log'}")
+
+    creates: list[float] = []
+    patches: list[float] = []
+    try:
+        with httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            ids = []
+            for i in range(n):
+                body = create_body(run, i)
+                dn = f"uid={body['userName']},{PEOPLE}"
+                t0 = time.perf_counter()
+                r = http.post("/Users", json=body)
+                if r.status_code != 201:
+                    raise SystemExit(f"create: {r.status_code} {r.text[:200]}")
+                ids.append(r.json()["id"])
+                creates.append(visible(dn, None, t0))
+            for i, rid in enumerate(ids):
+                title = f"Title {run} {i}"
+                dn = f"uid={user_name(run, i)},{PEOPLE}"
+                t0 = time.perf_counter()
+                r = http.patch(f"/Users/{rid}", json={"schemas": [PATCH_OP], "Operations": [
+                    {"op": "replace", "value": {"title": title}}]})
+                if r.status_code not in (200, 204):
+                    raise SystemExit(f"patch: {r.status_code} {r.text[:200]}")
+                patches.append(visible(dn, title, t0))
+    finally:
+        conn.unbind()
+        stop(proc)
+        slapd.stop()
+        slapd.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return creates, patches
+
+
+def delay_table(creates: list[float], patches: list[float]) -> str:
+    rows = [f"request -> visible in slapd (syncd serve --run-flows, one request at a time, "
+            f"n={len(creates)})",
+            f"{'request':8s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}"]
+    for name, values in (("create", creates), ("patch", patches)):
+        p = Phase(name, 1.0, values, 0)
+        rows.append(f"{name:8s} {p.pct(50) * 1e3:8.0f} {p.pct(99) * 1e3:8.0f} "
+                    f"{max(values) * 1e3:8.0f}")
+    return "\n".join(rows)
 
 
 # -- report --------------------------------------------------------------------------------
@@ -297,8 +402,18 @@ def main() -> None:
                              "the token is in $SYNCD_BENCH_TOKEN); default: a minimal one")
     parser.add_argument("--syncd-prefix", default="/v2")
     parser.add_argument("--keep", action="store_true", help="leave the subject's users in place")
+    parser.add_argument("--to-slapd", type=int, default=0, metavar="N",
+                        help="also measure request -> visible in slapd over N creates and N "
+                             "PATCHes (syncd serve --run-flows into a throwaway slapd)")
     args = parser.parse_args()
     run = secrets.token_hex(4)
+    if args.to_slapd:
+        exe = syncd_exe()
+        if exe is None:
+            raise SystemExit("`syncd serve --help` fails: nothing to measure")
+        print(delay_table(*to_slapd(exe, args.to_slapd, run)), flush=True)
+        if not args.users:
+            return
 
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
