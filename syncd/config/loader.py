@@ -208,8 +208,12 @@ def _build(file: Path, model: FileModel, secrets: bool = True) -> Config:
         if not kinds:
             raise ConfigError(
                 "flow syncs nothing: add [users] and/or [groups] with a mapping", where)
+        safety = fm.safety
+        if safety.window is None and connectors[fm.source].type == "scim_inbox":
+            # requests arrive one by one, each run small: count the flood, not the run
+            safety = safety.model_copy(update={"window": INBOUND_WINDOW})
         flows[name] = Flow(
-            name, fm.source, fm.target, fm.mode, tuple(kinds), fm.safety,
+            name, fm.source, fm.target, fm.mode, tuple(kinds), safety,
             parse_duration(fm.delete_after) if fm.delete_after else None,
             parse_duration(fm.full_reconcile) if fm.full_reconcile else None,
             fm.schedule, fm.authority, fm.tie_breaker, fm.create, fm.reverse_deprovision)
@@ -242,6 +246,10 @@ def _check_serve(serve: ServeModel, connectors: dict[str, ConnectorSpec], file: 
         raise ConfigError(f"{serve.directory!r} is not a connector of type \"scim_inbox\" "
                           f"(add [connectors.{serve.directory}] type = \"scim_inbox\"; "
                           f"defined: {inboxes or 'none'})", f"{file}: serve.directory")
+
+
+#: The safety window of a flow reading a SCIM service provider's directory, unless set.
+INBOUND_WINDOW = "1h"
 
 
 def _anchored(url: str, file: Path) -> str:

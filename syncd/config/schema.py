@@ -87,6 +87,15 @@ class StateModel(_Strict):
         return self
 
 
+def _duration(v: str | None) -> str | None:
+    if v is not None:
+        parse_duration(v)
+    return v
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
 class SafetyModel(_Strict):
     """Thresholds on every destructive effect, per flow. Deprovisioning: Entra Connect
     defaults to 500, Okta to 20%; a mapped ``active`` going true -> false counts as one."""
@@ -107,15 +116,14 @@ class SafetyModel(_Strict):
     #: change: a bad mapping that rewrites every user's email is refused, not applied.
     max_rewrite_percent: float = Field(default=50.0, ge=0, le=100)
     rewrite_floor: int = Field(default=10, ge=0)
+    #: Deprovisions are also counted over this window (the journal's applied deprovisions
+    #: and deletes plus this plan's), so a flood split across many small runs -- SCIM
+    #: requests, each triggering a run -- meets the same `max_deprovision` and
+    #: `max_deprovision_percent`. None: per run only (default; "1h" for flows from a
+    #: `scim_inbox`). Runs let through with --allow-deletes do not count.
+    window: Duration | None = None
 
 
-def _duration(v: str | None) -> str | None:
-    if v is not None:
-        parse_duration(v)
-    return v
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class ScheduleModel(_Strict):

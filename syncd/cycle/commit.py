@@ -4,7 +4,9 @@ the cursors, which advance only after a clean apply."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 
+from syncd.config.durations import parse_duration
 from syncd.config.flows import Flow
 from syncd.connector import Connector
 from syncd.cycle.apply import Applier
@@ -14,7 +16,7 @@ from syncd.cycle.setup import fingerprint
 from syncd.model import Kind
 from syncd.plan.nesting import GROUP_MEMBER
 from syncd.plan.push import Item
-from syncd.plan.safety import check
+from syncd.plan.safety import check, going
 from syncd.plan.value import Plan
 from syncd.state.store import Store
 
@@ -32,7 +34,8 @@ def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Conn
         plan, shown, saves = opts.review(plan), None, []
     res.plan = shown if shown is not None else plan
     name_members(res, store, flow.name)
-    check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes)
+    check(plan, flow.safety, seen=seen, allow_deletes=opts.allow_deletes,
+          recent=_recent(flow, store, plan, opts))
     if res.dry_run:
         return
     record_holds(flow, store, res.plan.held, items_by_kind)
@@ -66,6 +69,17 @@ def check_apply_commit(flow: Flow, store: Store, source: Connector, target: Conn
         if ok:
             store.save_cursor(flow.name, conn, kind, value, full=full,
                               fingerprint=fingerprint(flow, kind))
+
+
+def _recent(flow: Flow, store: Store, plan: Plan, opts: Options) -> dict[str, int] | None:
+    """What the flow deprovisioned within its safety window, looked up only when this plan
+    deprovisions something too (and the check is not waived)."""
+    window = flow.safety.window
+    if window is None or opts.allow_deletes or not any(
+            going(plan, kind) for kind in ("user", "group")):
+        return None
+    return store.recent_going(flow.name, datetime.now(UTC) - timedelta(
+        seconds=parse_duration(window)))
 
 
 def target_stats(target: Connector) -> dict[str, int]:

@@ -80,6 +80,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
                 store.finish_run(res.run_id, res.result, {
                     "plan": summary, "applied": res.applied, "failed": len(res.failures),
                     "duration_s": round(res.duration, 3),
+                    # a run let through is not counted in the safety window (plan.safety)
+                    **({"allowed": True} if allow_deletes else {}),
                     # each reason on its own, for the status page
                     **({"refused": [redact(r) for r in res.refused]} if res.refused else {}),
                 }, error)

@@ -49,13 +49,16 @@ def going(plan: Plan, kind: Kind) -> list[Change]:
 
 
 def check(plan: Plan, safety: SafetyModel, *, seen: dict[str, int],
-          allow_deletes: bool = False) -> None:
+          allow_deletes: bool = False, recent: dict[str, int] | None = None) -> None:
     """Raise `SafetyRefused` listing every reason; `seen` = source entries read per kind
-    by a full read (incremental reads are absent: seeing nothing is normal for them)."""
+    by a full read (incremental reads are absent: seeing nothing is normal for them);
+    `recent` = objects per kind deprovisioned by this flow within `safety.window`."""
     if allow_deletes:
         return
     reasons = [*_deprovisions(plan, safety, seen), *_member_removals(plan, safety),
                *_rewrites(plan, safety)]
+    if recent and not reasons:
+        reasons = _window(plan, safety, recent)
     if reasons:
         raise SafetyRefused(reasons)
 
@@ -86,6 +89,31 @@ def _deprovisions(plan: Plan, safety: SafetyModel, seen: dict[str, int]) -> list
                 f"{len(out)} of {linked} linked {kind}s ({pct:.0f}%) would be deprovisioned"
                 f"{how}, over max_deprovision_percent={safety.max_deprovision_percent:g}: "
                 f"{names}")
+    return reasons
+
+
+def _window(plan: Plan, safety: SafetyModel, recent: dict[str, int]) -> list[str]:
+    """The deprovision thresholds over the window: what this plan takes away plus what the
+    flow took away within it. A share is of the links there were: linked now + gone since."""
+    reasons: list[str] = []
+    for kind in KINDS:
+        out, before = going(plan, kind), recent.get(kind, 0)
+        if not out or not before:
+            continue
+        total = len(out) + before
+        within = f"{len(out)} {kind}s in this plan and {before} already within the last " \
+                 f"{safety.window}"
+        if total > safety.max_deprovision:
+            reasons.append(f"{within}: {total} deprovisioned, over max_deprovision="
+                           f"{safety.max_deprovision} (a flood split across runs?): "
+                           f"{_names(out)}")
+            continue
+        linked = plan.linked.get(kind, 0) + before
+        pct = 100.0 * total / linked if linked else 100.0
+        if total > safety.percent_floor and pct > safety.max_deprovision_percent:
+            reasons.append(f"{within}: {total} of {linked} ({pct:.0f}%) deprovisioned, over "
+                           f"max_deprovision_percent={safety.max_deprovision_percent:g} (a "
+                           f"flood split across runs?): {_names(out)}")
     return reasons
 
 

@@ -178,6 +178,31 @@ class JournalMixin(Rows):
                 last = (rows[-1]["started_at"], rows[-1]["id"])
         return out[:limit]
 
+    def recent_going(self, flow: str, since: datetime) -> dict[str, int]:
+        """Per kind: the objects this flow's applied changes took away since `since` --
+        deprovisions, deletes and updates turning ``active`` false -- leaving out runs let
+        through with --allow-deletes (their summary says ``"allowed": true``). For the
+        safety check's window (`syncd.plan.safety`): a flood split across small runs."""
+        if self.engine is None:
+            return {}
+        r, c = RunRow.__table__, ChangeRow.__table__  # type: ignore[attr-defined]
+        allowed = select(r.c.id).where(r.c.flow == flow, r.c.started_at >= since,
+                                       r.c.summary.like('%"allowed": true%'))
+        base = and_(c.c.flow == flow, c.c.at >= since, c.c.result == "applied",
+                    c.c.run_id.not_in(allowed))
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            gone = select(c.c.kind, func.count()).where(
+                base, c.c.op.in_(("deprovision", "delete"))).group_by(c.c.kind)
+            for kind, n in conn.execute(gone):
+                out[kind] = out.get(kind, 0) + n
+            maybe = select(c.c.kind, c.c.detail).where(
+                base, c.c.op == "update", c.c.detail.like('%"active": false%'))
+            for kind, detail in conn.execute(maybe):
+                if json.loads(detail).get("attrs", {}).get("active") is False:
+                    out[kind] = out.get(kind, 0) + 1
+        return out
+
     def prune_journal(self, older_than: datetime) -> tuple[int, int]:
         """Delete the runs that started before `older_than`, with their changes, in one
         transaction — except each flow's last run, whatever its age. Returns how many runs
