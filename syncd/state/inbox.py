@@ -9,12 +9,18 @@ members or secrets), a version (the ETag) and its place in the directory's chang
 Group members are rows of `InboxMemberRow`, so adding one member to a group of 10,000 writes
 one row, and ``excludedAttributes=members`` reads none.
 
-Writes are serialised per directory: each one first bumps the directory's counter
-(`InboxSeqRow`, an upsert: a write lock on SQLite, a row lock on PostgreSQL) and commits in
-the same transaction, so changes commit in sequence order and a reader whose cursor is N has
-seen every change up to N. A delete leaves a tombstone (``deleted``, an empty body) with its
-own sequence number, which incremental reads report as a delete. On SQLite the writer's
-connections run with ``synchronous=FULL``: a change is on disk before the client is answered.
+Writes are serialised per directory: each one bumps the directory's counter (`InboxSeqRow`,
+an upsert: a row lock on PostgreSQL; on SQLite the transaction is ``BEGIN IMMEDIATE``, the
+database's write lock before any read) and commits in the same transaction, so changes commit
+in sequence order and a reader whose cursor is N has seen every change up to N. A delete
+leaves a tombstone (``deleted``, an empty body) with its own sequence number, which
+incremental reads report as a delete. On SQLite the writer's connections run with
+``synchronous=FULL``: a change is on disk before the client is answered.
+
+Concurrent writes are committed together (`syncd.state.group_commit`): one transaction,
+each write in a savepoint of its own (a taken userName fails alone), every caller answered
+only once the transaction holding its write is committed. The statements of every request are
+built once (`_Statements`).
 
 Everything here is dicts and plain values: the SCIM wire format (scim2-models) is the
 server's business (`syncd.daemon.inbound`), the reading side is `syncd.state.inbox_source`.
@@ -28,11 +34,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Index, and_, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Index,
+    String,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 from syncd.model import Kind
+from syncd.state.group_commit import GroupCommit
 from syncd.state.records import aware, now
 
 #: Attributes never stored, whatever a peer sends (RFC 7643 §4.1.1: returned "never").
@@ -128,6 +147,36 @@ def _tables() -> tuple[Any, Any, Any]:
             InboxSeqRow.__table__)  # type: ignore[attr-defined]
 
 
+class _Statements:
+    """The statements of every request, built once: building a SQLAlchemy statement costs
+    more than running it (~0.25 ms against ~0.05 ms for a primary-key read on SQLite).
+    Parameters: ``dir``, ``of_kind``, ``rid``, ``key``, ``value``, ``gid`` (no column's
+    name: an UPDATE reserves those for its SET clause)."""
+
+    def __init__(self, dialect: Any) -> None:
+        t, m, s = _tables()
+        d, k = bindparam("dir", type_=String), bindparam("of_kind", type_=String)
+        self.next_seq = dialect.insert(s).values(directory=d, seq=1).on_conflict_do_update(
+            index_elements=["directory"], set_={"seq": s.c.seq + 1}).returning(s.c.seq)
+        self.row = select(t).where(t.c.directory == d, t.c.kind == k,
+                                   t.c.id == bindparam("rid"))
+        self.taken = select(t.c.id).where(t.c.directory == d, t.c.kind == k,
+                                          t.c.name_key == bindparam("key"),
+                                          t.c.deleted.is_(False))
+        self.find = {col: select(t).where(t.c.directory == d, t.c.kind == k,
+                                          t.c.deleted.is_(False),
+                                          getattr(t.c, col) == bindparam("value"))
+                     for col in ("id", "external_id", "name_key")}
+        self.insert = insert(t)
+        self.replace = update(t).where(
+            t.c.directory == d, t.c.kind == k, t.c.id == bindparam("rid")).values(
+            external_id=bindparam("external_id"), name=bindparam("name"),
+            name_key=bindparam("name_key"), body=bindparam("body"),
+            version=bindparam("version"), seq=bindparam("seq"), modified=bindparam("modified"))
+        self.members = select(m.c.member_id, m.c.type, m.c.display).where(
+            m.c.directory == d, m.c.group_id == bindparam("gid")).order_by(m.c.member_id)
+
+
 class Inbox:
     """One received directory (`directory`: the name of its ``scim_inbox`` connector) in the
     store whose engine is given (a `syncd.state.store.Store`'s, tables created)."""
@@ -148,74 +197,78 @@ class Inbox:
 
             engine._inbox_durable = True  # type: ignore[attr-defined]
             engine.dispose()  # connections opened before run with the listener too
+        self.writes = GroupCommit(engine)
+        self.sql = _Statements(self._dialect)
 
     # -- writes ---------------------------------------------------------------------------
     def _next_seq(self, conn: Any) -> int:
-        """The next sequence number, taking the directory's write lock (first statement of
-        the transaction, so SQLite takes its write lock before any read)."""
-        _, _, s = _tables()
-        stmt = self._dialect.insert(s).values(directory=self.directory, seq=1)
-        stmt = stmt.on_conflict_do_update(index_elements=["directory"],
-                                          set_={"seq": s.c.seq + 1}).returning(s.c.seq)
-        return int(conn.execute(stmt).scalar_one())
+        """The next sequence number (on PostgreSQL, the directory's row lock)."""
+        return int(conn.execute(self.sql.next_seq, {"dir": self.directory}).scalar_one())
 
     def _check_unique(self, conn: Any, kind: Kind, key: str, own_id: str | None) -> None:
         if kind != "user" or not key:
             return
-        t, _, _ = _tables()
-        q = select(t.c.id).where(and_(t.c.directory == self.directory, t.c.kind == kind,
-                                      t.c.name_key == key, t.c.deleted.is_(False)))
-        for (other,) in conn.execute(q):
+        params = {"dir": self.directory, "of_kind": kind, "key": key}
+        for (other,) in conn.execute(self.sql.taken, params):
             if other != own_id:
                 raise InboxConflict(f"userName is already taken ({other})")
 
     def create(self, kind: Kind, rid: str, body: Mapping[str, Any],
                members: Sequence[Member] | None = None) -> Record:
-        t, m, _ = _tables()
+        _, m, _ = _tables()
         body = {k: v for k, v in scrubbed(body).items() if k not in _OUTSIDE}
         name = name_of(kind, body)
-        ts = now()
-        with self.engine.begin() as conn:
+        unique = _unique(members or ())
+
+        def write(conn: Any) -> Record:
+            ts = now()
             seq = self._next_seq(conn)
             self._check_unique(conn, kind, name.lower(), None)
-            conn.execute(insert(t).values(
-                directory=self.directory, kind=kind, id=rid, external_id=body.get("externalId"),
-                name=name, name_key=name.lower(), body=json.dumps(body), version=1, seq=seq,
-                deleted=False, created=ts, modified=ts))
-            if members:
-                conn.execute(insert(m), [self._member_row(rid, x) for x in _unique(members)])
-        return Record(kind, rid, body.get("externalId"), name, body,
-                      tuple(_unique(members or ())) if kind == "group" else None,
-                      1, seq, False, ts, ts)
+            conn.execute(self.sql.insert, {
+                "directory": self.directory, "kind": kind, "id": rid,
+                "external_id": body.get("externalId"), "name": name, "name_key": name.lower(),
+                "body": json.dumps(body), "version": 1, "seq": seq, "deleted": False,
+                "created": ts, "modified": ts})
+            if unique:
+                conn.execute(insert(m), [self._member_row(rid, x) for x in unique])
+            return Record(kind, rid, body.get("externalId"), name, body,
+                          tuple(unique) if kind == "group" else None, 1, seq, False, ts, ts)
+
+        return self.writes.run(write)
 
     def replace(self, kind: Kind, rid: str, body: Mapping[str, Any],
                 members: Sequence[Member] | None = None, *,
                 expected_version: int | None = None) -> Record:
         """Replace the resource; `members` None leaves a group's members as they are."""
-        t, _m, _ = _tables()
         body = {k: v for k, v in scrubbed(body).items() if k not in _OUTSIDE}
         name = name_of(kind, body)
-        ts = now()
-        with self.engine.begin() as conn:
+
+        def write(conn: Any) -> Record:
+            ts = now()
             seq = self._next_seq(conn)
             row = self._row(conn, kind, rid)
             if expected_version is not None and row.version != expected_version:
                 raise InboxVersionMismatch(f"version {row.version}, not {expected_version}")
             self._check_unique(conn, kind, name.lower(), rid)
-            conn.execute(update(t).where(self._key(t, kind, rid)).values(
-                external_id=body.get("externalId"), name=name, name_key=name.lower(),
-                body=json.dumps(body), version=row.version + 1, seq=seq, modified=ts))
+            conn.execute(self.sql.replace, {
+                "dir": self.directory, "of_kind": kind, "rid": rid,
+                "external_id": body.get("externalId"), "name": name, "name_key": name.lower(),
+                "body": json.dumps(body), "version": row.version + 1, "seq": seq,
+                "modified": ts})
             if members is not None:
                 self._set_members(conn, rid, _unique(members))
             kept = self._members(conn, rid) if kind == "group" else None
-        return Record(kind, rid, body.get("externalId"), name, body, kept, row.version + 1, seq,
-                      False, aware(row.created) or ts, ts)
+            return Record(kind, rid, body.get("externalId"), name, body, kept,
+                          row.version + 1, seq, False, aware(row.created) or ts, ts)
+
+        return self.writes.run(write)
 
     def delete(self, kind: Kind, rid: str, *, expected_version: int | None = None) -> None:
         """Leave a tombstone; a deleted user leaves the groups that had it (each a change)."""
         t, m, _ = _tables()
-        ts = now()
-        with self.engine.begin() as conn:
+
+        def write(conn: Any) -> None:
+            ts = now()
             seq = self._next_seq(conn)
             row = self._row(conn, kind, rid)
             if expected_version is not None and row.version != expected_version:
@@ -234,6 +287,8 @@ class Inbox:
                     t.c.directory == self.directory, t.c.kind == "group",
                     t.c.id.in_(holders))).values(version=t.c.version + 1, seq=seq,
                                                  modified=ts))
+
+        self.writes.run(write)
 
     def _member_row(self, gid: str, member: Member) -> dict[str, Any]:
         return {"directory": self.directory, "group_id": gid, "member_id": member.value,
@@ -256,17 +311,15 @@ class Inbox:
         return and_(t.c.directory == self.directory, t.c.kind == kind, t.c.id == rid)
 
     def _row(self, conn: Any, kind: Kind, rid: str) -> Any:
-        t, _, _ = _tables()
-        row = conn.execute(select(t).where(self._key(t, kind, rid))).first()
+        row = conn.execute(self.sql.row, {"dir": self.directory, "of_kind": kind,
+                                          "rid": rid}).first()
         if row is None or row.deleted:
             raise InboxNotFound(f"{kind} {rid!r} not found")
         return row
 
     def _members(self, conn: Any, gid: str) -> tuple[Member, ...]:
-        _, m, _ = _tables()
-        q = select(m.c.member_id, m.c.type, m.c.display).where(and_(
-            m.c.directory == self.directory, m.c.group_id == gid)).order_by(m.c.member_id)
-        return tuple(Member(v, ty, d) for v, ty, d in conn.execute(q))
+        rows = conn.execute(self.sql.members, {"dir": self.directory, "gid": gid})
+        return tuple(Member(v, ty, d) for v, ty, d in rows)
 
     def _record(self, conn: Any, row: Any, members: bool) -> Record:
         kind = row.kind
@@ -282,11 +335,13 @@ class Inbox:
 
     def find(self, kind: Kind, column: str, value: str, *, members: bool = True) -> list[Record]:
         """Live resources whose `column` ("id", "external_id", "name_key") equals `value`."""
-        t, _, _ = _tables()
-        q = select(t).where(and_(t.c.directory == self.directory, t.c.kind == kind,
-                                 t.c.deleted.is_(False), getattr(t.c, column) == value))
+        q = self.sql.find[column]
         with self.engine.connect() as conn:
-            return [self._record(conn, r, members) for r in conn.execute(q.order_by(t.c.id))]
+            # sorted here, not ORDER BY id: for that SQLite walks the primary key (every
+            # resource of the kind) instead of the userName or externalId index
+            rows = sorted(conn.execute(q, {"dir": self.directory, "of_kind": kind,
+                                           "value": value}), key=lambda r: r.id)
+            return [self._record(conn, r, members) for r in rows]
 
     def all(self, kind: Kind, *, members: bool = True) -> Iterator[list[Record]]:
         """Every live resource of `kind`, in pages (keyset on id: no page repeats or skips a

@@ -4,6 +4,7 @@ Okta's shapes normalised at the edge, bearer tokens, limits, error bodies."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -177,3 +178,48 @@ def test_tokens_never_logged(inbox: Inbox, caplog: pytest.LogCaptureFixture) -> 
         c.get("/Users")
     text = caplog.text
     assert TOKEN not in text and "bad-token-shown" not in text and "pw-in-a-create" not in text
+
+
+def test_patch_redone_when_a_delete_changed_the_group(inbox: Inbox) -> None:
+    """A group PATCH read before a member's delete (which changes the group) is redone on the
+    new version, not answered 412 (Entra sends no If-Match) and not writing the member back;
+    a client that sent If-Match gets its 412. PATCHes of one group never lose each other."""
+    app = InboundApp(inbox, [TOKEN])
+    storage = app.handler.storage
+    read = storage.get
+    pending: list[str] = []
+
+    def get_then_delete(*args: object, **kw: object) -> object:
+        got = read(*args, **kw)  # type: ignore[arg-type]
+        while pending:  # the member is deleted between the PATCH's read and its write
+            inbox.delete("user", pending.pop())
+        return got
+
+    storage.get = get_then_delete  # type: ignore[method-assign]
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://scim.test/v2",
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        alice, bob = new_user(http, "alice@example.com"), new_user(http, "bob@example.com")
+        gid = http.post("/Groups", json={"schemas": [GROUP], "displayName": "Staff",
+                                         "members": [{"value": alice}]}).json()["id"]
+        pending.append(alice)
+        r = patch(http, f"/Groups/{gid}", {"op": "add", "path": "members",
+                                           "value": [{"value": bob}]})
+        assert r.status_code == 204, r.text
+        assert [m.value for m in inbox.get("group", gid).members or ()] == [bob]
+        version = http.get(f"/Groups/{gid}").headers["ETag"]
+        pending.append(bob)
+        r = http.patch(f"/Groups/{gid}", headers={"If-Match": version}, json={
+            "schemas": [PATCH], "Operations": [{"op": "replace", "value": {"displayName": "X"}}]})
+        assert r.status_code == 412
+        assert inbox.get("group", gid).body["displayName"] == "Staff"
+
+        storage.get = read  # type: ignore[method-assign]
+        users = [new_user(http, f"u{i}@example.com") for i in range(12)]
+
+        def add(uid: str) -> int:
+            return patch(http, f"/Groups/{gid}", {"op": "add", "path": "members",
+                                                  "value": [{"value": uid}]}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert set(pool.map(add, users)) == {204}
+    assert sorted(m.value for m in inbox.get("group", gid).members or ()) == sorted(users)

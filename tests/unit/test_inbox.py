@@ -4,6 +4,9 @@ source over it: sequence, tombstones, uniqueness, members, secrets never stored,
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -91,6 +94,62 @@ def test_members_and_deleted_user_leaves_groups(inbox: Inbox) -> None:
     inbox.delete("user", "u2")
     after = inbox.get("group", "g1")
     assert after.members == () and after.seq > before  # the group changed: read again
+
+
+def test_group_commit_one_transaction_each_write_its_own_fate(inbox: Inbox) -> None:
+    """Writes queued during a commit are committed together: a taken userName fails alone,
+    the others commit, sequence numbers stay gapless in queue order, and nobody returns
+    before the group is committed."""
+    inbox.create("user", "u0", user("taken"))
+    release, in_commit = threading.Event(), threading.Event()
+    slow_work = inbox.writes.run
+
+    def blocker(conn: object) -> None:  # holds the commit while the others queue up
+        in_commit.set()
+        release.wait(10)
+
+    results: dict[str, object] = {}
+
+    def create(rid: str, name: str) -> None:
+        try:
+            results[rid] = inbox.create("user", rid, user(name)).seq
+        except InboxConflict as exc:
+            results[rid] = exc
+
+    first = threading.Thread(target=slow_work, args=(blocker,))
+    first.start()
+    assert in_commit.wait(10)
+    names = {"u1": "a", "u2": "taken", "u3": "b", "u4": "A"}
+    threads = [threading.Thread(target=create, args=item) for item in names.items()]
+    for t in threads:
+        t.start()
+    while len(inbox.writes._queue) < len(names):  # all four queued behind the blocker
+        time.sleep(0.005)
+    assert not results  # nothing answered before its commit
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert isinstance(results["u2"], InboxConflict)
+    seqs = sorted(v for v in results.values() if isinstance(v, int))
+    assert seqs == list(range(2, 2 + len(seqs))) and len(seqs) in (2, 3)
+    assert inbox.head() == seqs[-1]
+    # "a" and "A" are one userName: exactly one of u1/u4 holds it
+    assert sum(isinstance(results[r], InboxConflict) for r in ("u1", "u4")) == 1
+    live = sorted(r.id for p in inbox.all("user") for r in p)
+    assert live == sorted(["u0", "u3"] + [r for r in ("u1", "u4")
+                                          if not isinstance(results[r], InboxConflict)])
+
+
+def test_concurrent_writes_gapless_sequence(inbox: Inbox) -> None:
+    def work(i: int) -> None:
+        inbox.create("user", f"u{i}", user(f"user{i}"))
+        inbox.replace("user", f"u{i}", user(f"user{i}", title="x"))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(60)))
+    got = [r for p in inbox.changes("user", 0) for r in p]
+    assert len({r.seq for r in got}) == 60 and all(r.version == 2 for r in got)
+    assert max(r.seq for r in got) == inbox.head() == 120  # 120 writes, 120 numbers
 
 
 def test_source_reads_full_then_incremental(store: Store) -> None:

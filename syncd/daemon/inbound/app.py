@@ -33,19 +33,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from scim2_models import (
     AuthenticationScheme,
     Error,
     External,
+    PatchOp,
+    PreconditionFailedException,
     Reference,
+    Resource,
+    ResourceType,
     SCIMException,
     ScimProvider,
     ServiceProviderConfig,
     UnauthorizedException,
 )
 from scim2_server.applications.wsgi import WSGIApplication, send_response
+from scim2_server.conditions import Conditions
 from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
@@ -106,22 +111,61 @@ class Service(ScimService):
 
 
 class Handler(ScimHandler):
-    """Read-modify-write operations under the storage's write lock: concurrent PATCHes of
-    one group (Entra sends them without If-Match) are applied one after the other."""
+    """Read-modify-write operations (PATCH, PUT, DELETE) one at a time per resource:
+    concurrent PATCHes of one group (Entra sends them without If-Match) are applied one after
+    the other, while writes to different resources go on together (and are committed
+    together: `syncd.state.group_commit`). A write based on a version that changed
+    meanwhile (deleting a user changes the groups holding it) is redone on the new version
+    when the client sent no If-Match or If-None-Match; with one, the client gets its 412."""
 
     storage: InboxStorage
+    RETRIES = 5
 
-    def patch_resource(self, *args: Any, **kwargs: Any) -> Any:
-        with self.storage.write_lock:
-            return super().patch_resource(*args, **kwargs)
+    def __init__(self, service: ScimService, storage: InboxStorage) -> None:
+        super().__init__(service, storage)
+        self._locks = tuple(threading.Lock() for _ in range(64))
 
-    def replace_resource(self, *args: Any, **kwargs: Any) -> Any:
-        with self.storage.write_lock:
-            return super().replace_resource(*args, **kwargs)
+    def _lock(self, resource_id: str | None) -> threading.Lock:
+        return self._locks[hash(resource_id) % len(self._locks)]
 
-    def delete_resource(self, *args: Any, **kwargs: Any) -> Any:
-        with self.storage.write_lock:
-            return super().delete_resource(*args, **kwargs)
+    def _redo(self, conditions: Conditions, attempt: int) -> bool:
+        return (conditions.if_match is None and conditions.if_none_match is None
+                and attempt < self.RETRIES - 1)
+
+    def patch_resource(self, resource_type: ResourceType, resource_id: str,
+                       patch_op: PatchOp[Any], conditions: Conditions) -> Resource[Any]:
+        for attempt in range(self.RETRIES):
+            with self._lock(resource_id):
+                try:
+                    return super().patch_resource(resource_type, resource_id, patch_op,
+                                                  conditions)
+                except PreconditionFailedException:
+                    if not self._redo(conditions, attempt):
+                        raise
+        raise AssertionError("unreachable")
+
+    def replace_resource(self, resource_type: ResourceType, current: Resource[Any],
+                         replacement: Resource[Any], conditions: Conditions) -> Resource[Any]:
+        for attempt in range(self.RETRIES):
+            with self._lock(current.id):
+                try:
+                    return super().replace_resource(resource_type, current, replacement,
+                                                    conditions)
+                except PreconditionFailedException:
+                    if not self._redo(conditions, attempt):
+                        raise
+                current = self.storage.get(resource_type, cast(str, current.id))
+        raise AssertionError("unreachable")
+
+    def delete_resource(self, resource_type: ResourceType, resource_id: str,
+                        conditions: Conditions) -> None:
+        for attempt in range(self.RETRIES):
+            with self._lock(resource_id):
+                try:
+                    return super().delete_resource(resource_type, resource_id, conditions)
+                except PreconditionFailedException:
+                    if not self._redo(conditions, attempt):
+                        raise
 
 
 class RateLimit:

@@ -13,7 +13,6 @@ RFC 7644 says, whatever the filter (``or``, ``co``, ``pr``, complex paths).
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -82,9 +81,6 @@ class InboxStorage(ScimStorage):
         #: Why a resource would certainly be refused by a flow reading the directory
         #: (`syncd.daemon.inbound.refusal`): checked before it is stored, answered with a 400.
         self.refuse = refuse
-        #: Held across a read-modify-write (PATCH, PUT, DELETE): clients such as Entra send
-        #: concurrent PATCHes to one group without If-Match, and should not see a 412.
-        self.write_lock = threading.RLock()
 
     # -- conversions ----------------------------------------------------------------------
     def resource(self, resource_type: ResourceType, rec: Record) -> Resource[Any]:
