@@ -24,14 +24,15 @@ output_option = click.option("--output", "-o", type=click.Choice(["text", "json"
                              default="text", show_default=True)
 
 
-def load_config(path: str, *, secrets: bool = True) -> Any:
+def load_config(path: str, *, secrets: bool = True, service: bool = False) -> Any:
     """The config, or exit 2 with the error. `secrets=False` for commands that open no
-    connector: they work from a shell without the service's credentials."""
+    connector: they work from a shell without the service's credentials; `service=True`
+    for the commands that are the service ([serve] tokens, [alerts] headers resolved)."""
     from syncd import config
     from syncd.errors import ConfigError
 
     try:
-        return config.load(path, secrets=secrets)
+        return config.load(path, secrets=secrets, service=service)
     except ConfigError as exc:
         click.echo(f"invalid config:\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)

@@ -44,7 +44,7 @@ def serve(config_path: str, run_flows: bool) -> None:
     from syncd.state.inbox import Inbox
     from syncd.state.store import Store
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, service=True)
     sc = cfg.serve
     if sc is None:
         click.echo("invalid config:\nno [serve] table: add one, e.g.\n  [serve]\n"

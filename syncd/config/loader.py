@@ -84,10 +84,14 @@ def default_state_url(config_file: Path | None = None) -> str:
     return f"sqlite:///{base.resolve() / DEFAULT_STATE_FILE}"
 
 
-def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
+def load(path: str | os.PathLike[str], *, secrets: bool = True,
+         service: bool = False) -> Config:
     """The config at `path`, checked completely. `secrets=False` leaves the connectors'
     ``env:``/``file:`` references unresolved (`syncd.secrets.UnresolvedSecret`), for commands
-    that open no connector; the state store's password is always resolved."""
+    that open no connector; the state store's password is always resolved. The service's
+    own secrets ([serve] tokens, [alerts] headers) are resolved only with `service=True`
+    (the daemon, `syncd serve`): an admin's shell running `syncd run` does not hold the
+    service's credentials and needs none of them."""
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -111,13 +115,13 @@ def load(path: str | os.PathLike[str], *, secrets: bool = True) -> Config:
     if alerts is not None:
         try:
             model = model.model_copy(update={"alerts": AlertsModel.model_validate(
-                alerts, context=None if secrets else DEFER)})
+                alerts, context=None if secrets and service else DEFER)})
         except ValidationError as exc:
             raise _pydantic_error(exc, file, "alerts") from None
     if serve is not None:
         try:
             model = model.model_copy(update={"serve": ServeModel.model_validate(
-                serve, context=None if secrets else DEFER)})
+                serve, context=None if secrets and service else DEFER)})
         except ValidationError as exc:
             raise _pydantic_error(exc, file, "serve") from None
     return _build(file, model, secrets)

@@ -94,7 +94,8 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, *, notifier: Notifier | None = None) -> None:
         self.config_path = Path(config_path)
-        self.config: Config = config_mod.load(self.config_path)  # ConfigError: caller exits 2
+        # ConfigError: the caller exits 2
+        self.config: Config = config_mod.load(self.config_path, service=True)
         if self.config.metrics.listen:
             parse_listen(self.config.metrics.listen)
         self.stop = threading.Event()
@@ -217,7 +218,7 @@ class Daemon:
         self.notifier.reloading()
         log.info("reloading %s", self.config_path)
         try:
-            new = config_mod.load(self.config_path)
+            new = config_mod.load(self.config_path, service=True)
             if new.metrics.listen:
                 parse_listen(new.metrics.listen)
         except (ConfigError, ValueError) as exc:

@@ -112,16 +112,18 @@ def test_header_values_are_secrets_resolved_only_when_needed(
                                 ', headers = { Authorization = "env:HOOK_TOKEN" }'))
     monkeypatch.delenv("HOOK_TOKEN", raising=False)
     with pytest.raises(ConfigError) as exc:
-        config.load(path)
+        config.load(path, service=True)  # the daemon
     assert (f"{path}: alerts.webhooks[0].headers.Authorization: " in str(exc.value)
             and "HOOK_TOKEN is not set" in str(exc.value))
-    # a command that sends no alert (status, validate) does not need the credential
+    # a command that sends no alert (run, status, validate) does not need the credential
+    assert isinstance(config.load(path).alerts.webhooks[0].headers["Authorization"],
+                      UnresolvedSecret)
     deferred = config.load(path, secrets=False)
     assert isinstance(deferred.alerts.webhooks[0].headers["Authorization"], UnresolvedSecret)
     assert CliRunner().invoke(main, ["validate", "--config", str(path)]).exit_code == 0
 
     monkeypatch.setenv("HOOK_TOKEN", "Bearer tok-12345")
-    cfg = config.load(path)
+    cfg = config.load(path, service=True)
     value = cfg.alerts.webhooks[0].headers["Authorization"]
     assert isinstance(value, SecretStr) and value.get_secret_value() == "Bearer tok-12345"
     assert "tok-12345" not in repr(cfg.alerts)

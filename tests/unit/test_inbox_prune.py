@@ -61,7 +61,7 @@ def config(tmp: Path, monkeypatch: pytest.MonkeyPatch, more: str = "") -> Config
     path = tmp / "syncd.toml"
     path.write_text(CONFIG.format(state=tmp / "state.db", target=f"prune-{tmp.name}",
                                   more=more))
-    return load(path)
+    return load(path, service=True)
 
 
 def age(inbox: Inbox, days: float) -> None:

@@ -75,7 +75,7 @@ def config(tmp: Path, monkeypatch: pytest.MonkeyPatch, serve: str = "") -> Confi
     path = tmp / "syncd.toml"
     path.write_text(CONFIG.format(state=tmp / "state.db", port=free_port(), serve=serve,
                                   name=tmp.name))
-    return load(path)
+    return load(path, service=True)
 
 
 class Edge:
@@ -368,7 +368,7 @@ def test_a_reload_changes_the_tokens_in_place(tmp_path: Path,
 
         assert status(TOKEN) == 200
         monkeypatch.setenv("EDGE_TOKEN", "rotated-token-0123456789")
-        r.reload(load(cfg.path))
+        r.reload(load(cfg.path, service=True))
         assert status(TOKEN) == 401 and status("rotated-token-0123456789") == 200
     finally:
         r.close()
