@@ -223,3 +223,13 @@ def test_patch_redone_when_a_delete_changed_the_group(inbox: Inbox) -> None:
         with ThreadPoolExecutor(6) as pool:
             assert set(pool.map(add, users)) == {204}
     assert sorted(m.value for m in inbox.get("group", gid).members or ()) == sorted(users)
+
+
+def test_patch_answers_204_with_the_new_etag(http: httpx.Client) -> None:
+    uid = new_user(http, "carol@example.com")
+    r = patch(http, f"/Users/{uid}", {"op": "replace", "path": "title", "value": "Eng"})
+    assert r.status_code == 204 and not r.content
+    assert r.headers["ETag"] == http.get(f"/Users/{uid}").headers["ETag"] == 'W/"2"'
+    r = http.patch(f"/Users/{uid}", params={"attributes": "title"}, json={
+        "schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "Ops"}]})
+    assert r.status_code == 200 and r.json()["title"] == "Ops"

@@ -44,6 +44,7 @@ from scim2_models import (
     Reference,
     Resource,
     ResourceType,
+    ResponseParameters,
     SCIMException,
     ScimProvider,
     ServiceProviderConfig,
@@ -108,6 +109,16 @@ class Service(ScimService):
     def max_body_size(self, request: ScimRequest) -> int | None:
         limit = super().max_body_size(request)
         return self.max_body if limit is None else min(limit, self.max_body)
+
+    def patch_response(self, base_url: str, resource: Resource[Any],
+                       response_parameters: ResponseParameters[Any]) -> ScimResponse:
+        """scim2-server's answer, without publishing (a deep copy of the resource with its
+        URLs) a body that a 204 leaves out: ~8% of a PATCH's CPU."""
+        if response_parameters.attributes or response_parameters.excluded_attributes:
+            return super().patch_response(base_url, resource, response_parameters)
+        version = resource.meta.version if resource.meta is not None else None
+        return ScimResponse(HTTPStatus.NO_CONTENT, None,
+                            {"ETag": version} if version and self.etag_supported else {})
 
 
 class Handler(ScimHandler):
