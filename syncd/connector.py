@@ -145,6 +145,11 @@ class Connector(Protocol):
     # Optional: `create_many(kind, items: Sequence[Attrs]) -> list[Entry | ConnectorError]`
     # (one result per item, in order) for targets with a bulk endpoint (SCIM /Bulk). The
     # engine uses it when `capabilities.bulk` is true and the method exists.
+    #
+    # Optional: `refuses(kind, attrs) -> str | None`, called on a connector that is NOT
+    # opened: why this target would certainly refuse to create an object from `attrs`,
+    # known without asking it (LDAP: no RDN value, an attribute the object classes require),
+    # or None. A SCIM service provider answers such a create with a 400 before storing it.
 
     def set_members(
         self, external_id: str, add: Sequence[str], remove: Sequence[str]

@@ -284,6 +284,10 @@ class LdapConnector(IncrementalReads):
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
         return self._writer.create(kind, attrs)
 
+    def refuses(self, kind: Kind, attrs: Attrs) -> str | None:
+        """What a create would certainly be refused for, known without a connection."""
+        return self._writer.refuses(kind, attrs)
+
     def update(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         self._writer.update(kind, external_id, changes)
 

@@ -42,7 +42,7 @@ from syncd.state.inbox import (
 )
 
 #: (kind, id, body as stored) -> why the flows reading the directory would refuse it, or None.
-Refusal = Callable[[Kind, str, dict[str, Any]], str | None]
+Refusal = Callable[..., str | None]  # (kind, id, body, *, create) -> why, or None
 
 #: Filter attribute (lower case) -> (inbox column, lower-case the value?) per kind.
 _INDEXED: dict[Kind, dict[str, tuple[str, bool]]] = {
@@ -103,8 +103,9 @@ class InboxStorage(ScimStorage):
         return body, [Member(str(m["value"]), m.get("type"), m.get("display")) for m in members
                       if m.get("value") is not None]
 
-    def _check(self, kind: Kind, rid: str, body: dict[str, Any]) -> None:
-        why = self.refuse(kind, rid, body) if self.refuse is not None else None
+    def _check(self, kind: Kind, rid: str, body: dict[str, Any], *,
+               create: bool = False) -> None:
+        why = self.refuse(kind, rid, body, create=create) if self.refuse is not None else None
         if why is not None:
             raise InvalidValueException(detail=why)
 
@@ -122,7 +123,7 @@ class InboxStorage(ScimStorage):
     def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         body, members = self._parts(resource)
         kind, rid = kind_of(resource_type), uuid.uuid4().hex
-        self._check(kind, rid, body)
+        self._check(kind, rid, body, create=True)
         try:
             rec = self.inbox.create(kind, rid, body, members)
         except InboxConflict as exc:

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 import ldap3
 from ldap3.utils.dn import escape_rdn
 
+from syncd.errors import Rejected
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, DisableSpec
 from syncd_connectors.ldap.dn import member_key
@@ -41,6 +42,7 @@ from syncd_connectors.ldap.values import normalize_dn, split_dn
 from syncd_connectors.ldap.wire.decode import Plan, make_entry, row_from_event
 from syncd_connectors.ldap.wire.events import SearchEntry
 from syncd_connectors.ldap.write.disable import Disabling
+from syncd_connectors.ldap.write.required import missing
 from syncd_connectors.ldap.write.session import (
     NO_SUCH_ATTRIBUTE,
     OBJECT_CLASS_VIOLATION,
@@ -121,6 +123,25 @@ class LdapWriter(Disabling):
         elif active and self._created_disabled(ks.disable, values):
             self.enable(kind, entry.external_id)
         return entry
+
+    def refuses(self, kind: Kind, attrs: Attrs) -> str | None:
+        """Why the directory would certainly refuse to create an entry from `attrs`, known
+        without asking it (no RDN value; an attribute the object classes require: see
+        `required`), or None. Used before a SCIM service provider accepts a create."""
+        attrs, _active = _status(attrs)
+        ks = self.settings(kind)
+        try:
+            values = {k: v for k, v in self._values(attrs).items() if v}
+        except Rejected as exc:  # a value the writer would reject (e.g. bad base64)
+            return str(exc)
+        if not values.get(ks.rdn.lower()):
+            return f"a new {kind} entry needs {ks.rdn} (its RDN), and the mapping gives none"
+        classes = [str(c) for c in values.get("objectclass", [])] or list(ks.object_classes)
+        absent = missing(classes, {*values, ks.rdn.lower()})
+        if absent:
+            return (f"objectClass {', '.join(classes)} requires {', '.join(absent)}, which the "
+                    f"mapping leaves empty: the directory would refuse the entry")
+        return None
 
     @staticmethod
     def _created_disabled(d: DisableSpec | None, values: Mapping[str, object]) -> bool:
