@@ -36,7 +36,7 @@ from syncd.daemon.inbound.trigger import Debounced
 from syncd.model import Kind
 from syncd.state.inbox import Inbox
 from syncd.state.inbox_prune import prune_tombstones
-from syncd.state.inbox_source import CURSOR_PREFIX
+from syncd.state.inbox_source import parse_cursor
 
 log = logging.getLogger("syncd.serve")
 
@@ -70,15 +70,6 @@ def build_server(app: InboundApp, cfg: Config) -> Server:
 
 def flows_reading(cfg: Config, directory: str) -> list[str]:
     return sorted(name for name, f in cfg.flows.items() if f.source == directory)
-
-
-def _seq(cursor: str | None) -> int | None:
-    if cursor is None or not cursor.startswith(CURSOR_PREFIX):
-        return None
-    try:
-        return int(cursor[len(CURSOR_PREFIX):])
-    except ValueError:
-        return None
 
 
 class Receiver:
@@ -175,7 +166,7 @@ class Receiver:
                     flow = cfg.flows[name]
                     if flow.kind(kind) is None:
                         continue
-                    seq = _seq(self.store.cursor(name, self.directory, kind).value)
+                    seq = parse_cursor(self.store.cursor(name, self.directory, kind).value)
                     if seq is not None:  # no cursor: a full read next, needing no tombstone
                         upto = min(upto, seq)
                 assert self.store.engine is not None

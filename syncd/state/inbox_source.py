@@ -155,7 +155,7 @@ class InboxConnector:
     def read(self, kind: Kind, cursor: str | None = None,
              attributes: Sequence[str] | None = None) -> Iterator[Batch]:
         inbox = self.inbox
-        since = _parse_cursor(cursor)
+        since = parse_cursor(cursor)
         if cursor is not None and since is None:
             log.warning("%s: cursor %r is not one of ours: reading %ss in full",
                         self.name, cursor, kind)
@@ -228,7 +228,9 @@ class InboxConnector:
         raise self._read_only()
 
 
-def _parse_cursor(cursor: str | None) -> int | None:
+def parse_cursor(cursor: str | None) -> int | None:
+    """The change sequence a cursor of this connector stands at, or None (no cursor, or
+    one that is not ours: read in full)."""
     if cursor is None or not cursor.startswith(CURSOR_PREFIX):
         return None
     try:
