@@ -55,7 +55,12 @@ class SafetyRefused(SyncdError):
 
 
 class StoreLocked(SyncdError):
-    """Another syncd process is running against the same state store."""
+    """Another syncd process is running the flow against the same state store; `holder`
+    names it when the store can tell (PostgreSQL: ``syncd daemon HOST:PID``)."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class StoreError(SyncdError):

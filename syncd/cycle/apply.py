@@ -76,6 +76,10 @@ class Applier(WriteBack):
                     break
         return run.result
 
+    def lock_lost(self) -> str | None:
+        """Why the flow's lock is no longer ours (checked before each batch), or None."""
+        return self.store.lock_lost(self.flow.name)
+
     def session(self, total: int | None = None) -> Session:
         """A pool of workers to submit tasks to; planned work can be fed while it runs."""
         return Session(self, total)

@@ -58,6 +58,8 @@ class Applier(Protocol):
 
     def _flush(self, outcomes: list[_Outcome]) -> None: ...
 
+    def lock_lost(self) -> str | None: ...
+
 
 def _enter(ctx: contextvars.Context) -> None:
     """Worker threads inherit the run's log context (run_id, flow)."""
@@ -120,6 +122,8 @@ class Session:
             self._wait()
         if self.applier.stop.is_set():
             self.result.stopped = True
+        if not self.halted:
+            self._check_lock()
         if self.halted:
             return False
         self._running.add(self._pool.submit(self.applier._run_task, task))
@@ -171,6 +175,15 @@ class Session:
                                  f"could not reach it (last: {out.error}); nothing more is "
                                  f"submitted, the next run picks up from here")
             log.error(self.result.fatal)
+
+    def _check_lock(self) -> None:
+        """Before each batch: is the flow's lock still ours? (One query on the lock's own
+        connection.) Lost -> Fatal: nothing more is submitted, the changes in flight are
+        recorded, the cursor is not advanced and the journal says why."""
+        lost = self.applier.lock_lost()
+        if lost is not None:
+            self.result.fatal = lost
+            log.error(lost)
 
     def _flush(self) -> None:
         if self._outcomes:

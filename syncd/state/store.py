@@ -14,11 +14,7 @@ safety rule counts links with COUNT(*) (`count_links`) instead of loading their 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +31,7 @@ from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
 from syncd.state.facts import FactsMixin
 from syncd.state.journal import JournalMixin
+from syncd.state.locks import RUN, FileLock, PgLockSession, run_key
 from syncd.state.opening import (
     CONNECT_TIMEOUT_S,
     check_sqlite_path,
@@ -58,10 +55,13 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin
     does not answer — and raises `StoreError` naming the store and the reason; a store that
     this call created and could not initialise is removed again (nothing half-written)."""
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, readonly: bool = False,
+                 locks: PgLockSession | None = None) -> None:
         self.url = str(url)  # never holds a separately configured password
         self.readonly = readonly
-        self._locks: dict[str, Any] = {}
+        self._locks: dict[str, FileLock | PgLockSession] = {}
+        #: A daemon's lock session, shared by its runs (it outlives this store object).
+        self._shared_locks = locks
         self._secret = secret_of(url)
         try:
             parsed = parse_state_url(self.url)
@@ -120,42 +120,58 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin
         translate_errors(engine, self.url_safe, self._secret)
         return engine
 
-    # -- single instance -------------------------------------------------------------------
+    # -- single instance (syncd.state.locks) -------------------------------------------------
     def lock(self, flow: str) -> None:
-        """One run of a flow at a time per store, across processes and threads: a second
-        `syncd run` of the same flow exits with a clear message instead of racing."""
+        """One run of a flow at a time per store, across processes, threads and hosts: a
+        second run of the same flow raises `StoreLocked` naming who runs it. On PostgreSQL the
+        lock lives on a session of its own (the daemon's shared one when given as `locks`)."""
         if self.readonly or flow in self._locks:
             return
         if self._sqlite_path is not None:
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow)
-            path = self._sqlite_path.with_name(f"{self._sqlite_path.name}.{safe}.lock")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            with contextlib.suppress(OSError):  # 0600 whatever the umask (not ours: leave it)
-                os.fchmod(fd, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise StoreLocked(f"flow {flow!r} is already running against the state store "
-                                  f"{self._sqlite_path} (another syncd process?)") from None
-            self._locks[flow] = fd
+            self._locks[flow] = FileLock(self._sqlite_path, flow)
         elif self.dialect.startswith("postgres") and self.engine is not None:
-            conn = self.engine.connect()
-            key = int.from_bytes(hashlib.blake2b(flow.encode(), digest_size=8).digest(),
-                                 "big", signed=True)
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            session = self._shared_locks or self._lock_session(RUN)
+            try:
+                got = session.try_lock(run_key(flow))
+                holder = None if got else session.holder(run_key(flow))
+            except BaseException:
+                if session is not self._shared_locks:
+                    session.close()
+                raise
             if not got:
-                conn.close()
-                raise StoreLocked(f"flow {flow!r} is already running against {self.url_safe}")
-            self._locks[flow] = conn
+                if session is not self._shared_locks:
+                    session.close()
+                who = holder or "another syncd process"
+                raise StoreLocked(f"flow {flow!r} is already running on {who} (state store "
+                                  f"{self.url_safe})", holder)
+            self._locks[flow] = session
+
+    def _lock_session(self, role: str) -> PgLockSession:
+        """A new lock session on this store (the password comes from the store's URL)."""
+        parsed = parse_state_url(self.url)
+        if self._secret is not None:
+            parsed = parsed.set(password=self._secret.get_secret_value())
+        return PgLockSession(parsed, role, self.url_safe, self._secret)
+
+    def lock_lost(self, flow: str) -> str | None:
+        """Why this run no longer holds its flow's lock, or None while it does: checked
+        before each apply batch, so an instance that lost its lock stops writing."""
+        held = self._locks.get(flow)
+        if not isinstance(held, PgLockSession) or held.holds(run_key(flow)):
+            return None  # a flock cannot be lost while the process lives
+        return (f"the lock of flow {flow!r} on the state store {self.url_safe} was lost (its "
+                f"database session {held.name} ended: connection cut or terminated); another "
+                f"instance may run the flow now, so nothing more is written by this one")
 
     def unlock(self, flow: str) -> None:
         held = self._locks.pop(flow, None)
-        if isinstance(held, int):
-            fcntl.flock(held, fcntl.LOCK_UN)
-            os.close(held)
-        elif held is not None:
-            held.close()  # ends the session: PostgreSQL releases its advisory locks
+        if isinstance(held, FileLock):
+            held.release()
+        elif isinstance(held, PgLockSession):
+            if held is self._shared_locks:
+                held.unlock(run_key(flow))
+            else:
+                held.close()  # ends the session: PostgreSQL releases its advisory locks
 
     @property
     def url_safe(self) -> str:
