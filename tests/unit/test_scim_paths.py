@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scim2_models import ResourceType, Schema
+from scim2_models import EnterpriseUser, Group, User
 
 from syncd_connectors.scim import declarations, paths
 from syncd_connectors.scim.schemas import (
@@ -217,7 +217,7 @@ def test_standard_declaration_takes_other_extensions_on_trust() -> None:
 
 
 def test_declarations_from_discovery_documents() -> None:
-    schema = Schema.model_validate({
+    schema = {
         "id": ACME, "name": "Acme", "attributes": [
             {"name": "costCenter", "type": "string", "multiValued": False},
             {"name": "badgeId", "type": "integer", "multiValued": False,
@@ -225,11 +225,11 @@ def test_declarations_from_discovery_documents() -> None:
             {"name": "phones", "type": "complex", "multiValued": True, "subAttributes": [
                 {"name": "value", "type": "string", "multiValued": False},
                 {"name": "type", "type": "string", "multiValued": False,
-                 "canonicalValues": ["desk", "cell"]}]}]})
+                 "canonicalValues": ["desk", "cell"]}]}]}
     core = declarations.attributes(USER_SCHEMA)
-    rts = [ResourceType.model_validate({
+    rts = [{
         "id": "User", "name": "User", "endpoint": "/Users", "schema": USER.core,
-        "schemaExtensions": [{"schema": ACME, "required": False}]})]
+        "schemaExtensions": [{"schema": ACME, "required": False}]}]
     found = declarations.declared(rts, [USER_SCHEMA, schema])
     user = found["user"]
     assert not user.standard and list(user.schemas) == [USER.core, ACME]
@@ -243,7 +243,7 @@ def test_declarations_from_discovery_documents() -> None:
     assert paths.unsupported_paths(user, "user") >= {"enterprise.department"}
 
 
-USER_SCHEMA = Schema.model_validate({
+USER_SCHEMA = {
     "id": "urn:ietf:params:scim:schemas:core:2.0:User", "name": "User", "attributes": [
         {"name": "userName", "type": "string", "multiValued": False},
         {"name": "active", "type": "boolean", "multiValued": False},
@@ -252,7 +252,53 @@ USER_SCHEMA = Schema.model_validate({
                     "preferredLanguage", "profileUrl")),
         {"name": "emails", "type": "complex", "multiValued": True, "subAttributes": [
             {"name": "value", "type": "string", "multiValued": False},
-            {"name": "primary", "type": "boolean", "multiValued": False}]}]})
+            {"name": "primary", "type": "boolean", "multiValued": False}]}]}
+
+
+def _from_scim2_models(attrs: list[Any]) -> tuple[Attr, ...]:
+    """What the declaration of RFC 7643 was made of before `rfc7643`: scim2-models' own
+    schemas, the typed attributes with the RFC's canonical types (§8.7.1)."""
+    rfc = {"emails": ("work", "home", "other"),
+           "phoneNumbers": ("work", "home", "mobile", "fax", "pager", "other"),
+           "ims": ("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"),
+           "photos": ("photo", "thumbnail"), "addresses": ("work", "home", "other")}
+
+    def attr(a: Any, top: bool) -> Attr:
+        subs = [s for s in a.sub_attributes or [] if s.name]
+        type_sub = next((s for s in subs if s.name.lower() == "type"), None)
+        types = tuple(type_sub.canonical_values or ()) if type_sub is not None else ()
+        return Attr(str(a.name), str(getattr(a.type, "value", a.type) or "string"),
+                    bool(a.multi_valued), tuple(attr(s, False) for s in subs),
+                    rfc.get(a.name, types) if top else types,
+                    str(getattr(a.mutability, "value", a.mutability)) != "readOnly")
+
+    return tuple(attr(a, True) for a in attrs if a.name)
+
+
+def test_the_standard_declaration_is_what_scim2_models_derives() -> None:
+    """`rfc7643` is a copy (importing scim2-models costs every start ~0.4 s): it must still
+    be what scim2-models' User, EnterpriseUser and Group schemas say."""
+    user, group = declarations.standard("user"), declarations.standard("group")
+    assert user.schemas[user.core] == _from_scim2_models(User.to_schema().attributes or [])
+    assert user.schemas[URN_ENTERPRISE] == _from_scim2_models(
+        EnterpriseUser.to_schema().attributes or [])
+    assert group.schemas[group.core] == _from_scim2_models(Group.to_schema().attributes or [])
+
+
+def test_discovery_documents_are_read_with_case_insensitive_keys() -> None:
+    """SCIM attribute names are case-insensitive; so are the keys of its own documents."""
+    schema = {"ID": ACME, "Attributes": [
+        {"NAME": "costCenter", "Type": "integer", "multivalued": True,
+         "MUTABILITY": "readOnly"}]}
+    rts = [{"Name": "User", "Schema": USER.core, "SchemaExtensions": [{"SCHEMA": ACME}]}]
+    user = declarations.declared(rts, [USER_SCHEMA, schema])["user"]
+    assert user.schemas[ACME] == (Attr("costCenter", "integer", True, writable=False),)
+
+
+def test_malformed_discovery_documents_name_where() -> None:
+    with pytest.raises(declarations.Malformed, match="schema x: emails"):
+        declarations.attributes({"id": "x", "attributes": [
+            {"name": "emails", "subAttributes": {"name": "value"}}]})
 
 
 def test_parts_of_typed_items_patch_the_item_as_it_is() -> None:

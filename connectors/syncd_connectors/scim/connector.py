@@ -2,8 +2,9 @@
 
 Payloads are built from canonical attributes by `syncd_connectors.scim.paths` for what the
 server's own /Schemas declares (any extension URN; values in the declared type, or the entry
-is refused), and validated with the scim2-models classes scim2-client builds from them; a
-path the server does not declare is dropped and reported (`path_problems`,
+is refused), and validated with the scim2-models classes scim2-client builds from them
+(`client`: built on the first write that needs them, so a run that writes nothing never
+imports scim2-models); a path the server does not declare is dropped and reported (`path_problems`,
 ``capabilities.declares``), never sent. Creates, listings and /Bulk go out
 as plain JSON through `syncd_connectors.scim.http` (validating every *response* with pydantic cost
 more than the request); member PATCHes too (`members`: adaptive chunks, no blind resend);
@@ -12,11 +13,13 @@ other PATCH/PUT/DELETE go through scim2-client.
 Module map: this module (the contract's reads, and `ScimConnector` itself), `session` (the
 client, discovery's findings, resources <-> entries, shared by reads and writes), `writes`
 (the contract's writes), `http` (retries, Retry-After, dead target, body bound, counters),
-`transport` (client, TLS, unsafe-transport warnings), `discovery` (capabilities), `bulk`
+`transport` (client, TLS, unsafe-transport warnings), `discovery` (capabilities, from the
+raw documents), `client` (scim2-client and the server's scim2-models classes), `bulk`
 (/Bulk bodies, splitting), `reads` (raw attributes, lastModified cursors), `listing`
 (ListResponse shape, completeness of a paged walk), `confirm` (`confirm_gone`), `members`
 (`set_members`), `status` (errors), `schemas` (what /Schemas declares: where a canonical
-path lives), `paths` (canonical attributes <-> SCIM JSON), `values` (typed values).
+path lives), `declarations` (what /Schemas or `rfc7643` declare), `paths` (canonical
+attributes <-> SCIM JSON), `values` (typed values).
 
 Dialect differences measured between scim2-server 0.8.3 and django-scim2-server 1.1.0:
 

@@ -5,23 +5,26 @@ Separate from the connector because it runs once per `open()` and is all interpr
 the server's own description decides which attributes (core, enterprise, any extension) can
 be mapped and of which type they are (`declarations.declared`), which paths are dropped, whether
 /Bulk and PATCH are used and how large a page may be (``filter.maxResults``).
+
+The documents are read as raw JSON: the scim2-models classes built from them (`client`) are
+only needed to validate a body, so they are built on the first write that needs them, and a
+run that writes nothing never imports scim2-models (~0.4 s of start-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from scim2_models import ListResponse, ResourceType, Schema, ScimProvider, ServiceProviderConfig
 
 from syncd.connector import Capabilities
 from syncd.errors import Fatal
 from syncd.model import Kind
 from syncd_connectors.scim import declarations, paths, schemas
 from syncd_connectors.scim.config import ScimConfig
-from syncd_connectors.scim.http import HttpxScimClient
-from syncd_connectors.scim.status import checked_json, scim_errors
+from syncd_connectors.scim.declarations import Malformed, key, objects
+from syncd_connectors.scim.http import ScimHttp
+from syncd_connectors.scim.status import checked_json
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,17 @@ class Discovered:
     endpoints: dict[Kind, str]
     page_size: int
     limits: PatchLimits
+    documents: Documents
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The discovery documents as the server sent them: what `client` builds the
+    scim2-models classes from, when a body must be validated."""
+
+    schemas: list[dict[str, Any]]
+    resource_types: list[dict[str, Any]]
+    config: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -65,71 +79,75 @@ def patch_limits(doc: dict[str, Any]) -> PatchLimits:
     )
 
 
-def groups_as_members(found: Sequence[Schema]) -> bool:
+def groups_as_members(found: Sequence[Mapping[str, Any]]) -> bool:
     """May a Group's ``members`` name groups (``nested = "preserve"``)? Yes when the server's
     Group schema declares the members' ``type`` (RFC 7643 §4.2: "User" or "Group"; canonical
     values, when listed, include Group) or a ``$ref`` whose referenceTypes include Group, and
     when it declares no Group schema at all (the RFC's own declaration then applies, as for
     attributes). django-scim2-server declares only ``value`` and ``display``, and drops group
     members silently: no."""
-    group = next((s for s in found if (s.id or "").lower() == schemas.URN_GROUP.lower()), None)
+    group = next((s for s in found
+                  if str(key(s, "id") or "").lower() == schemas.URN_GROUP.lower()), None)
     if group is None:
         return True
-    members = next((a for a in group.attributes or [] if (a.name or "").lower() == "members"),
-                   None)
-    for sub in (members.sub_attributes or []) if members is not None else []:
-        name = (sub.name or "").lower()
-        listed = [str(v).lower() for v in (sub.canonical_values if name == "type"
-                                           else sub.reference_types) or []]
+    members = next((a for a in objects(key(group, "attributes"), "schema Group")
+                    if str(key(a, "name") or "").lower() == "members"), None)
+    subs = objects(key(members, "subAttributes"), "Group members") if members else []
+    for sub in subs:
+        name = str(key(sub, "name") or "").lower()
+        values = key(sub, "canonicalValues" if name == "type" else "referenceTypes")
+        listed = [str(v).lower() for v in values] if isinstance(values, list) else []
         if (name == "type" and (not listed or "group" in listed)) or (
                 name == "$ref" and "group" in listed):
             return True
     return False
 
 
-def discover(scim: HttpxScimClient, cfg: ScimConfig, name: str) -> Discovered:
-    """Query the discovery endpoints and set `scim.provider` (scim2-client validates with it)."""
-    with scim_errors("discovery", name):
-        rts = scim.query(ResourceType, raise_scim_errors=True)
-        found = scim.query(Schema, raise_scim_errors=True)
-        # Raw, so that limits outside RFC 7643 (``patch.maxOperations``) are seen, and
-        # validated without them (the model forbids unknown keys there).
-        raw = checked_json(scim.http.request("GET", "/ServiceProviderConfig"),
-                           "discovery", name)  # fmt: skip
-        limits = patch_limits(raw)
-        if isinstance(raw.get("patch"), dict):
-            raw = {**raw, "patch": {k: v for k, v in raw["patch"].items() if k == "supported"}}
-        spc = ServiceProviderConfig.model_validate(raw)
-    if not (isinstance(rts, ListResponse) and isinstance(found, ListResponse)
-            and isinstance(spc, ServiceProviderConfig)):  # fmt: skip
-        raise Fatal("SCIM discovery answered something else than asked for", connector=name)
+def _listing(http: ScimHttp, endpoint: str, name: str) -> list[dict[str, Any]]:
+    """The resources of an unpaged discovery listing (their ids are optional there)."""
+    doc = checked_json(http.request("GET", endpoint), "discovery", name)
+    return [dict(r) for r in objects(key(doc, "Resources"), f"{endpoint} Resources")]
+
+
+def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    found = key(doc, name)
+    return found if isinstance(found, Mapping) else {}
+
+
+def discover(http: ScimHttp, cfg: ScimConfig, name: str) -> Discovered:
+    """Query the discovery endpoints; `Fatal` when they make no sense."""
+    rts = _listing(http, "/ResourceTypes", name)
+    found = _listing(http, "/Schemas", name)
+    # Raw, so that limits outside RFC 7643 (``patch.maxOperations``) are seen.
+    spc = checked_json(http.request("GET", "/ServiceProviderConfig"), "discovery", name)
     try:
-        scim.provider = ScimProvider.from_discovery(
-            found.resources or [], rts.resources or [], config=spc
-        )
-    except Exception as exc:  # a server describing itself incoherently
-        raise Fatal(f"SCIM discovery is incoherent: {exc}", connector=name) from None
-    declared = declarations.declared(rts.resources or [], found.resources or [])
+        declared = declarations.declared(rts, found)
+        members = groups_as_members(found)
+    except Malformed as exc:
+        raise Fatal(f"SCIM discovery answered something else than asked for: {exc}",
+                    connector=name) from None
     unsupported = {k: paths.unsupported_paths(d, k) for k, d in declared.items()}
     endpoints: dict[Kind, str] = {"user": "/Users", "group": "/Groups"}
-    for kind, endpoint_name in schemas.ENDPOINT.items():
-        rt = next((r for r in rts.resources or [] if endpoint_name in (r.name, r.id)), None)
-        if rt is not None and rt.endpoint:
-            endpoints[kind] = "/" + str(rt.endpoint).lstrip("/")
-    bulk_cfg = spc.bulk
-    bulk_ok = bool(bulk_cfg and bulk_cfg.supported) and cfg.bulk == "auto"
-    max_results = spc.filter.max_results if spc.filter and spc.filter.max_results else None
+    for kind in schemas.ENDPOINT:
+        rt = declarations.resource_type(rts, kind)
+        endpoint = key(rt, "endpoint") if rt is not None else None
+        if isinstance(endpoint, str) and endpoint:
+            endpoints[kind] = "/" + endpoint.lstrip("/")
+    bulk = _section(spc, "bulk")
+    bulk_ok = key(bulk, "supported") is True and cfg.bulk == "auto"
+    max_results = _positive(key(_section(spc, "filter"), "maxResults"))
     page_size = min(cfg.page_size, max_results) if max_results else cfg.page_size
     caps = Capabilities(
         read=True,
         write=True,
-        patch=bool(spc.patch and spc.patch.supported),
+        patch=key(_section(spc, "patch"), "supported") is True,
         bulk=bulk_ok,
-        bulk_max_operations=(bulk_cfg.max_operations or 0) if bulk_ok and bulk_cfg else 0,
-        bulk_max_payload=(bulk_cfg.max_payload_size or 0) if bulk_ok and bulk_cfg else 0,
+        bulk_max_operations=(_positive(key(bulk, "maxOperations")) or 0) if bulk_ok else 0,
+        bulk_max_payload=(_positive(key(bulk, "maxPayloadSize")) or 0) if bulk_ok else 0,
         unsupported_attributes={str(k): v for k, v in unsupported.items()},
         declares=lambda kind, path: kind in declared and declared[
             kind].problem(path) is None,
-        group_members=groups_as_members(found.resources or []),
+        group_members=members,
     )
-    return Discovered(caps, unsupported, declared, endpoints, page_size, limits)
+    return Discovered(caps, unsupported, declared, endpoints, page_size, patch_limits(spc),
+                      Documents(found, rts, spc))

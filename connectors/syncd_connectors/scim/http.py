@@ -45,7 +45,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from scim2_client.client import BaseSyncSCIMClient
 
 from syncd.errors import Fatal, Rejected, Retriable, Unreachable
 
@@ -86,7 +85,7 @@ class TooLarge(Rejected):
 
 class HttpStatus(Exception):
     """An HTTP error answer to a request scim2-client sent: the *HTTP* status decides what it
-    means (a body claiming another status proves nothing), see `HttpxScimClient.request`."""
+    means (a body claiming another status proves nothing), see `client.HttpxScimClient`."""
 
     def __init__(self, status: int, response: httpx.Response) -> None:
         super().__init__(status)
@@ -350,41 +349,3 @@ class ScimHttp:
             f"{method} {url}: {reason}", connector=self.connector, retry_after=retry_after
         )
         raise _mark(err) if may_have_applied else err
-
-
-class HttpxScimClient(BaseSyncSCIMClient):
-    """scim2-client's sync engine on httpx; every request goes through `ScimHttp.request`.
-
-    scim2-client 0.13 ships its network engine for the ``httpx2`` fork only; this is the same
-    ~15 lines for httpx (the project pins httpx 0.28).
-    """
-
-    def __init__(self, http: ScimHttp) -> None:
-        super().__init__(check_response_content_type=False)
-        self.client = http.client
-        self._http = http
-
-    @property
-    def http(self) -> ScimHttp:
-        """The retrying HTTP layer every request of this client goes through."""
-        return self._http
-
-    def _stays_under_base_url(self, endpoint: str) -> bool:
-        base = self.client.base_url
-        try:
-            url = self.client.build_request("GET", endpoint).url
-        except httpx.InvalidURL:
-            return False
-        same = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
-        return same and url.raw_path.startswith(base.raw_path)
-
-    def _parse_json(self, response: Any) -> Any:
-        return response.json()
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """An HTTP error answer never reaches scim2-client: it would let the *body*'s
-        ``status`` decide (a 400 whose body says 404 read as "already deleted")."""
-        resp = self._http.request(method, url, **kwargs)
-        if resp.status_code >= 400:
-            raise HttpStatus(resp.status_code, resp)
-        return resp

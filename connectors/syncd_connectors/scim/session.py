@@ -6,10 +6,11 @@ rest), what `discovery` found (endpoints, capabilities, the attributes this serv
 store, PATCH limits), the creation bodies validated against the server's published schema
 (`_payload`), and entries made from the server's resources (`_entry`).
 
-Concurrency: the engine's apply pool calls one connector from `concurrency` threads. After
-`open()` the scim2-client object is only read, `httpx.Client` is thread-safe with a pool of
-`concurrency` keep-alive connections; mutable state (soft-delete probe, incremental support
-per kind, counters) is written under locks.
+Concurrency: the engine's apply pool calls one connector from `concurrency` threads. The
+scim2-client object is built once under the lock (on the first write that needs it), then
+only read; `httpx.Client` is thread-safe with a pool of `concurrency` keep-alive connections;
+mutable state (soft-delete probe, incremental support per kind, counters) is written under
+locks.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from scim2_models import Context
 
 from syncd.connector import Capabilities
 from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.scim import declarations, paths, reads, schemas
 from syncd_connectors.scim.config import ScimConfig
-from syncd_connectors.scim.discovery import PatchLimits, discover
-from syncd_connectors.scim.http import DOWN_AFTER, HttpxScimClient, ScimHttp, Stats
+from syncd_connectors.scim.discovery import Documents, PatchLimits, discover
+from syncd_connectors.scim.http import DOWN_AFTER, ScimHttp, Stats
 from syncd_connectors.scim.listing import resource_id
 from syncd_connectors.scim.status import checked_json, detail_of, error_for, scim_errors
 from syncd_connectors.scim.transport import build_client, warn_unsafe
+
+if TYPE_CHECKING:
+    from syncd_connectors.scim.client import HttpxScimClient
 
 _ENDPOINT = schemas.ENDPOINT
 #: A user id no server holds: the token probe's resource (see `open`).
@@ -50,7 +53,10 @@ class ScimSession:
         self.config = config
         self._transport = transport  # test seam: fault injection in front of a real server
         self._http: ScimHttp | None = None
+        #: scim2-client with the server's classes: built on the first write that needs it
+        #: (`client`), from the documents discovery kept
         self._scim: HttpxScimClient | None = None
+        self._documents: Documents | None = None
         self._caps = Capabilities(write=True)
         #: what the server declares per kind (RFC 7643's standard until discovery)
         self._declared: dict[Kind, schemas.Declared] = {
@@ -115,7 +121,6 @@ class ScimSession:
             clock=lambda: self.clock(), max_response_bytes=cfg.max_response_bytes,
             timeouts_down_after=max(2 * cfg.concurrency, 2 * DOWN_AFTER),
         )  # fmt: skip
-        self._scim = HttpxScimClient(self._http)
         self._http.opening = True
         try:
             self._discover()
@@ -140,14 +145,22 @@ class ScimSession:
             self._http.client.close()
         self._http = None
         self._scim = None
+        self._documents = None
 
     # --- shared by reads and writes -------------------------------------------------------
 
     @property
     def _client(self) -> HttpxScimClient:
-        if self._scim is None:
+        """scim2-client with this server's classes, built on first use (`client`)."""
+        http, documents = self._http_or_fatal, self._documents
+        if documents is None:
             raise Fatal("connector is not open", connector=self.name)
-        return self._scim
+        with self._lock:
+            if self._scim is None:
+                from syncd_connectors.scim.client import build
+
+                self._scim = build(http, documents, self.name)
+            return self._scim
 
     @property
     def _http_or_fatal(self) -> ScimHttp:
@@ -195,8 +208,10 @@ class ScimSession:
         key = (kind, paths.shape(payload))
         if key in self._valid_shapes:
             return payload
+        from scim2_models import Context  # (`client`: only writes need scim2-models)
+
+        model = self._model(kind)
         with scim_errors(self._what(kind, kept), self.name):
-            model = self._model(kind)
             resource = model.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
             dumped: dict[str, Any] = resource.model_dump(
                 scim_ctx=Context.RESOURCE_CREATION_REQUEST
@@ -252,8 +267,9 @@ class ScimSession:
         }
 
     def _discover(self) -> None:
-        found = discover(self._client, self.config, self.name)
+        found = discover(self._http_or_fatal, self.config, self.name)
         self._valid_shapes.clear()  # the schema may differ now
+        self._scim, self._documents = None, found.documents
         self._unsupported, self._declared = found.unsupported, found.declared
         self._endpoints, self._page_size, self._caps, self._limits = (
             found.endpoints, found.page_size, found.caps, found.limits,

@@ -16,9 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
-from scim2_client.errors import SCIMClientException
-from scim2_models import SCIMException
 
 from syncd.errors import Conflict, ConnectorError, Rejected, Retriable
 from syncd_connectors.scim.http import HttpStatus
@@ -90,7 +87,12 @@ def checked_json(
 
 @contextmanager
 def scim_errors(what: str, connector: str) -> Iterator[None]:
-    """Translate scim2-client/models errors (raised around client calls)."""
+    """Translate scim2-client/models errors (raised around client calls: only code that
+    uses them anyway comes here, so importing them costs nothing more)."""
+    from pydantic import ValidationError
+    from scim2_client.errors import SCIMClientException
+    from scim2_models import SCIMException
+
     try:
         yield
     except HttpStatus as exc:

@@ -15,8 +15,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scim2_models import Context, PatchOp
-
 from syncd.errors import ConnectorError, Fatal, Rejected, Retriable
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.scim import bulk, paths
@@ -126,6 +124,8 @@ class ScimWrites(ScimSession):
     # --- internals -----------------------------------------------------------------------
 
     def _patch(self, kind: Kind, external_id: str, ops: list[dict[str, Any]], what: str) -> None:
+        from scim2_models import Context, PatchOp  # (`client`: only writes need scim2-models)
+
         model = self._model(kind)
         with scim_errors(what, self.name):
             patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
@@ -136,6 +136,8 @@ class ScimWrites(ScimSession):
 
     def _put(self, kind: Kind, external_id: str, changes: Mapping[str, Value]) -> None:
         """GET + PUT for servers without PATCH (the If-Match is scim2-client's business)."""
+        from scim2_models import Context
+
         model = self._model(kind)
         with scim_errors(f"update {kind} {external_id}", self.name):
             current = self._client.query(model, external_id, check_response_payload=False)
