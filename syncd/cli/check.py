@@ -25,7 +25,6 @@ from typing import Any
 import click
 
 from syncd.cli.common import EXIT_FAILED, config_option, load_config, output_option, store_line
-from syncd.mapping.conditions import ConditionError
 
 #: Source entries sampled per flow and kind (one page of a listing; never a full read).
 SAMPLE = 200
@@ -115,6 +114,8 @@ def online_paths(cfg: Any) -> Report:
 
 def _sample(flow: Any, source: Any, report: Report) -> None:
     """Attribute coverage and scope over one page of each kind's source entries."""
+    from syncd.mapping.conditions import ConditionError
+
     doc: dict[str, Any] = report.flows.setdefault(flow.name, {})
     for kf in flow.kinds:
         attrs = sorted(kf.mapping.source_attributes() | kf.scope.source_attributes())

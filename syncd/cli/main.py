@@ -1,34 +1,50 @@
-"""The `syncd` command group: every command registered in one place.
+"""The `syncd` command group: every command registered in one place (`COMMANDS`).
 
-Imports of heavy modules happen inside commands so `syncd --help` stays fast.
+Start-up is most of what a one-shot command costs (run from cron every minute), so only the
+module of the command being run is imported, and heavy modules (the engine, SQLAlchemy, the
+connectors) are imported inside the commands that need them: `syncd --help` imports every
+command module and nothing heavy (``tests/unit/test_startup.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
 import click
 
-from syncd.cli import (
-    check,
-    inspect,
-    log,
-    mapping,
-    plan,
-    report,
-    run,
-    scaffold,
-    serve,
-    service,
-)
 from syncd.cli.common import EXIT_CONFIG, EXIT_FAILED
+
+#: Each command: the module and function that define it, imported when the command runs.
+COMMANDS = {
+    "run": "run:run", "validate": "run:validate", "check": "check:check",
+    "status": "inspect:status", "log": "log:log_command", "release": "inspect:release",
+    "conflicts": "inspect:conflicts", "connectors": "inspect:connectors",
+    "explain": "inspect:explain", "daemon": "service:daemon",
+    "test-mapping": "mapping:test_mapping", "plan": "plan:plan", "apply": "plan:apply",
+    "init": "scaffold:init", "config-schema": "scaffold:config_schema",
+    "report": "report:report", "serve": "serve:serve",
+}  # fmt: skip
 
 
 class _Group(click.Group):
-    """Store, config and other syncd errors raised inside any command end as one line and the
-    documented exit code (1 runtime, 2 config), never as a traceback."""
+    """Commands are loaded from `COMMANDS` when asked for. Store, config and other syncd
+    errors raised inside any command end as one line and the documented exit code (1
+    runtime, 2 config), never as a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, name = where.split(":")
+        command = getattr(importlib.import_module(f"syncd.cli.{module}"), name)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         from syncd.errors import ConfigError, StoreError, SyncdError
@@ -55,14 +71,6 @@ def main(verbose: int) -> None:
 
     log.setup(verbose)
 
-
-
-for command in (run.run, run.validate, check.check, inspect.status, log.log_command,
-                inspect.release,
-                inspect.conflicts, inspect.connectors, inspect.explain, service.daemon,
-                mapping.test_mapping, plan.plan, plan.apply, scaffold.init,
-                scaffold.config_schema, report.report, serve.serve):
-    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover
