@@ -22,6 +22,7 @@ from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
 from syncd.plan.value import Plan
 from syncd.redact import redact
+from syncd.state.locks import PgLockSession
 from syncd.state.store import Store
 
 log = logging.getLogger("syncd.engine")
@@ -31,12 +32,14 @@ def run(config: Config, *, flows: Sequence[str] | None = None, dry_run: bool = F
         allow_deletes: bool = False, full: bool = False,
         progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
-        review: Callable[[Plan], Plan] | None = None) -> list[FlowResult]:
+        review: Callable[[Plan], Plan] | None = None,
+        locks: PgLockSession | None = None) -> list[FlowResult]:
     """Run flows once. Setting `stop` (SIGTERM in the daemon) lets the changes in flight
     finish and be recorded, submits no more, and ends the run as ``aborted``.
-    `full` ignores stored cursors: a full read of every source (a reconcile)."""
+    `full` ignores stored cursors: a full read of every source (a reconcile).
+    `locks`: a daemon's lock session, on which the runs take their flows' locks."""
     names = list(flows) if flows else list(config.flows)
-    store = Store(config.state_url, readonly=dry_run)
+    store = Store(config.state_url, readonly=dry_run, locks=locks)
     connectors = Connectors(config)
     try:
         return [run_flow(config.flows[n], store, connectors, dry_run=dry_run,
@@ -57,6 +60,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
     res = FlowResult(flow.name, dry_run)
     store.lock(flow.name)  # StoreLocked propagates: the caller reports it
     try:
+        if not dry_run:  # holding the lock, a run still "running" is one that died
+            store.abandon_runs(flow.name)
         res.run_id = None if dry_run else store.start_run(flow.name)
         try:
             with log_context(run_id=res.run_id, flow=flow.name):
@@ -80,6 +85,8 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
                 store.finish_run(res.run_id, res.result, {
                     "plan": summary, "applied": res.applied, "failed": len(res.failures),
                     "duration_s": round(res.duration, 3),
+                    # which daemon ran it, when several share a PostgreSQL store
+                    **({"instance": who} if (who := store.instance(flow.name)) else {}),
                     # a run let through is not counted in the safety window (plan.safety)
                     **({"allowed": True} if allow_deletes else {}),
                     # each reason on its own, for the status page

@@ -78,6 +78,10 @@ class Metrics:
                                 ["flow"], registry=r)
         self.http_429 = Counter("syncd_target_http_429", "HTTP 429 (throttled) answers",
                                 ["target"], registry=r)
+        self.running_here = Gauge("syncd_flow_running_here",
+                                  "1 when this instance runs the flow, 0 when another "
+                                  "instance sharing the state store does", ["flow"],
+                                  registry=r)
         self.scim_requests = Counter("syncd_scim_requests", "Requests received over SCIM",
                                      ["kind", "method", "status"], registry=r)
         #: (kind, status) -> requests, for the status page; None: not serving SCIM.
@@ -154,6 +158,11 @@ class Metrics:
             if self._received is None:
                 return None
             return tuple((k, s, n) for (k, s), n in sorted(self._received.items()))
+
+    def flow_here(self, flow: str, here: bool) -> None:
+        """Whether this instance runs the flow (1) or another instance sharing the
+        PostgreSQL store does (0): several daemons, each flow on exactly one of them."""
+        self.running_here.labels(flow).set(1 if here else 0)
 
     def record_error(self, flow: str) -> None:
         """A run that never produced a result (crashed, store busy)."""

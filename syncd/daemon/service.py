@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -50,14 +50,17 @@ from syncd.config.durations import parse_duration
 from syncd.config.flows import Config
 from syncd.config.schema import ScheduleModel
 from syncd.cycle import engine
-from syncd.cycle.render import summary_line
 from syncd.cycle.result import FlowResult
 from syncd.daemon.alerts import Alerts
 from syncd.daemon.metrics import Metrics, parse_listen
+from syncd.daemon.reporting import Reporting
 from syncd.daemon.sdnotify import Notifier, watchdog_interval
 from syncd.errors import ConfigError, StoreError, StoreLocked
 from syncd.log import context as log_context
 from syncd.state.opening import safe_url
+
+if TYPE_CHECKING:
+    from syncd.daemon.ownership import Ownership
 
 log = logging.getLogger("syncd.daemon")
 
@@ -89,7 +92,7 @@ def _job_id(flow: str) -> str:
     return f"flow:{flow}"
 
 
-class Daemon:
+class Daemon(Reporting):
     """One config file, scheduled. `run()` blocks until SIGTERM/SIGINT and returns 0."""
 
     def __init__(self, config_path: str | Path, *, notifier: Notifier | None = None) -> None:
@@ -117,6 +120,9 @@ class Daemon:
         self._status_guard = threading.Lock()
         #: The SCIM service provider when ``[serve]`` is configured (`syncd.daemon.receiving`).
         self.receiver: Any = None
+        #: On PostgreSQL: this instance's leases (`syncd.daemon.ownership`), set by `run`.
+        self.ownership: Ownership | None = None
+        self._where: dict[str, str] = {}  # flows running elsewhere: why, as last logged
 
     # -- lifecycle -------------------------------------------------------------------------
     def check_store(self) -> None:
@@ -128,6 +134,7 @@ class Daemon:
         Store(self.config.state_url).close()
 
     def run(self) -> int:
+        self._own()
         self._schedule(self.config)
         self.scheduler.add_job(self.prune_journal, IntervalTrigger(seconds=PRUNE_INTERVAL_S),
                                id=PRUNE_JOB, name="prune the run journal",
@@ -146,11 +153,29 @@ class Daemon:
         self.install_signal_handlers()
         self.scheduler.start()  # blocks until _shutdown() (from the control thread)
         control.join(timeout=10)
+        if self.ownership is not None:
+            self.ownership.close()  # the other instances take its flows at their next tick
         self.metrics.close()
         self.alerts.close()  # the last alerts (a run aborted by the stop) go out first
         log.info("stopped")
         self.notifier.close()
         return 0
+
+    def _own(self) -> None:
+        """On a PostgreSQL store, flows are spread over the daemons sharing it: open this
+        instance's lock session now, so the others count it before the first ticks."""
+        if not self.config.state_url.startswith("postgres"):
+            return
+        from syncd.daemon.ownership import Ownership
+        from syncd.state.locks import DAEMON, session_for
+
+        self.ownership = Ownership(session_for(self.config.state_url, DAEMON))
+        try:
+            n = self.ownership.session.instances()
+            log.info("instance %s: %d daemon instance(s) share the state store",
+                     self.ownership.name, n)
+        except StoreError as exc:  # each tick says it again until the database is back
+            log.error("instance %s: %s", self.ownership.name, exc)
 
     def _receive(self) -> None:
         """Serve SCIM too: received changes run their flows (`syncd.daemon.receiving`)."""
@@ -246,6 +271,8 @@ class Daemon:
         for name in sorted(set(self._scheduled) - set(cfg.flows)):
             self.scheduler.remove_job(_job_id(name))
             del self._scheduled[name]
+            if self.ownership is not None:
+                self.ownership.release(name)
             log.info("flow %s unscheduled", name, extra={"flow": name})
         for name, flow in cfg.flows.items():
             trigger = trigger_for(flow.schedule)
@@ -270,13 +297,28 @@ class Daemon:
         flow = cfg.flows.get(name)
         if flow is None or self.stop.is_set():
             return []
+        ownership = self.ownership
+        try:
+            elsewhere = ownership.claim(name, len(cfg.flows)) if ownership is not None else None
+        except StoreError as exc:  # the database is down: as for a run
+            log.error("flow %s not run: %s", name, exc, extra={"flow": name})
+            self._run_error(name, "state store unavailable")
+            self.alerts.run_error(name, f"state store unavailable: {exc}")
+            return []
+        if elsewhere is not None:
+            self._elsewhere(name, elsewhere)
+            return []
         locks = self._acquire({flow.source, flow.target})
         if locks is None:
             return []
         try:
             with log_context(flow=name):
-                results = engine.run(cfg, flows=[name], stop=self.stop)
+                results = engine.run(cfg, flows=[name], stop=self.stop,
+                                     locks=ownership.session if ownership else None)
         except StoreLocked as exc:
+            if ownership is not None and exc.holder is not None:
+                self._elsewhere(name, f"running on {exc.holder}")  # expected, not an error
+                return []
             log.warning("flow %s not run: %s", name, exc, extra={"flow": name})
             self._run_error(name, "state store busy")
             return []
@@ -294,6 +336,10 @@ class Daemon:
         finally:
             for lock in reversed(locks):
                 lock.release()
+            if ownership is not None:
+                ownership.after_run(name, len(cfg.flows))
+        self._where.pop(name, None)
+        self.metrics.flow_here(name, True)
         for res in results:
             self._finished(cfg, res)
         return results
@@ -336,63 +382,3 @@ class Daemon:
                     return None
             held.append(lock)
         return held
-
-    def _finished(self, cfg: Config, res: FlowResult) -> None:
-        counts = summary_line(res.plan.summary()) if res.plan is not None else "no plan"
-        line = (f"flow {res.flow} run {res.result}: {counts}; {res.applied} applied, "
-                f"{len(res.failures)} failed, {res.duration:.2f}s")
-        problems = res.errors + [f"refused: {r}" for r in res.refused]
-        if problems:
-            line += " — " + "; ".join(problems)
-        line += self._next_run(res.flow)
-        log.log(logging.INFO if res.result == "ok" else logging.WARNING, line,
-                extra={"flow": res.flow, "run_id": res.run_id})
-        when = datetime.now().strftime("%H:%M:%S")
-        self._set_status(res.flow, f"{res.result} {res.applied} applied "
-                                   f"{len(res.failures)} failed at {when}")
-        flow = cfg.flows.get(res.flow)
-        target = flow.target if flow is not None else ""
-        store = self._open_store(cfg) if self.metrics.address or self.alerts.enabled else None
-        try:
-            self.metrics.record(res, target, store)
-            self.alerts.after_run(res, store)
-        finally:
-            if store is not None:
-                store.close()
-
-    def _next_run(self, name: str) -> str:
-        """``; next run 14:05:00`` (local time): an admin watching the journal knows when
-        to expect the next line. From the flow's trigger, not the scheduler: asking the
-        scheduler from a job takes its lock, which a shutdown holds while it waits for the
-        job (a deadlock)."""
-        trigger = getattr(self, "_triggers", {}).get(name)
-        try:
-            when = (trigger.get_next_fire_time(None, datetime.now(UTC))
-                    if trigger is not None else None)
-        except Exception:  # a log line must never fail a run
-            when = None
-        return f"; next run {when.astimezone():%H:%M:%S}" if when is not None else ""
-
-    def _open_store(self, cfg: Config) -> Any | None:
-        from syncd.state.store import Store
-
-        try:
-            return Store(cfg.state_url, readonly=True)
-        except Exception as exc:  # metrics are best effort
-            log.debug("metrics: cannot open the state store: %s", exc)
-            return None
-
-    def _run_error(self, name: str, why: str) -> None:
-        self.metrics.record_error(name)
-        self._set_status(name, f"error: {why} at {datetime.now().strftime('%H:%M:%S')}")
-
-    def _set_status(self, flow: str, text: str) -> None:
-        with self._status_guard:
-            self._status[flow] = text
-        self.notifier.status(self._status_text())
-
-    def _status_text(self) -> str:
-        with self._status_guard:
-            parts = [f"{f}: {s}" for f, s in sorted(self._status.items())
-                     if f in self.config.flows]
-        return "; ".join(parts) or f"{len(self._scheduled)} flow(s) scheduled"

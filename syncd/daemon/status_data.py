@@ -94,6 +94,9 @@ class FlowView:
     held_total: int = 0
     conflicts: tuple[ConflictView, ...] = ()
     conflicts_total: int = 0
+    #: The instance that owns or runs the flow (``syncd daemon HOST:PID``), when several
+    #: share a PostgreSQL store; None when nobody does or the store cannot tell (SQLite).
+    runs_on: str | None = None
 
     @property
     def awaiting(self) -> RunView | None:
@@ -176,7 +179,8 @@ def _flow(store: Any, flow: Any, runs: int) -> FlowView:
         flow.name, flow.source, flow.target, flow.mode, store.link_counts(flow.name),
         tuple(_run(r, failures.get(str(r["id"]), ())) for r in rows),
         tuple(held[:MAX_LISTED]), len(held),
-        tuple(_conflict(c) for c in conflicts[:MAX_LISTED]), len(conflicts))
+        tuple(_conflict(c) for c in conflicts[:MAX_LISTED]), len(conflicts),
+        store.runs_on(flow.name))
 
 
 def _failures(store: Any, run_ids: list[str]) -> dict[str, tuple[str, ...]]:

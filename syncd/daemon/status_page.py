@@ -270,7 +270,8 @@ def _runs(snap: Snapshot) -> str:
             f'<section class="flow" id="flow-{i}" data-flow="{_e(f.name)}">'
             f"<h3>flow {_e(f.name)}</h3>\n<p class=\"meta\">{_e(f.source)} → {_e(f.target)} "
             f"({_e(f.mode)}) · links: {links} · {f.quarantined} quarantined, "
-            f"{len(f.held) - f.quarantined} pending retries · {len(f.conflicts)} conflicts</p>")
+            f"{len(f.held) - f.quarantined} pending retries · {len(f.conflicts)} conflicts"
+            + (f" · runs on {_e(f.runs_on)}" if f.runs_on else "") + "</p>")
         if not f.runs:
             out.append('<p class="none">No runs yet.</p></section>')
             continue

@@ -43,7 +43,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from syncd.errors import Fatal, StoreLocked
-from syncd.state.opening import CONNECT_TIMEOUT_S, translate_errors
+from syncd.state.opening import (
+    CONNECT_TIMEOUT_S,
+    parse_state_url,
+    safe_url,
+    secret_of,
+    translate_errors,
+)
 
 log = logging.getLogger("syncd.state")
 
@@ -103,6 +109,27 @@ _HOLDER = text(
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 _INSTANCES = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                   "AND application_name LIKE :prefix")
+
+
+def holder_of(conn: Connection, key: int) -> str | None:
+    """Who holds advisory `key` in this database (``syncd daemon HOST:PID``), None if nobody:
+    any connection can ask (the status page asks through the store's pool)."""
+    row = conn.execute(_HOLDER, _halves(key)).first()
+    if row is None:
+        return None
+    pid, name, addr = row
+    where = f" from {addr}" if addr else ""
+    return name or f"PostgreSQL backend {pid}{where}"
+
+
+def session_for(url: str, role: str, secret: SecretStr | None = None) -> PgLockSession:
+    """A lock session on the PostgreSQL store at `url` (a `StateURL` brings its password, or
+    `secret` when the URL was already made a plain string)."""
+    parsed = parse_state_url(url)
+    secret = secret or secret_of(url)
+    if secret is not None:
+        parsed = parsed.set(password=secret.get_secret_value())
+    return PgLockSession(parsed, role, safe_url(url), secret)
 
 
 class FileLock:
@@ -262,15 +289,10 @@ class PgLockSession:
             if key in self.held:
                 return self.name
             try:
-                row = self._session().execute(_HOLDER, _halves(key)).first()
+                return holder_of(self._session(), key)
             except Exception as exc:  # who holds it is only ever said in a message
                 self._dead(exc)
                 return None
-        if row is None:
-            return None
-        pid, name, addr = row
-        where = f" from {addr}" if addr else ""
-        return name or f"PostgreSQL backend {pid}{where}"
 
     def instances(self) -> int:
         """Live daemon instances on this store: their lock sessions (this one included)."""

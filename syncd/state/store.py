@@ -31,7 +31,15 @@ from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
 from syncd.state.facts import FactsMixin
 from syncd.state.journal import JournalMixin
-from syncd.state.locks import RUN, FileLock, PgLockSession, run_key
+from syncd.state.locks import (
+    RUN,
+    FileLock,
+    PgLockSession,
+    holder_of,
+    lease_key,
+    run_key,
+    session_for,
+)
 from syncd.state.opening import (
     CONNECT_TIMEOUT_S,
     check_sqlite_path,
@@ -148,10 +156,20 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin
 
     def _lock_session(self, role: str) -> PgLockSession:
         """A new lock session on this store (the password comes from the store's URL)."""
-        parsed = parse_state_url(self.url)
-        if self._secret is not None:
-            parsed = parsed.set(password=self._secret.get_secret_value())
-        return PgLockSession(parsed, role, self.url_safe, self._secret)
+        return session_for(self.url, role, self._secret)
+
+    def runs_on(self, flow: str) -> str | None:
+        """Which instance owns (PostgreSQL: holds the lease of) or is running `flow`, e.g.
+        ``syncd daemon HOST:PID``; None when nobody does or the store cannot tell (SQLite)."""
+        if self.engine is None or not self.dialect.startswith("postgres"):
+            return None
+        with self.engine.connect() as conn:
+            return holder_of(conn, lease_key(flow)) or holder_of(conn, run_key(flow))
+
+    def instance(self, flow: str) -> str | None:
+        """Who this run is, as other instances see it (``syncd run HOST:PID``); PostgreSQL."""
+        held = self._locks.get(flow)
+        return held.name if isinstance(held, PgLockSession) else None
 
     def lock_lost(self, flow: str) -> str | None:
         """Why this run no longer holds its flow's lock, or None while it does: checked
@@ -298,8 +316,23 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin
         with self.engine.begin() as conn:
             conn.execute(RunRow.__table__.insert(), [  # type: ignore[attr-defined]
                 {"id": run_id, "flow": flow, "started_at": now(), "result": "running",
-                 "summary": "{}"}])
+                 # who runs it (PostgreSQL), also known if it never finishes
+                 "summary": json.dumps({"instance": who} if (who := self.instance(flow))
+                                       else {})}])
         return run_id
+
+    def abandon_runs(self, flow: str) -> int:
+        """Runs of `flow` journaled as running although its lock is free: their process was
+        killed or lost its lock (another instance, or a crash). Called by the new holder of
+        the lock, so the journal and status page stop showing a run that will never end."""
+        assert self.engine is not None
+        t = RunRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            return int(conn.execute(update(t).where(and_(
+                t.c.flow == flow, t.c.result == "running")).values(
+                finished_at=now(), result="aborted", error=(
+                    "did not finish: its process died or lost the flow's lock (the next "
+                    "run, which found the lock free, closed it)"))).rowcount or 0)
 
     def finish_run(self, run_id: str, result: str, summary: dict[str, Any],
                    error: str | None = None) -> None:
