@@ -9,6 +9,7 @@ changed), 1 the run had failures, 2 invalid config or usage, 3 refused by a safe
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -44,3 +45,24 @@ def store_line(cfg: Any) -> str:
     from syncd.state.opening import safe_url
 
     return f"state store: {safe_url(cfg.state_url)}"
+
+
+#: Characters written at a time by `echo_stream`.
+_BLOCK = 1 << 16
+
+
+def echo_stream(pieces: Iterable[str], sep: str = "") -> None:
+    """What ``click.echo(sep.join(pieces))`` writes, written as the pieces come (in blocks of
+    ~64 KB): a dry run of 100,000 changes is never held rendered whole."""
+    block: list[str] = []
+    size = 0
+    for n, piece in enumerate(pieces):
+        if n and sep:
+            block.append(sep)
+        block.append(piece)
+        size += len(piece) + len(sep)
+        if size >= _BLOCK:
+            click.echo("".join(block), nl=False)
+            block.clear()
+            size = 0
+    click.echo("".join(block))

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,6 +15,7 @@ from syncd.cli.common import (
     EXIT_FAILED,
     EXIT_REFUSED,
     config_option,
+    echo_stream,
     load_config,
     output_option,
     store_line,
@@ -49,7 +49,7 @@ def plan(config_path: str, flows: tuple[str, ...], out_path: str, output: str) -
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         click.echo(store_line(cfg))
-        click.echo(render.text(results))
+        echo_stream(render.text_lines(results), "\n")
         click.echo(f"plan saved to {out_path}: {count} changes; apply exactly these with: "
                    f"syncd apply {out_path}")
     if any(r.result in ("failed", "aborted") for r in results):
@@ -109,12 +109,11 @@ def apply(plan_file: str, config_path: str | None, approve: tuple[str, ...],
                          allow_deletes=approve_all or bool(approve))
     report = {name: vars(o) for name, o in review.outcomes.items()}
     if output == "json":
-        doc_out: dict[str, Any] = {**render.as_dict(results), "review": report,
-                                   "state_store": safe_url(cfg.state_url)}
-        click.echo(json.dumps(doc_out, indent=2, ensure_ascii=False))
+        echo_stream(render.json_chunks(results, review=report,
+                                       state_store=safe_url(cfg.state_url)))
     else:
         click.echo(store_line(cfg))
-        click.echo(render.text(results))
+        echo_stream(render.text_lines(results), "\n")
         for name, o in review.outcomes.items():
             click.echo(f"flow {name}: {len(o.kept)} reviewed changes applied as reviewed")
             if o.stale:

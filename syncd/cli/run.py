@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -13,6 +12,7 @@ from syncd.cli.common import (
     EXIT_FAILED,
     EXIT_REFUSED,
     config_option,
+    echo_stream,
     load_config,
     output_option,
     store_line,
@@ -68,12 +68,11 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     if output == "json":
-        doc = {**render.as_dict(results), "state_store": safe_url(cfg.state_url)}
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        echo_stream(render.json_chunks(results, state_store=safe_url(cfg.state_url)))
     else:
         click.echo(store_line(cfg))
-        click.echo(render.text(results, detail=dry_run or sum(
-            len(r.plan.changes) if r.plan is not None else 0 for r in results) <= 500))
+        echo_stream(render.text_lines(results, detail=dry_run or sum(
+            len(r.plan.changes) if r.plan is not None else 0 for r in results) <= 500), "\n")
     if any(r.result == "refused" for r in results):
         sys.exit(EXIT_REFUSED)
     if any(r.result in ("failed", "aborted") for r in results):

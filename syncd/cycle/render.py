@@ -2,12 +2,17 @@
 
 The text form is what an admin reviews before applying: per object, per attribute, old -> new.
 The JSON form is one document (summary, changes, per-flow detail) for scripts and CI gates.
+
+Both are produced piece by piece (`text_lines`, `json_chunks`) so that the CLI writes a plan
+of 100,000 changes as it renders it, holding neither every rendered line nor every change's
+dict: `text` and `as_dict` are the same output whole, for callers that want a value.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 from syncd.cycle.result import FlowResult
@@ -19,12 +24,18 @@ SIGN = {"create": "+", "adopt": "=", "update": "~", "set_members": "±",
         "deprovision": "-", "delete": "x"}
 
 
+def _json(v: Any) -> str:
+    """``json.dumps(v, ensure_ascii=False)``; a string (almost every value) without building
+    an encoder each time: a third of rendering a large plan went there."""
+    return encode_basestring(v) if type(v) is str else json.dumps(v, ensure_ascii=False)
+
+
 def fmt(v: Value) -> str:
     if v is None:
         return "(empty)"
     if isinstance(v, tuple):
-        return "[" + ", ".join(json.dumps(x, ensure_ascii=False) for x in v) + "]"
-    return json.dumps(v, ensure_ascii=False)
+        return "[" + ", ".join(_json(x) for x in v) + "]"
+    return _json(v)
 
 
 def named(v: Value, refs: Mapping[str, str]) -> str:
@@ -108,46 +119,88 @@ def summary_line(s: Mapping[str, Mapping[str, int]]) -> str:
 
 
 def text(results: Sequence[FlowResult], *, detail: bool = True) -> str:
-    out: list[str] = []
+    return "\n".join(text_lines(results, detail=detail))
+
+
+def text_lines(results: Sequence[FlowResult], *, detail: bool = True) -> Iterator[str]:
+    """The lines of `text`, one at a time (a change's lines as they are rendered)."""
     for r in results:
-        mode = "plan (dry run, nothing written)" if r.dry_run else "run"
-        out.append(f"flow {r.flow}: {mode}")
-        for w in r.warnings:
-            out.append(f"  warning: {w}")
-        if r.plan is not None:
-            for n in r.plan.notes:
-                out.append(f"  note: {n}")
-            if len(r.plan.changes) > SUMMARY_AT:
-                out += ["  " + line for line in attribute_summary(r.plan.changes)]
-            for c in r.plan.changes:
-                out += ["  " + line for line in change_lines(c, r.names, detail,
-                                                             r.ref_names)]
-            for h in r.plan.held:
-                out.append(f"  ! hold {h.kind} {h.name}: {h.reason}")
-            out.append(f"  summary: {summary_line(r.plan.summary())}")
-        if r.plan is not None and r.plan.streamed:
-            count = sum(sum(ops.values()) for ops in r.plan.streamed.values())
-            out.append(f"  ({count} changes applied while the source was read are counted in the "
-                       f"summary, not listed: the run's journal has each one)")
-        for reason in r.refused:
-            out.append(f"  REFUSED by safety check: {reason}")
-        if r.refused:
-            out.append("  nothing was applied; rerun with --allow-deletes (alias "
-                       "--allow-destructive) if this is intended")
-        for f in r.failures:
-            out.append(f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
-                       f"{f.error_class}: {f.message}")
-        for e in r.errors:
-            out.append(f"  ERROR {e}")
-        if not r.dry_run:
-            out.append(f"  result: {r.result}, {r.applied} applied, {len(r.failures)} failed, "
-                       f"{r.duration:.2f}s")
-    return "\n".join(out)
+        yield from _flow_lines(r, detail)
+
+
+def _flow_lines(r: FlowResult, detail: bool) -> Iterator[str]:
+    mode = "plan (dry run, nothing written)" if r.dry_run else "run"
+    yield f"flow {r.flow}: {mode}"
+    for w in r.warnings:
+        yield f"  warning: {w}"
+    if r.plan is not None:
+        for n in r.plan.notes:
+            yield f"  note: {n}"
+        if len(r.plan.changes) > SUMMARY_AT:
+            for line in attribute_summary(r.plan.changes):
+                yield "  " + line
+        for c in r.plan.changes:
+            for line in change_lines(c, r.names, detail, r.ref_names):
+                yield "  " + line
+        for h in r.plan.held:
+            yield f"  ! hold {h.kind} {h.name}: {h.reason}"
+        yield f"  summary: {summary_line(r.plan.summary())}"
+    if r.plan is not None and r.plan.streamed:
+        count = sum(sum(ops.values()) for ops in r.plan.streamed.values())
+        yield (f"  ({count} changes applied while the source was read are counted in the "
+               f"summary, not listed: the run's journal has each one)")
+    for reason in r.refused:
+        yield f"  REFUSED by safety check: {reason}"
+    if r.refused:
+        yield ("  nothing was applied; rerun with --allow-deletes (alias "
+               "--allow-destructive) if this is intended")
+    for f in r.failures:
+        yield (f"  FAILED {f.change.op} {f.change.kind} {f.change.name}: "
+               f"{f.error_class}: {f.message}")
+    for e in r.errors:
+        yield f"  ERROR {e}"
+    if not r.dry_run:
+        yield (f"  result: {r.result}, {r.applied} applied, {len(r.failures)} failed, "
+               f"{r.duration:.2f}s")
 
 
 def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
+    total, flows = _totals_and_flows(results)
+    return {"summary": total, "changes": list(_changes(results)), "flows": flows}
+
+
+def json_chunks(results: Sequence[FlowResult], **extra: Any) -> Iterator[str]:
+    """``json.dumps({**as_dict(results), **extra}, indent=2, ensure_ascii=False)``, the same
+    text in pieces: one per change, each made when it is written."""
+    total, flows = _totals_and_flows(results)
+    yield '{\n  "summary": ' + _nested(total) + ',\n  "changes": '
+    first = True
+    for d in _changes(results):
+        yield ("[" if first else ",") + "\n    " + _nested(d, 2)
+        first = False
+    yield "[]" if first else "\n  ]"
+    yield ',\n  "flows": ' + _nested(flows)
+    for key, value in extra.items():
+        yield f",\n  {_json(key)}: " + _nested(value)
+    yield "\n}"
+
+
+def _nested(value: Any, level: int = 1) -> str:
+    """`value` as ``json.dumps(indent=2)`` writes it `level` deep (JSON strings hold no raw
+    newline, so every newline is indentation)."""
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
+
+
+def _changes(results: Iterable[FlowResult]) -> Iterator[dict[str, Any]]:
+    for r in results:
+        if r.plan is not None:
+            for c in r.plan.changes:
+                yield {"flow": r.flow, **shown(c)}
+
+
+def _totals_and_flows(results: Sequence[FlowResult]
+                      ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
     total: dict[str, dict[str, int]] = {}
-    changes: list[dict[str, Any]] = []
     flows = []
     for r in results:
         s = r.plan.summary() if r.plan is not None else {}
@@ -156,7 +209,6 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
                 total.setdefault(kind, {}).setdefault(op, 0)
                 total[kind][op] += n
         if r.plan is not None:
-            changes += [{"flow": r.flow, **shown(c)} for c in r.plan.changes]
             named = {i for c in r.plan.changes for i in (*c.add, *c.remove) if i in r.names}
         flows.append({
             "flow": r.flow, "dry_run": r.dry_run, "result": r.result, "run_id": r.run_id,
@@ -170,4 +222,4 @@ def as_dict(results: Sequence[FlowResult]) -> dict[str, Any]:
                           "error_class": f.error_class, "message": f.message}
                          for f in r.failures],
         })
-    return {"summary": total, "changes": changes, "flows": flows}
+    return total, flows
