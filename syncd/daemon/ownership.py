@@ -8,9 +8,12 @@ Every instance schedules every flow; on each tick it first asks whether the flow
   checks it before each apply batch, so the lease only decides *who*, never *whether two*.
 - **Spread.** An instance takes an unowned flow only while it owns fewer than its fair share,
   ceil(flows / live instances) (live instances = daemon lock sessions connected to the
-  store). After a run, an instance that owns more than its share hands that flow over (releases
-  its lease); another instance takes it at its next tick. A flow that stays unowned for a whole
-  tick (instances configured with different flows) is taken over the share.
+  store). After a run, an instance that owns more than its share, or two more than the least
+  loaded live instance while every flow is owned (leases are counted per session in
+  `pg_locks`), hands that flow over
+  (releases its lease); another instance takes it at its next tick. So the load evens out to
+  within one flow when an instance joins. A flow that stays unowned for a whole tick
+  (instances configured with different flows) is taken over the share.
 - **Failover.** A dead instance's session ends (kill -9: at once; a vanished host:
   `LEASE_TIMEOUT_S`), PostgreSQL releases its leases, it no longer counts as live, and the
   others take its flows at their next tick: within one interval (+ `LEASE_TIMEOUT_S` when the
@@ -68,7 +71,7 @@ class Ownership:
                 self._yielding.discard(flow)
                 return (f"left to the other instances for one tick (this instance "
                         f"{self.name} lost its lease)")
-            instances = self.session.instances()
+            instances = len(self.session.leases())
             share = fair_share(flows, instances)
             if len(self.owned) >= share and flow not in self._unowned:
                 holder = self.session.holder(key)
@@ -100,16 +103,19 @@ class Ownership:
                     log.warning("flow %s: this instance (%s) lost its lease; the other "
                                 "instances take it over", flow, self.name, extra={"flow": flow})
                     return
-                instances = self.session.instances()
+                loads = self.session.leases()
             except Exception as exc:  # the store is down: the next claim says so
                 log.debug("flow %s: ownership not rebalanced: %s", flow, exc)
                 return
-            share = fair_share(flows, instances)
-            if len(self.owned) > share:
+            share = fair_share(flows, len(loads))
+            least = min(n for _, n in loads)
+            settled = sum(n for _, n in loads) >= flows  # nothing left for the least loaded
+            if len(self.owned) > share or (settled and len(self.owned) - least >= 2):
                 self.release(flow)
-                log.info("flow %s: handed over (this instance %s runs %d flow(s), its fair "
-                         "share of %d over %d instance(s) is %d)", flow, self.name,
-                         len(self.owned) + 1, flows, instances, share, extra={"flow": flow})
+                log.info("flow %s: handed over (this instance %s ran %d flow(s); %d live "
+                         "instance(s), fair share %d, the least loaded runs %d)", flow,
+                         self.name, len(self.owned) + 1, len(loads), share, least,
+                         extra={"flow": flow})
 
     def release(self, flow: str) -> None:
         """Give `flow` up (unscheduled, handed over): another instance may take it."""

@@ -171,7 +171,7 @@ class Daemon(Reporting):
 
         self.ownership = Ownership(session_for(self.config.state_url, DAEMON))
         try:
-            n = self.ownership.session.instances()
+            n = len(self.ownership.session.leases())
             log.info("instance %s: %d daemon instance(s) share the state store",
                      self.ownership.name, n)
         except StoreError as exc:  # each tick says it again until the database is back

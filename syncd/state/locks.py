@@ -76,8 +76,15 @@ def instance_name(role: str) -> str:
     return f"{role} {socket.gethostname()}:{os.getpid()}".encode()[:63].decode(errors="ignore")
 
 
-def _key(text_: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text_.encode(), digest_size=8).digest(), "big",
+#: A key: a bigint (run locks), or two int4 (leases: ``(LEASE_CLASS, hash)``), which
+#: `pg_locks` tells apart (objsubid 1 and 2), so leases can be counted per instance.
+Key = int | tuple[int, int]
+#: The first int4 of every lease key ("syncd" in its high bits).
+LEASE_CLASS = 0x5379_6E63
+
+
+def _key(text_: str, size: int = 8) -> int:
+    return int.from_bytes(hashlib.blake2b(text_.encode(), digest_size=size).digest(), "big",
                           signed=True)
 
 
@@ -87,34 +94,48 @@ def run_key(flow: str) -> int:
     return _key(flow)
 
 
-def lease_key(flow: str) -> int:
+def lease_key(flow: str) -> tuple[int, int]:
     """The lease key: held by the daemon instance that owns the flow, between runs too."""
-    return _key(f"lease\0{flow}")
+    return (LEASE_CLASS, _key(flow, 4))
 
 
-def _halves(key: int) -> dict[str, int]:
-    """`pg_locks` shows a bigint advisory key as classid (high half), objid (low half)."""
+def _params(key: Key) -> dict[str, int]:
+    """How `pg_locks` shows `key`: classid/objid halves of a bigint (objsubid 1), or the two
+    int4 as unsigned (objsubid 2)."""
+    if isinstance(key, tuple):
+        return {"hi": key[0] & 0xFFFFFFFF, "lo": key[1] & 0xFFFFFFFF, "sub": 2}
     u = key & _MASK64
-    return {"hi": u >> 32, "lo": u & 0xFFFFFFFF}
+    return {"hi": u >> 32, "lo": u & 0xFFFFFFFF, "sub": 1}
+
+
+def _call(fn: str, key: Key) -> tuple[Any, dict[str, int]]:
+    """``SELECT pg_try_advisory_lock(...)`` (or unlock) for either form of key."""
+    if isinstance(key, tuple):
+        return (text(f"SELECT {fn}(CAST(:a AS integer), CAST(:b AS integer))"),
+                {"a": key[0], "b": key[1]})
+    return text(f"SELECT {fn}(CAST(:k AS bigint))"), {"k": key}
 
 
 _MINE = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
              "AND pid = pg_backend_pid() AND classid::bigint = :hi AND objid::bigint = :lo "
-             "AND objsubid = 1)")
+             "AND objsubid = :sub)")
 _HOLDER = text(
     "SELECT l.pid, a.application_name, a.client_addr::text FROM pg_locks l "
     "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :hi "
-    "AND l.objid::bigint = :lo AND l.objsubid = 1 "
+    "AND l.objid::bigint = :lo AND l.objsubid = :sub "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-_INSTANCES = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                  "AND application_name LIKE :prefix")
+_LEASES = text(
+    "SELECT a.application_name, count(l.pid) FROM pg_stat_activity a "
+    "LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted "
+    "AND l.objsubid = 2 AND l.classid::bigint = :cls "
+    "WHERE a.datname = current_database() AND a.application_name LIKE :prefix "
+    "GROUP BY a.pid, a.application_name")
 
-
-def holder_of(conn: Connection, key: int) -> str | None:
+def holder_of(conn: Connection, key: Key) -> str | None:
     """Who holds advisory `key` in this database (``syncd daemon HOST:PID``), None if nobody:
     any connection can ask (the status page asks through the store's pool)."""
-    row = conn.execute(_HOLDER, _halves(key)).first()
+    row = conn.execute(_HOLDER, _params(key)).first()
     if row is None:
         return None
     pid, name, addr = row
@@ -179,7 +200,7 @@ class PgLockSession:
         translate_errors(self._engine, store_name, secret)  # StoreError, never a password
         self._conn: Connection | None = None
         self._mutex = threading.RLock()
-        self.held: set[int] = set()
+        self.held: set[Key] = set()
         self.generation = 0
         self._closed = threading.Event()
         self._beat: threading.Thread | None = None
@@ -253,37 +274,36 @@ class PgLockSession:
         return self._conn is not None
 
     # -- locks -----------------------------------------------------------------------------
-    def try_lock(self, key: int) -> bool:
+    def try_lock(self, key: Key) -> bool:
         """Take `key` without waiting; False if any session holds it (this one included: two
         runs of one flow in one process exclude each other as two processes do)."""
         with self._mutex:
             if key in self.held:
                 return False
-            got = bool(self._query(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+            got = bool(self._query(*_call("pg_try_advisory_lock", key)))
             if got:
                 self.held.add(key)
             return got
 
-    def unlock(self, key: int) -> None:
+    def unlock(self, key: Key) -> None:
         with self._mutex:
             if key not in self.held:
                 return
             self.held.discard(key)
             with contextlib.suppress(Exception):  # a dead session released it already
-                self._query(text("SELECT pg_advisory_unlock(:k)"), {"k": key},
-                            reconnect=False)
+                self._query(*_call("pg_advisory_unlock", key), reconnect=False)
 
-    def holds(self, key: int) -> bool:
+    def holds(self, key: Key) -> bool:
         """Is `key` still granted to this very session? False when the session is gone."""
         with self._mutex:
             if key not in self.held:
                 return False
             try:
-                return bool(self._query(_MINE, _halves(key), reconnect=False))
+                return bool(self._query(_MINE, _params(key), reconnect=False))
             except Exception:
                 return False
 
-    def holder(self, key: int) -> str | None:
+    def holder(self, key: Key) -> str | None:
         """Who holds `key` (``syncd daemon HOST:PID``), or None if nobody does."""
         with self._mutex:
             if key in self.held:
@@ -294,10 +314,17 @@ class PgLockSession:
                 self._dead(exc)
                 return None
 
-    def instances(self) -> int:
-        """Live daemon instances on this store: their lock sessions (this one included)."""
-        n = int(self._query(_INSTANCES, {"prefix": f"{DAEMON} %"}) or 0)
-        return max(1, n)
+    def leases(self) -> list[tuple[str, int]]:
+        """Live daemon instances on this store (their lock sessions, this one included) and
+        how many leases each holds, one pair per session: the load flows are spread by."""
+        params = {"cls": LEASE_CLASS, "prefix": f"{DAEMON} %"}
+        with self._mutex:
+            try:
+                rows = self._session().execute(_LEASES, params).all()
+            except Exception as exc:  # a session found dead is replaced once
+                self._dead(exc)
+                rows = self._session().execute(_LEASES, params).all()
+        return [(str(name), int(n)) for name, n in rows] or [(self.name, len(self.held))]
 
     def close(self) -> None:
         """End the session: PostgreSQL releases every lock it held."""

@@ -11,6 +11,7 @@ server's contents), each with a deadline.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import time
@@ -126,6 +127,8 @@ def start_pair(s: Setup, tmp: Path, daemons: list[DaemonProc]  # noqa: F811
              "B to see the flow running on A", b)
     wait_for(lambda: len(s.sync.list("Users")) >= USERS // 5, 60, "A's apply under way", a)
     assert len(s.sync.list("Users")) < USERS, "A finished before it could be interrupted"
+    assert {r.instance for r in journal(s.url)} == {name_of(a)}, \
+        "B never runs the flow while A owns it (it ticked every interval meanwhile)"
     return a, b
 
 
@@ -160,6 +163,8 @@ def test_kill_9_of_the_active_instance_mid_apply(
         "the killed run is closed by the instance that took the lock"
     assert first.instance == name_of(a)
     assert {r.instance for r in later} == {name_of(b)}, "only B ran the flow after the kill"
+    spans = [(r.start, r.end) for r in (first, *later) if r.end is not None]
+    assert all(e1 <= s2 for (_, e1), (s2, _) in itertools.pairwise(spans)), "runs overlap"
 
 
 def test_cut_database_session_of_the_active_instance_mid_apply(
@@ -179,3 +184,65 @@ def test_cut_database_session_of_the_active_instance_mid_apply(
              "A, reconnected, to see the flow on B", a)
     assert not a.logged("Traceback") and not [x for x in a.lines()
                                               if x["level"] == "critical"]
+
+
+SPREAD = """
+[state]
+url = "{url}"
+[connectors.src]
+type = "memory"
+directory = "ha-src"
+[connectors.dst]
+type = "memory"
+directory = "ha-dst"
+"""
+
+
+def test_flows_spread_over_instances_one_each_and_all_move_when_one_dies(
+        tmp_path: Path, pg_url: str, daemons: list[DaemonProc]) -> None:  # noqa: F811
+    """Four flows, two instances: two flows each, each flow on one instance only (its runs
+    never overlap); kill -9 of one: the other runs all four within interval + 10 s. (The
+    flows are in-memory and do nothing: what is tested is who runs them.)"""
+    flows = [f"f{i}" for i in range(4)]
+    config = tmp_path / "spread.toml"
+    config.write_text(SPREAD.format(url=pg_url) + "".join(
+        f'[flows.{f}]\nsource = "src"\ntarget = "dst"\n'
+        f'[flows.{f}.schedule]\ninterval = "1s"\n'
+        f'[flows.{f}.users.mapping]\nuserName = "uid"\n' for f in flows))
+    a = DaemonProc(config, tmp_path)
+    daemons.append(a)
+    wait_for(lambda: all(a.logged(f"flow {f}: owned by this instance") for f in flows), 60,
+             "A alone to own every flow", a)
+    b = DaemonProc(config, tmp_path)
+    daemons.append(b)
+
+    def latest() -> dict[str, str | None]:
+        last: dict[str, str | None] = {}
+        for r in journal(pg_url):
+            last[r.flow] = r.instance
+        return last
+
+    wait_for(lambda: sorted(Counter(latest().values()).values()) == [2, 2]
+             and set(latest().values()) == {name_of(a), name_of(b)}, 60,
+             "the flows to spread two and two", b)
+    settled = datetime.now().astimezone()
+    wait_for(lambda: all(sum(r.flow == f and r.start > settled for r in journal(pg_url)) >= 3
+                         for f in flows), 60, "three more runs of each flow", b)
+    for f in flows:
+        runs = [r for r in journal(pg_url) if r.flow == f]
+        after = {r.instance for r in runs if r.start > settled}
+        assert len(after) == 1, f"flow {f} moved between live instances: {after}"
+        spans = sorted((r.start, r.end) for r in runs if r.end is not None)
+        for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
+            assert e1 <= s2, f"two runs of {f} overlap"
+    mine = [f for f, who in latest().items() if who == name_of(a)]
+    assert all(b.logged(f"flow {f}: running on {name_of(a)}") for f in mine)
+    assert not [x for x in a.lines() + b.lines() if x["level"] in ("error", "critical")]
+
+    killed = time.time()
+    a.kill()
+    wait_for(lambda: all(b.logged(f"flow {f}: owned by this instance") for f in mine),
+             FAILOVER_BOUND + 5, "B to take A's flows", b)
+    took = max(log_time(b, f"flow {f}: owned by this instance") or 0 for f in mine) - killed
+    assert took <= FAILOVER_BOUND, f"failover of {mine} took {took:.1f}s"
+    wait_for(lambda: set(latest().values()) == {name_of(b)}, 30, "B to run every flow", b)
