@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -43,10 +44,10 @@ def plan(config_path: str, flows: tuple[str, ...], out_path: str, output: str) -
         sys.exit(EXIT_CONFIG)
     results = engine.run(cfg, flows=flows or None, dry_run=True)
     doc = saved.make(cfg, results, safe_url(cfg.state_url))
-    _write_private(Path(out_path), json.dumps(doc, indent=2, ensure_ascii=False))
+    _write_private(Path(out_path), render.json_pieces(doc))
     count = sum(len(r.plan.changes) for r in results if r.plan is not None)
     if output == "json":
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        echo_stream(render.json_pieces(doc))
     else:
         click.echo(store_line(cfg))
         echo_stream(render.text_lines(results), "\n")
@@ -58,12 +59,17 @@ def plan(config_path: str, flows: tuple[str, ...], out_path: str, output: str) -
         sys.exit(EXIT_REFUSED)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Whole or not at all, readable by its owner only."""
+def _write_private(path: Path, pieces: Iterable[str]) -> None:
+    """Whole or not at all (written as rendered, then renamed), readable by its owner only."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(pieces)
+            f.write("\n")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 

@@ -11,11 +11,12 @@ dict: `text` and `as_dict` are the same output whole, for callers that want a va
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
-from syncd.cycle.result import FlowResult
+from syncd.cycle.result import MEMBERS_SHOWN, FlowResult
 from syncd.model import Value
 from syncd.plan.value import Change
 from syncd.redact import mask_attributes
@@ -68,8 +69,8 @@ def change_lines(c: Change, names: Mapping[str, str], detail: bool = True,
                          f"{named(new, refs or {})}")
     for label, ids in (("add", c.add), ("remove", c.remove)):
         if ids:
-            shown = ", ".join(names.get(i, i) for i in ids[:50])
-            more = f" … (+{len(ids) - 50})" if len(ids) > 50 else ""
+            shown = ", ".join(names.get(i, i) for i in ids[:MEMBERS_SHOWN])
+            more = f" … (+{len(ids) - MEMBERS_SHOWN})" if len(ids) > MEMBERS_SHOWN else ""
             lines.append(f"    members {label}: {shown}{more}")
     return lines
 
@@ -173,16 +174,42 @@ def json_chunks(results: Sequence[FlowResult], **extra: Any) -> Iterator[str]:
     """``json.dumps({**as_dict(results), **extra}, indent=2, ensure_ascii=False)``, the same
     text in pieces: one per change, each made when it is written."""
     total, flows = _totals_and_flows(results)
-    yield '{\n  "summary": ' + _nested(total) + ',\n  "changes": '
-    first = True
-    for d in _changes(results):
-        yield ("[" if first else ",") + "\n    " + _nested(d, 2)
-        first = False
-    yield "[]" if first else "\n  ]"
-    yield ',\n  "flows": ' + _nested(flows)
-    for key, value in extra.items():
-        yield f",\n  {_json(key)}: " + _nested(value)
-    yield "\n}"
+    return json_pieces({"summary": total, "changes": Lazy(lambda: _changes(results)),
+                        "flows": flows, **extra})
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A JSON array whose items are made one by one as `json_pieces` writes them (the
+    changes of a plan: never all rendered as dicts at once). `items` makes a fresh iterator
+    each time, so a document can be written twice (a saved plan: the file and stdout)."""
+
+    items: Callable[[], Iterable[Any]]
+
+
+def json_pieces(value: Any, level: int = 0) -> Iterator[str]:
+    """``json.dumps(value, indent=2, ensure_ascii=False)`` in pieces, written `level` deep;
+    `Lazy` arrays item by item (each item is encoded whole)."""
+    pad = "\n" + "  " * (level + 1)
+    if isinstance(value, Lazy):
+        n = 0
+        for n, item in enumerate(value.items(), 1):
+            yield ("[" if n == 1 else ",") + pad + _nested(item, level + 1)
+        yield "\n" + "  " * level + "]" if n else "[]"
+    elif isinstance(value, dict) and value:
+        for n, (key, item) in enumerate(value.items()):
+            name = key if isinstance(key, str) else json.dumps(key)
+            yield ("{" if n == 0 else ",") + pad + _json(name) + ": "
+            yield from json_pieces(item, level + 1)
+        yield "\n" + "  " * level + "}"
+    elif isinstance(value, list | tuple) and value:
+        for n, item in enumerate(value):
+            yield "[" if n == 0 else ","
+            yield pad
+            yield from json_pieces(item, level + 1)
+        yield "\n" + "  " * level + "]"
+    else:
+        yield _nested(value, level)
 
 
 def _nested(value: Any, level: int = 1) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.flows import Config
-from syncd.cycle.render import shown
+from syncd.cycle.render import Lazy, shown
 from syncd.cycle.result import FlowResult
 from syncd.cycle.setup import fingerprint
 from syncd.errors import ConfigError
@@ -43,7 +43,8 @@ def config_digest(path: Path) -> str:
 
 
 def make(config: Config, results: Sequence[FlowResult], state_store: str) -> dict[str, Any]:
-    """The saved-plan document for these dry-run results."""
+    """The saved-plan document for these dry-run results, to be written with
+    `render.json_pieces` (each flow's changes are a `Lazy` array)."""
     flows = []
     for r in results:
         flow = config.flows[r.flow]
@@ -96,8 +97,14 @@ def _identity(c: Change) -> tuple[str, str, str, str]:
 
 def _masked(plan: Plan) -> dict[str, Any]:
     """The plan as saved: secret attributes (a mapped password) masked — a plan file is
-    reviewed and kept, and a password is sent, never kept."""
-    return {**plan.to_dict(), "changes": [shown(c) for c in plan.changes]}
+    reviewed and kept, and a password is sent, never kept. Its changes are a `Lazy` array,
+    each rendered when the document is written (`render.json_pieces`): `Plan.to_dict` of
+    the plan without its changes gives the keys in their order, then summary and changes
+    are this plan's."""
+    doc = replace(plan, changes=()).to_dict()
+    doc["summary"] = plan.summary()
+    doc["changes"] = Lazy(lambda: (shown(c) for c in plan.changes))
+    return doc
 
 
 def _content(c: Change) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.cli import common
-from syncd.cycle import render
+from syncd.cycle import render, saved
 from syncd.cycle.result import FlowResult
 from syncd.cycle.session import Failure
 from syncd.model import Kind
@@ -61,6 +61,36 @@ def test_the_json_in_pieces_is_the_json_whole(rs: list[FlowResult], extra: dict[
                                               ) -> None:
     whole = json.dumps({**render.as_dict(rs), **extra}, indent=2, ensure_ascii=False)
     assert "".join(render.json_chunks(rs, **extra)) == whole
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=20)
+
+
+@given(json_values)
+def test_json_pieces_is_json_dumps(value: Any) -> None:
+    """Any document, its arrays plain or `Lazy` at the top (items encoded whole), twice."""
+    whole = json.dumps(value, indent=2, ensure_ascii=False)
+    assert "".join(render.json_pieces(value)) == whole
+    if isinstance(value, list):
+        lazy = render.Lazy(lambda: iter(value))
+        assert "".join(render.json_pieces(lazy)) == whole
+        assert "".join(render.json_pieces({"a": lazy, "b": lazy})) == json.dumps(
+            {"a": value, "b": value}, indent=2, ensure_ascii=False)
+
+
+@settings(max_examples=50)
+@given(st.lists(changes(), max_size=20))
+def test_a_saved_plan_is_written_as_it_was_dumped(planned: list[Change]) -> None:
+    """`syncd plan --out` writes each change as it renders it; the file is what
+    ``json.dumps`` of the whole plan (its changes masked) wrote."""
+    plan = Plan("f", tuple(planned), (Hold("user", "s", "n", "why"),), ("a note",),
+                {"user": 3}, {"user": {"create": 2}} if planned else {})
+    whole = {**plan.to_dict(), "changes": [render.shown(c) for c in plan.changes]}
+    assert "".join(render.json_pieces({"plan": saved._masked(plan)})) == json.dumps(
+        {"plan": whole}, indent=2, ensure_ascii=False)
 
 
 @given(values)
