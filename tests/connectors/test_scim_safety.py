@@ -30,6 +30,7 @@ from syncd.errors import Conflict, ConnectorError, Fatal, Rejected, Retriable, U
 from syncd_connectors.scim.config import ScimConfig
 from syncd_connectors.scim.connector import ScimConnector
 from syncd_connectors.scim.http import DOWN_AFTER
+from syncd_connectors.scim.transport import build_client
 from tests.connectors.test_scim import Recording, connect, fake_time, once
 from tests.peers.fault_proxy import Fault, FaultProxy
 from tests.peers.run_scim2_server import build_app
@@ -355,6 +356,24 @@ def tls_scim(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_a_client_for_http_loads_no_ca_and_trusts_no_certificate(
+    tls_scim: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over http:// the client loads no CA bundle (~30 ms of every start); an https URL it
+    meets anyway is refused, never trusted."""
+    url, cert = tls_scim
+    with monkeypatch.context() as mp:
+        def loaded(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("a CA bundle was loaded for an http:// target")
+
+        mp.setattr(ssl.SSLContext, "load_verify_locations", loaded)
+        client = build_client(ScimConfig(url="http://127.0.0.1:9/v2", token=SCIM_TEST_TOKEN))
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.get(f"{url}/ServiceProviderConfig")
+    trusting = build_client(ScimConfig(url=url, token=SCIM_TEST_TOKEN, ca_file=str(cert)))
+    assert trusting.get(f"{url}/ServiceProviderConfig").status_code == 200
 
 
 def test_an_unverifiable_certificate_says_so(
