@@ -74,6 +74,44 @@ def read_source(source: Connector, kf: KindFlow, cursor: str | None) -> SourceRe
     return out
 
 
+@dataclass
+class TargetRead:
+    """A two-way flow's read of its target, whole (entries as the target holds them, not
+    mapped): the cycle merges them and `syncd.cycle.catch_up` checks them for echoes."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    full: bool = True
+    complete: bool = True
+    cursor: str | None = None
+    error: str | None = None
+    #: Linked objects the full listing missed and the target did not confirm gone.
+    missed: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        return self.complete and self.error is None and not self.missed
+
+
+def read_target(target: Connector, kind: Kind, cursor: str | None) -> TargetRead:
+    out = TargetRead(full=cursor is None)
+    try:
+        for batch in target.read(kind, cursor, None):
+            out.complete = out.complete and batch.complete
+            out.full = batch.full
+            out.gone.update(batch.deleted)
+            if batch.cursor is not None:
+                out.cursor = batch.cursor
+            for e in batch.entries:
+                out.entries[e.external_id] = e
+    except (Fatal, Retriable) as exc:
+        out.complete = False
+        out.error = f"reading {kind}s from {target.name} failed: {exc}"
+        log.warning(out.error)
+    out.gone -= set(out.entries)
+    return out
+
+
 def entering(users: SourceRead | None, links: Mapping[str, Link]) -> set[str]:
     """Users an incremental read brings (back) into scope: read, and not linked as active."""
     if users is None or users.full:

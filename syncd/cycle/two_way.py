@@ -16,23 +16,25 @@ from datetime import UTC, datetime
 from syncd.config.flows import Flow, KindFlow
 from syncd.connector import Connector
 from syncd.cycle.absence import at_stake, confirm, gone, link_name
+from syncd.cycle.catch_up import Written, catch_up, users_by_target, written
 from syncd.cycle.commit import check_apply_commit
 from syncd.cycle.read import (
     Candidates,
     SourceRead,
+    TargetRead,
     add_groups_naming,
     candidates,
     claims,
     entering,
     read_source,
+    read_target,
 )
 from syncd.cycle.ref_names import SourceNames, target_ids
 from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target, use_cursor
 from syncd.cycle.unique import UniqueValues
-from syncd.errors import Fatal, Retriable
-from syncd.model import Entry, Kind
+from syncd.model import Kind
 from syncd.plan.merge import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
 from syncd.plan.push import KindInput, follow_members, match_value, plan_kind
 from syncd.plan.references import reference_paths
@@ -41,41 +43,6 @@ from syncd.state.records import Link
 from syncd.state.store import Store
 
 log = logging.getLogger("syncd.twoway")
-
-
-@dataclass
-class TargetRead:
-    entries: dict[str, Entry] = field(default_factory=dict)
-    gone: set[str] = field(default_factory=set)
-    full: bool = True
-    complete: bool = True
-    cursor: str | None = None
-    error: str | None = None
-    #: Linked objects the full listing missed and the target did not confirm gone.
-    missed: int = 0
-
-    @property
-    def trusted(self) -> bool:
-        return self.complete and self.error is None and not self.missed
-
-
-def read_target(target: Connector, kind: Kind, cursor: str | None) -> TargetRead:
-    out = TargetRead(full=cursor is None)
-    try:
-        for batch in target.read(kind, cursor, None):
-            out.complete = out.complete and batch.complete
-            out.full = batch.full
-            out.gone.update(batch.deleted)
-            if batch.cursor is not None:
-                out.cursor = batch.cursor
-            for e in batch.entries:
-                out.entries[e.external_id] = e
-    except (Fatal, Retriable) as exc:
-        out.complete = False
-        out.error = f"reading {kind}s from {target.name} failed: {exc}"
-        log.warning(out.error)
-    out.gone -= set(out.entries)
-    return out
 
 
 @dataclass
@@ -88,6 +55,8 @@ class TwoWayPlan:
     seen: dict[str, int]
     errors: list[str]
     refs: References | None = None
+    #: per kind, the paths the merge compares (what an echo must match: `catch_up`)
+    paths: dict[Kind, tuple[str, ...]] = field(default_factory=dict)
 
 
 def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
@@ -124,6 +93,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         if rd.full:
             out.seen[kf.kind] = rd.seen
         rules = _rules(flow, kf, source, target, store)
+        out.paths[kf.kind] = rules.paths
         links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
                        | {sid for sid, _ in rules.open_conflicts})
         linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
@@ -181,7 +151,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
             {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
             frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
             kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
-            _user_by_target(flow, store, td) if kf.kind == "group" else {},
+            users_by_target(flow, store, td.entries.values()) if kf.kind == "group" else {},
             _member_universe(flow, store, rd, out.source_reads.get("user"))
             if kf.kind == "group" else None)
         c2, h2, conflicts = plan_linked(ti)
@@ -272,14 +242,6 @@ def _member_universe(flow: Flow, store: Store, groups: SourceRead,
     return frozenset(store.link_ids(flow.name, "user", among=named) | (named & read))
 
 
-def _user_by_target(flow: Flow, store: Store, td: TargetRead) -> dict[str, str]:
-    ids = {m for e in td.entries.values() for m in (e.members or ())}
-    if not ids:
-        return {}
-    return {lk.target_id: lk.source_id
-            for lk in store.links(flow.name, "user", ids, by_target=True).values()}
-
-
 def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
                    opts: Options) -> None:
     source = connectors.get(flow.source)
@@ -321,4 +283,20 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
         follow_references(tw.refs, flow, store, target, res, opts, tw.plan.changes)
         if tw.refs.active and res.plan is not None:
             res.ref_names.update(tw.refs.name_values(res.plan.changes))
+    if not res.dry_run and opts.review is None and not (tw.refs and tw.refs.active):
+        _after_writes(flow, store, {flow.source: source, flow.target: target}, tw, saves)
+
+
+def _after_writes(flow: Flow, store: Store, conns: dict[str, Connector], tw: TwoWayPlan,
+                  saves: list[tuple[str, Kind, str | None, bool, bool]]) -> None:
+    """Move the cursor of each side this cycle wrote past its writes (`catch_up`), where the
+    commit stored the read's cursor (a clean apply)."""
+    for conn, kind, value, _, ok in saves:
+        if not ok or value is None or store.cursor(flow.name, conn, kind).value != value:
+            continue
+        src, tgt = written(tw.plan, kind)
+        side = "source" if conn == flow.source else "target"
+        if (src if side == "source" else tgt):
+            catch_up(flow, store, conns[conn], Written(conn, kind, side, value),
+                     tw.paths[kind])
 

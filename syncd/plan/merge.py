@@ -78,6 +78,23 @@ def _loosely_same(a: Value, b: Value, path: str = "") -> bool:
     return False
 
 
+def is_echo(paths: tuple[str, ...], base: Mapping[str, Value], values: Mapping[str, Value],
+            base_members: frozenset[str] | None = None,
+            members: frozenset[str] | None = None, *, target: bool = True) -> bool:
+    """Does an object read back hold exactly what its link's base says both sides agreed on?
+
+    The same comparison `merge_attrs` makes to decide that a side did not change (loosely on
+    the target, where servers normalise the case of identifiers; exactly on the source), on
+    every merged path — one-way paths included, since drift there is undone by a later merge.
+    `members`: the member source ids it lists (None: not told). Anything else is a change
+    somebody else made and must be merged (`syncd.cycle.catch_up`)."""
+    for p in paths:
+        v, b = values.get(p), base.get(p)
+        if not (_loosely_same(v, b, p) if target else same(v, b)):
+            return False
+    return members is None or members == (base_members or frozenset())
+
+
 def _newer(s_mod: str | None, t_mod: str | None, tie: str) -> str:
     try:
         if s_mod and t_mod:

@@ -143,6 +143,9 @@ class TwoWayOracle(RuleBasedStateMachine):
     #: False: a conflict is never resolved to an empty value
     #: (test_conflict_resolved_to_empty_clears_both_sides)
     resolve_to_empty = True
+    #: False: no cycle is killed while a user deleted at the source is a group member on
+    #: either side (test_member_deleted_at_the_source_after_a_killed_cycle_is_not_written_back)
+    killed_cycles_with_member_deletes = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,6 +180,7 @@ class TwoWayOracle(RuleBasedStateMachine):
         self.del_dst_groups: dict[str, GPair] = {}
         self.source_disabled_groups: dict[str, str] = {}
         self.cycles = 0
+        self.touched: set[str] = set()  # users edited on either side since the last cycle
         self.member_edits: set[tuple[str, str, str]] = set()  # side, group, user this cycle
 
     def teardown(self) -> None:
@@ -213,10 +217,12 @@ class TwoWayOracle(RuleBasedStateMachine):
         return found[0]
 
     def _edit_src(self, name: str, path: str, value: Any) -> None:
+        self.touched.add(name)
         sid = self.pairs[name].sid
         self.src.put("user", {**self.src.objects["user"][sid], PATHS[path]: value}, sid)
 
     def _edit_dst(self, name: str, path: str, value: Any) -> None:
+        self.touched.add(name)
         tid = self.pairs[name].tid
         attrs = dict(self.dst.objects["user"][tid])
         if value is None:
@@ -412,6 +418,14 @@ class TwoWayOracle(RuleBasedStateMachine):
             "a cycle without external changes planned something", again.plan.changes)
         self._expect_unchanged()
 
+    def _killable(self) -> bool:
+        if self.killed_cycles_with_member_deletes:
+            return True
+        ids = set().union(set(), *self.src.members.values(), *self.dst.members.values())
+        return not any(self.pairs[n].sid in ids or self.pairs[n].tid in ids
+                       for n in self.del_src if n in self.pairs)
+
+    @precondition(lambda self: self._killable())
     @rule()
     def cycle_killed_between_apply_and_journal(self) -> None:
         """Both sides may hold writes the store never recorded (links, bases, journal): the
@@ -424,6 +438,53 @@ class TwoWayOracle(RuleBasedStateMachine):
                 died = True
         assert died == fired[0]  # the kill was not swallowed
         self.cycle(False)
+
+    def _quiet(self) -> list[str]:
+        """Live pairs nobody edited since the last cycle and with no conflict: this cycle
+        writes nothing to them, so an edit made while it applies is another writer's alone."""
+        held = {n for n, _ in self.conflicts} | {n for n, _ in self.resolved}
+        return [n for n in self._live() if n not in self.touched | held]
+
+    @precondition(lambda self: self._quiet())
+    @rule(data=st.data(), path=PATH, side=st.sampled_from(["source", "target"]))
+    def cycle_with_a_foreign_edit_while_applying(self, data: st.DataObject, path: str,
+                                                 side: str) -> None:
+        """Another writer edits an object while syncd writes to the same side: the cursor
+        syncd stores after its writes must not skip that edit (`syncd.cycle.catch_up`), so
+        the next cycle merges it."""
+        name = data.draw(st.sampled_from(self._quiet()))
+        value = data.draw(VALUES[path])
+        d, edit = (self.src, self._edit_src) if side == "source" else (self.dst, self._edit_dst)
+        # something for syncd to write to that side in this cycle
+        if side == "target":
+            self.create_on_source(None, None)
+        elif self.create == "both":
+            self.create_on_target(None, None)
+        else:
+            others = [n for n in self._live() if n != name]
+            if not others:
+                return
+            self._edit_dst(data.draw(st.sampled_from(others)), "nickName",
+                           f"w{next(self.ids)}")
+        fired: list[bool] = []
+
+        def foreign(oid: str) -> None:
+            if not fired:
+                fired.append(True)
+                edit(name, path, value)
+
+        ops = ("create", "create_many", "update", "set_members", "delete")
+        d.faults.update(dict.fromkeys(ops, foreign))
+        try:
+            res = self._run()
+        finally:
+            for op in ops:
+                d.faults.pop(op, None)
+        assert res.result == "ok", (res.result, res.errors, res.failures, res.refused)
+        if fired:  # not read by that cycle: the next one must merge it
+            self.cycle(False)
+        else:
+            self._expect()
 
     @rule(which=st.sampled_from(["src", "dst", "both"]))
     def cycle_with_a_rejected_cursor(self, which: str) -> None:
@@ -442,6 +503,7 @@ class TwoWayOracle(RuleBasedStateMachine):
         """Move the model through one cycle and compare it with both sides."""
         rev = self.reverse
         self.member_edits.clear()
+        self.touched.clear()
         for name in sorted(self.del_src):
             pair = self.pairs.pop(name)
             self._drop_conflicts(name)
