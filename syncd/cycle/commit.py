@@ -10,7 +10,7 @@ from syncd.config.durations import parse_duration
 from syncd.config.flows import Flow
 from syncd.connector import Connector
 from syncd.cycle.apply import Applier
-from syncd.cycle.result import FlowResult, Options
+from syncd.cycle.result import MEMBERS_SHOWN, FlowResult, Options
 from syncd.cycle.retrying import record_holds, record_outcomes
 from syncd.cycle.setup import fingerprint
 from syncd.model import Kind
@@ -92,12 +92,27 @@ def target_stats(target: Connector) -> dict[str, int]:
 NAME_KEYS = ("userName", "username", "uid", "displayName", "displayname", "cn", "mail")
 
 
+#: Member names looked up from links for one run's output, at most: past this, members
+#: are shown by anchor (a plan of 10,000 groups' initial membership names a million users;
+#: their names would cost more memory than the whole run).
+NAME_LOOKUPS_MAX = 20_000
+
+
 def name_members(res: FlowResult, store: Store, flow: str) -> None:
     """Member changes name people, not anchors: members not read in this run (an incremental
-    cycle reads only what changed) are named from their links' base, one query."""
+    cycle reads only what changed) are named from their links' base.
+
+    Only the members the text output shows (the first 50 of each list) are looked up, up to
+    `NAME_LOOKUPS_MAX`, streamed without building links: naming the initial membership of a
+    million users used to load and decode every user's link (1.1 GB)."""
     assert res.plan is not None
-    ids = {i for c in res.plan.changes if c.op == "set_members" or c.kind == "group"
-           for i in (*c.add, *c.remove, *c.source_add, *c.source_remove)} - set(res.names)
+    ids: set[str] = set()
+    for c in res.plan.changes:
+        if c.op == "set_members" or c.kind == "group":
+            for members in (c.add, c.remove, c.source_add, c.source_remove):
+                ids.update(m for m in members[:MEMBERS_SHOWN] if m not in res.names)
+        if len(ids) >= NAME_LOOKUPS_MAX:
+            break
     if not ids:
         return
     # member groups (nested = "preserve") are named "group NAME": from this plan, else links
@@ -109,8 +124,8 @@ def name_members(res: FlowResult, store: Store, flow: str) -> None:
     for kind, wanted in lookups:
         if not wanted:
             continue
-        for sid, lk in store.links(flow, kind, wanted).items():
-            name = next((str(v) for k in NAME_KEYS if (v := lk.base.get(k))), None)
+        for sid, base in store.link_bases(flow, kind, wanted):
+            name = next((str(v) for k in NAME_KEYS if (v := base.get(k))), None)
             if name and kind == "user":
                 res.names[sid] = name
             elif name:

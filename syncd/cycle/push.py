@@ -5,6 +5,7 @@ sync applies each page while the next is read."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -114,7 +115,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
             chosen = UniqueValues(flow, kf, store, target).assign(rd.items, unlinked, cands)
             kind_held += chosen
             held += chosen
-        universe = None
+        universe: AbstractSet[str] | None = None
         if kf.kind == "group":
             universe = (streamed.universe if streamed is not None
                         else _universe(flow, store, user_read, rd, links))
@@ -122,7 +123,7 @@ def push_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult
             if universe is not None and users is not None and not users.trusted:
                 # A user read that failed or missed objects proves nobody left: members
                 # are only restricted to what is known (read or linked), never emptied.
-                universe |= store.link_ids(flow.name, "user")
+                universe = universe | store.link_ids(flow.name, "user")
         inputs.append(KindInput(
             kf.kind, rd.items, links, kf.match, kf.deprovision, kf.mapping.on_create_only,
             cands, rd.complete, universe, full=rd.full, gone_ids=frozenset(rd.gone),

@@ -16,6 +16,9 @@ from syncd.plan.value import Plan
 
 log = logging.getLogger("syncd.engine")
 
+#: Members listed by name per member list of a change in the text output; the rest counted.
+MEMBERS_SHOWN = 50
+
 
 @dataclass
 class FlowResult:

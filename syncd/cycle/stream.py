@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,8 +62,9 @@ Resolve = Callable[[Kind, Mapping[str, Item]], dict[str, Item]]
 PAGE = 2000
 #: Changes shown in the run's output; past this only their counts are kept (journal has all).
 LIST_MAX = 500
-#: Source names kept for rendering member changes when pages are applied at once (the output
-#: lists changes only up to `LIST_MAX` then); past this, ids are shown instead.
+#: Source names kept for rendering member changes; past this, the members the output shows
+#: are named from their links (`commit.name_members`), else by id. Kept for every entry, a
+#: million names cost ~190 MB.
 NAMES_MAX = 5000
 
 @dataclass
@@ -74,7 +76,8 @@ class Streamed:
     #: What is left to plan for this kind once everything was read: deprovisioning.
     tail: KindInput
     #: Source ids read and in scope (held ones included): group members are restricted to them.
-    universe: frozenset[str]
+    #: The read's own set, not a copy (a million ids are ~120 MB).
+    universe: AbstractSet[str]
     result: ApplyResult
     #: The changes applied, while few enough to list; None past `LIST_MAX`.
     listed: list[Change] | None
@@ -141,7 +144,7 @@ class _Stream:
         changes, held, _ = plan_kind(ki)
         self.held += held
         for sid, it in page.items.items():
-            if not self.apply_now or len(self.names) < NAMES_MAX:
+            if len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
         for c in changes:
             if c.op == "adopt" and c.target_id:
@@ -235,7 +238,7 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     out = reader.outcome
     if result.fatal is not None or result.stopped:
         out.complete = False
-    gone = store.link_ids(flow.name, kind, status=None) - st.seen
+    gone = store.link_ids(flow.name, kind, status=None, unseen=st.seen)
     if out.complete:  # absence is not proof: what the listing missed is confirmed first
         missed = store.links(flow.name, kind, gone - st.out_of_scope)
         unseen = at_stake(missed, missed, kf.deprovision, flow.delete_after)
@@ -253,5 +256,5 @@ def stream_kind(flow: Flow, kf: KindFlow, store: Store, source: Connector, targe
     log.debug("%s: read %d entries in pages, %d changes applied, %d collected, %d not seen",
               kind, out.seen, sum(sum(v.values()) for v in st.counts.values()),
               len(st.collected), len(gone))
-    return Streamed(out, tail, frozenset(st.seen), result, st.listed, st.counts, st.held,
+    return Streamed(out, tail, st.seen, result, st.listed, st.counts, st.held,
                     st.names, st.failed, st.retried, st.collected, st.items)

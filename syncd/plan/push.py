@@ -17,6 +17,7 @@ Decisions, per kind:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -59,7 +60,7 @@ class KindInput:
     candidates: Mapping[tuple[str, str], Sequence[Entry]] = field(default_factory=dict)
     complete: bool = True
     #: Source ids of in-scope users, to restrict group members (None: no restriction).
-    member_universe: frozenset[str] | None = None
+    member_universe: AbstractSet[str] | None = None
     #: False for an incremental read: absence means "unchanged", and only `gone_ids`
     #: (deleted at the source, or changed and now out of scope) are deprovisioned.
     full: bool = True

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, and_, create_engine, event, select, text, update
 from sqlalchemy.engine import URL
 from sqlmodel import SQLModel
 
 from syncd.errors import ConfigError, StoreError, StoreLocked
-from syncd.model import Kind, StoredAttrs, canonical_json
 from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
 from syncd.state.facts import FactsMixin
 from syncd.state.journal import JournalMixin
+from syncd.state.links import LinksMixin
 from syncd.state.locks import (
     RUN,
     FileLock,
@@ -50,14 +49,14 @@ from syncd.state.opening import (
     secret_of,
     translate_errors,
 )
-from syncd.state.records import Link, aware, cap_error, now
+from syncd.state.records import cap_error, now
 from syncd.state.references import ReferencesMixin
 from syncd.state.retries import RetriesMixin
 from syncd.state.tables import ChangeRow, LinkRow, RunRow, create_missing_indexes
 
 
-class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin,
-            ReferencesMixin):
+class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin,
+            FactsMixin, ReferencesMixin):
     """The state store at `url` (a `StateURL` brings its password along). Opening it checks
     what can go wrong up front — a corrupt or unwritable file, a full disk, a database that
     does not answer — and raises `StoreError` naming the store and the reason; a store that
@@ -200,114 +199,6 @@ class Store(CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin, FactsMixin
             self.unlock(flow)
         if self.engine is not None:
             self.engine.dispose()
-
-    # -- links -----------------------------------------------------------------------------
-    def links(self, flow: str, kind: Kind, ids: Iterable[str] | None = None, *,
-              by_target: bool = False) -> dict[str, Link]:
-        """Links of a flow and kind, keyed by source id; only those with these source ids
-        (or target ids, `by_target`) when `ids` is given — incremental cycles touch a few
-        links, not the whole table. Bases are decoded lazily (`StoredAttrs`): a reconcile
-        that loads every link decodes only those the planner actually looks into."""
-        if self.engine is None:
-            return {}
-        t = LinkRow.__table__  # type: ignore[attr-defined]
-        base = and_(t.c.flow == flow, t.c.kind == kind)
-        col = t.c.target_id if by_target else t.c.source_id
-        # Not updated_at: parsing a datetime per row is a measurable share of loading 100k.
-        cols = select(t.c.flow, t.c.kind, t.c.source_id, t.c.target_id, t.c.base, t.c.digest,
-                      t.c.members, t.c.status, t.c.origin, t.c.status_at)
-        if ids is None:
-            queries = [cols.where(base)]
-        else:
-            wanted = sorted(set(ids))
-            queries = [cols.where(and_(base, col.in_(wanted[i:i + 500])))
-                       for i in range(0, len(wanted), 500)]
-        out: dict[str, Link] = {}
-        with self.engine.connect() as conn:
-            for q in queries:
-                for r in conn.execute(q):
-                    members = (frozenset(json.loads(r.members)) if r.members is not None
-                               else None)
-                    out[r.source_id] = Link(
-                        r.flow, r.kind, r.source_id, r.target_id, StoredAttrs(r.base or "{}"),
-                        r.digest, members, r.status, r.origin, aware(r.status_at),
-                    )
-        return out
-
-    def link_ids(self, flow: str, kind: Kind, status: str | None = "active",
-                 among: Iterable[str] | None = None) -> set[str]:
-        """Source ids of links (cheap: no base decoding); only those in `among` if given."""
-        if self.engine is None:
-            return set()
-        t = LinkRow.__table__  # type: ignore[attr-defined]
-        cond = and_(t.c.flow == flow, t.c.kind == kind)
-        if status is not None:
-            cond = and_(cond, t.c.status == status)
-        if among is None:
-            queries = [select(t.c.source_id).where(cond)]
-        else:
-            wanted = sorted(set(among))
-            queries = [select(t.c.source_id).where(and_(cond, t.c.source_id.in_(
-                wanted[i:i + 500]))) for i in range(0, len(wanted), 500)]
-        with self.engine.connect() as conn:
-            return {r[0] for q in queries for r in conn.execute(q)}
-
-    def count_links(self, flow: str, kind: Kind, status: str | None = "active") -> int:
-        """How many links (the denominator of the % safety rule): COUNT(*), no rows."""
-        if self.engine is None:
-            return 0
-        from sqlalchemy import func
-
-        t = LinkRow.__table__  # type: ignore[attr-defined]
-        cond = and_(t.c.flow == flow, t.c.kind == kind)
-        if status is not None:
-            cond = and_(cond, t.c.status == status)
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t).where(cond)).scalar()
-                       or 0)
-
-    def disabled_links(self, flow: str, kind: Kind) -> dict[str, Link]:
-        """Disabled links (candidates for the grace-period hard delete)."""
-        ids = self.link_ids(flow, kind, status="disabled")
-        return self.links(flow, kind, ids) if ids else {}
-
-    def save_links(self, links: Sequence[Link]) -> None:
-        if not links:
-            return
-        assert self.engine is not None and not self.readonly
-        t = LinkRow.__table__  # type: ignore[attr-defined]
-        ts = now()
-        rows = [
-            {
-                "flow": lk.flow, "kind": lk.kind, "source_id": lk.source_id,
-                "target_id": lk.target_id, "base": canonical_json(lk.base), "digest": lk.digest,
-                "members": json.dumps(sorted(lk.members)) if lk.members is not None else None,
-                "status": lk.status, "origin": lk.origin, "updated_at": ts,
-                "status_at": lk.status_at,
-            }
-            for lk in links
-        ]
-        dialect = postgresql if self.dialect.startswith("postgres") else sqlite
-        stmt = dialect.insert(t)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["flow", "kind", "source_id"],
-            set_={c: stmt.excluded[c] for c in
-                  ("target_id", "base", "digest", "members", "status", "origin", "updated_at",
-                   "status_at")},
-        )
-        with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
-
-    def drop_links(self, flow: str, kind: Kind, source_ids: Iterable[str]) -> None:
-        ids = list(source_ids)
-        if not ids:
-            return
-        assert self.engine is not None
-        t = LinkRow.__table__  # type: ignore[attr-defined]
-        with self.engine.begin() as conn:
-            for i in range(0, len(ids), 500):
-                conn.execute(delete(t).where(and_(
-                    t.c.flow == flow, t.c.kind == kind, t.c.source_id.in_(ids[i:i + 500]))))
 
     # -- run journal -----------------------------------------------------------------------
     def start_run(self, flow: str) -> str:

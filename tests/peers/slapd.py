@@ -117,8 +117,12 @@ class Slapd:
         start_timeout: float = 15.0,
         syncprov: bool = True,
         sessionlog: int = 10000,
+        max_size: int = 4 << 30,
     ) -> None:
+        """`max_size`: the mdb map size in bytes (a million users with their indexes need
+        more than the default 4 GiB)."""
         require_openldap()
+        self.max_size = max_size
         self.admin_password = admin_password
         self.size_limit = size_limit
         self.tls = tls
@@ -403,7 +407,7 @@ olcSuffix: {self.base}
 olcRootDN: {self.admin_dn}
 olcRootPW: {self.admin_password}
 olcDbNoSync: TRUE
-olcDbMaxSize: 4294967296
+olcDbMaxSize: {self.max_size}
 olcSizeLimit: {self.size_limit}
 olcLimits: {{0}}dn.exact="{self.admin_dn}" size=unlimited time=unlimited
 olcDbIndex: objectClass eq
