@@ -110,6 +110,26 @@ def test_group_changes_are_incremental(
     assert next(e for e in inc if e.external_id == g1.external_id).raw["displayname"] == ("g1",)
 
 
+def test_a_read_from_a_lastmodified_cursor_needs_no_probe(
+    scim2_server: _Peer, django_scim_server: DjangoScimServer,
+    connect: Callable[..., ScimConnector]
+) -> None:
+    """Only a server that filtered on meta.lastModified gave the cursor: a new connector (a
+    new `syncd run`) reading from it sends no probe, a filtered listing scim2-server answers
+    by walking every stored user; a server that refuses the filter still gets a full read."""
+    first = connect(scim2_server)
+    first.create("user", {"userName": "p"})
+    cursor = read_all(first)[-1].cursor
+    rec = Recording()
+    inc = read_all(connect(scim2_server, transport=rec), cursor=cursor)
+    assert not any(b.full for b in inc) and inc[-1].cursor is not None
+    assert not [r for r in rec.sent("GET") if "2999-01-01" in str(r.url)]
+    d = connect(django_scim_server)
+    d.create("user", {"userName": "d"})
+    again = read_all(d, cursor=cursor)
+    assert all(b.full for b in again) and [e.name for b in again for e in b.entries] == ["d"]
+
+
 def test_django_has_full_reads_only(
     django_scim_server: DjangoScimServer, connect: Callable[..., ScimConnector]
 ) -> None:

@@ -79,7 +79,7 @@ class ScimConnector(ScimWrites):
     ) -> Iterator[Batch]:
         """Pages of `page_size` (startIndex/count); incremental from a ``lastmodified:`` cursor
         when the server filters on meta.lastModified (`syncd_connectors.scim.reads`)."""
-        incremental = self._supports_incremental(kind)
+        incremental = self._supports_incremental(kind, cursor)
         since = reads.parse_cursor(cursor) if incremental else None
         if cursor is not None and since is None:
             log.info("%s: cursor %r is not usable for %ss: full read", self.name, cursor, kind)
@@ -97,10 +97,16 @@ class ScimConnector(ScimWrites):
                 self._incremental[kind] = False
             yield from reads.listing(self._http_or_fatal, since=None, incremental=False, **args)
 
-    def _supports_incremental(self, kind: Kind) -> bool:
-        """Probed once per kind, on the first read."""
+    def _supports_incremental(self, kind: Kind, cursor: str | None = None) -> bool:
+        """Probed once per kind, on the first read -- unless that read starts from a
+        ``lastmodified:`` cursor: only a server that filtered on meta.lastModified gave one,
+        and a server that stopped filtering answers 400 (`FilterRefused`: full read). The
+        probe is a filtered listing, which scim2-server answers by walking every stored user
+        (0.42 s of a 1.6 s no-change two-way cycle at 10k users)."""
         with self._lock:
             known = self._incremental.get(kind)
+        if known is None and reads.parse_cursor(cursor) is not None:
+            return True
         if known is None:
             known = reads.supports_incremental(
                 self._http_or_fatal, self._endpoints[kind], self.name
