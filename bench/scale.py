@@ -18,6 +18,7 @@ maxOperations 1000 and maxPayloadSize 1 MiB), measuring:
 
 Usage: .venv/bin/python bench/scale.py [--users 100000] [--groups 1000] [--members 100]
        [--concurrency 8] [--keep DIR]  (keep the state DB and config in DIR)
+       .venv/bin/python bench/scale.py --users 1000000 --groups 10000   # a million users
 """
 
 from __future__ import annotations
@@ -373,7 +374,10 @@ def line(label: str, seconds: float, extra: str = "") -> str:
 def run_all(args: argparse.Namespace, work: Path) -> Iterator[str]:
     t0 = time.perf_counter()
     ldif = write_ldif(work / "dir.ldif", args.users, args.groups, args.members)
-    with Slapd(ldif=ldif, size_limit=0) as ldap, Scim2Server(token=TOKEN) as scim:
+    # mdb's map is sparse: room for a million users and their indexes (~12 KiB each)
+    max_size = max(4 << 30, args.users * 16 << 10)
+    with Slapd(ldif=ldif, size_limit=0, max_size=max_size) as ldap, \
+            Scim2Server(token=TOKEN) as scim:
         yield (f"directory: {args.users:,} users, {args.groups:,} groups x {args.members} "
                f"members; concurrency {args.concurrency}; loaded in "
                f"{time.perf_counter() - t0:.1f} s")
