@@ -122,11 +122,9 @@ class Session:
             self._wait()
         if self.applier.stop.is_set():
             self.result.stopped = True
-        if not self.halted:
-            self._check_lock()
         if self.halted:
             return False
-        self._running.add(self._pool.submit(self.applier._run_task, task))
+        self._running.add(self._pool.submit(self._run_task, task))
         return True
 
     def drain(self) -> None:
@@ -176,14 +174,20 @@ class Session:
                                  f"submitted, the next run picks up from here")
             log.error(self.result.fatal)
 
-    def _check_lock(self) -> None:
-        """Before each batch: is the flow's lock still ours? (One query on the lock's own
-        connection.) Lost -> Fatal: nothing more is submitted, the changes in flight are
-        recorded, the cursor is not advanced and the journal says why."""
+    def _run_task(self, task: list[Change]) -> list[_Outcome]:
+        """On a worker, right before the batch writes: is the flow's lock still ours? (One
+        query on the lock's own connection.) Checked here rather than at submit, because a
+        task can wait in the pool's queue (or the process be frozen) while the lock goes.
+        Lost -> a Fatal: this batch and every later one write nothing (they are not
+        journaled: they never happened), the changes already under way are recorded, the
+        cursor is not advanced and the run's journal says why."""
         lost = self.applier.lock_lost()
         if lost is not None:
-            self.result.fatal = lost
-            log.error(lost)
+            if self.result.fatal is None:
+                self.result.fatal = lost
+                log.error(lost)
+            return []
+        return self.applier._run_task(task)
 
     def _flush(self) -> None:
         if self._outcomes:

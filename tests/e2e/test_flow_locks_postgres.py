@@ -3,6 +3,8 @@ flow is named, and a run whose lock session is cut stops writing at its next bat
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -45,19 +47,25 @@ def test_a_run_that_loses_its_lock_stops_writing_and_does_not_advance(
     for i in range(5, USERS):
         pg_env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
     database = pg_url.rsplit("/", 1)[1]
-    creates = [0]
+    creates = itertools.count(1)  # next() is atomic: creates run on several threads
+    cut = threading.Event()
 
     def cut_on_tenth(_oid: str) -> None:
-        creates[0] += 1
-        if creates[0] == 10:
+        """The 10th create cuts the lock session; creates already past their batch's lock
+        check wait for the cut (in memory they would all finish before it lands)."""
+        n = next(creates)
+        if n == 10:
             assert terminate("syncd run ", database) == 1
+            cut.set()
+        elif n > 10:
+            assert cut.wait(30)
 
     pg_env.dst.faults["create"] = cut_on_tenth
     first = pg_env.run()
     assert first.result == "aborted", first.errors
     assert any("lock of flow 'f'" in e and "was lost" in e for e in first.errors), first.errors
     written = len(pg_env.dst.objects["user"])
-    assert 10 <= written < USERS, "nothing was submitted after the loss was seen"
+    assert 10 <= written <= 10 + 8, "only the batches under way when the lock went"
 
     st = Store(pg_env.cfg.state_url)
     try:

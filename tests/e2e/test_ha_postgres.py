@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import socket
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncd.state.locks import LEASE_TIMEOUT_S
 from tests.e2e.conftest import Sync
 from tests.e2e.test_daemon import (
     FLOW,
@@ -246,3 +248,24 @@ def test_flows_spread_over_instances_one_each_and_all_move_when_one_dies(
     took = max(log_time(b, f"flow {f}: owned by this instance") or 0 for f in mine) - killed
     assert took <= FAILOVER_BOUND, f"failover of {mine} took {took:.1f}s"
     wait_for(lambda: set(latest().values()) == {name_of(b)}, 30, "B to run every flow", b)
+
+
+def test_a_frozen_instance_is_replaced_and_writes_nothing_more_when_thawed(
+        tmp_path: Path, setup: Setup, daemons: list[DaemonProc]) -> None:  # noqa: F811
+    """SIGSTOP mid-apply: a host that vanished without closing its connections, or a process
+    paused. The server ends its silent lock session after LEASE_TIMEOUT_S, B takes the flow;
+    thawed, A finds its lock gone before its next batch and writes nothing more."""
+    a, b = start_pair(setup, tmp_path, daemons)
+    frozen = time.time()
+    a.signal(signal.SIGSTOP)
+    bound = INTERVAL + LEASE_TIMEOUT_S
+    wait_for(lambda: b.logged(f"flow {FLOW}: owned by this instance"), bound + 10,
+             "B to take the flow over", b)
+    took = (log_time(b, f"flow {FLOW}: owned by this instance") or 0) - frozen
+    assert took <= bound + 1, f"takeover after {took:.1f}s (bound {bound}s)"
+    a.signal(signal.SIGCONT)
+    wait_for(lambda: a.logged("was lost"), 30, "A, thawed, to find its lock lost", a)
+    assert_converged(setup, b)
+    (cut,) = [r for r in journal(setup.url) if r.instance == name_of(a)]
+    assert cut.result == "aborted" and "was lost" in (cut.error or "")
+    assert a.alive()
