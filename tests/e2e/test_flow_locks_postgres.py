@@ -123,3 +123,21 @@ def test_the_lock_session_is_idle_and_ended_by_the_server_when_silent(
                            (session.name,)).fetchone()
     assert row is not None and row[0] == "idle"
     assert session._query(text("SHOW idle_session_timeout")) == f"{LEASE_TIMEOUT_S}s"
+
+
+def test_the_status_page_says_which_instance_runs_a_flow(pg_env: Env) -> None:  # noqa: F811
+    from syncd.daemon.status_data import gather
+    from syncd.daemon.status_page import render
+
+    pg_env.run()
+    assert gather(pg_env.cfg).flows[0].runs_on is None, "nobody holds it between runs"
+    st = Store(pg_env.cfg.state_url)
+    owner = st._lock_session(DAEMON)
+    try:
+        assert owner.try_lock(lease_key("f"))
+        snap = gather(pg_env.cfg)
+        assert snap.flows[0].runs_on == owner.name
+        assert f"runs on {owner.name}" in render(snap)
+    finally:
+        owner.close()
+        st.close()

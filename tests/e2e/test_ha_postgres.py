@@ -141,7 +141,13 @@ def assert_converged(s: Setup, b: DaemonProc) -> None:
         quiet = [r for r in journal(s.url) if r.instance == name_of(b) and r.result == "ok"
                  and r.summary.get("applied") == 0]
         return bool(quiet) and len(s.sync.list("Users")) >= USERS
-    wait_for(done, 120, "B to converge and then find nothing to do", b)
+    try:
+        wait_for(done, 120, "B to converge and then find nothing to do", b)
+    except AssertionError as exc:
+        runs = [(r.instance, r.result, r.summary.get("applied"), r.error)
+                for r in journal(s.url)]
+        raise AssertionError(f"{exc}; journal: {runs[-6:]}; B's log: "
+                             f"{b.stderr.read_text()[-2000:]}") from None
     users = Counter(u["userName"] for u in s.sync.list("Users"))
     assert len(users) == USERS and max(users.values()) == 1, "a duplicate or a lost user"
     groups = s.sync.list("Groups")

@@ -5,14 +5,21 @@ test_flow_locks_postgres.py, test_ha_postgres.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
 from syncd.daemon.ownership import Ownership, fair_share
+from syncd.daemon.service import Daemon
 from syncd.state.locks import PgLockSession
+from tests.unit.test_daemon import Logs, Recorder, flow, logs, recorder, write  # noqa: F401
+from tests.unit.test_daemon_metrics import value
 
 
 class Server:
@@ -152,3 +159,50 @@ def test_a_flow_nobody_takes_is_taken_over_the_share_at_the_next_tick() -> None:
     assert why is not None and "fair share of 2 over 2" in why
     assert a.claim("f2", 2) is None
     assert math.isclose(len(a.owned), 2)
+
+
+# -- the daemon's side: a flow owned elsewhere is a quiet state ----------------------------
+
+
+class Elsewhere:
+    """An Ownership whose flows all run on another instance (or, `mine`, on this one)."""
+
+    def __init__(self, mine: bool = False) -> None:
+        self.mine = mine
+        self.after: list[str] = []
+        self.session = None
+
+    def claim(self, flow: str, flows: int) -> str | None:
+        return None if self.mine else "running on syncd daemon host-b:4182"
+
+    def after_run(self, flow: str, flows: int) -> None:
+        self.after.append(flow)
+
+
+def metric(d: Daemon, name: str, **labels: str) -> float | None:
+    return value(generate_latest(d.metrics.registry).decode(), name, **labels)
+
+
+def test_a_flow_running_on_another_instance_is_quiet(
+        tmp_path: Path, recorder: Recorder, logs: Logs,  # noqa: F811 (fixtures)
+        monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    d = Daemon(write(tmp_path, flow("a", "src1", "dst")))
+    alerts: list[str] = []
+    monkeypatch.setattr(d.alerts, "run_error", lambda flow, why: alerts.append(why))
+    d.ownership = cast(Any, Elsewhere())
+    for _ in range(3):
+        assert d.run_flow("a") == []
+    assert recorder.runs("a") == [], "not run here"
+    said = [r.getMessage() for r in logs.records if "host-b" in r.getMessage()]
+    assert said == ["flow a: running on syncd daemon host-b:4182"], "logged once, at INFO"
+    assert all(r.levelno == logging.INFO for r in logs.records if "host-b" in r.getMessage())
+    assert d._status["a"] == "running on syncd daemon host-b:4182"
+    assert metric(d, "syncd_flow_running_here", flow="a") == 0
+    assert metric(d, "syncd_runs_total", flow="a", result="error") is None
+    assert alerts == []
+
+    d.ownership = cast(Any, Elsewhere(mine=True))  # the owner died: this one took it
+    assert [r.result for r in d.run_flow("a")] == ["ok"]
+    assert metric(d, "syncd_flow_running_here", flow="a") == 1
+    assert d.ownership.after == ["a"]  # type: ignore[attr-defined]
