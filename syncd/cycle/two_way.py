@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from syncd.config.flows import Flow, KindFlow
 from syncd.connector import Connector
 from syncd.cycle.absence import at_stake, confirm, gone, link_name
+from syncd.cycle.apply import Applier
 from syncd.cycle.catch_up import Written, catch_up, users_by_target, written
-from syncd.cycle.commit import check_apply_commit
+from syncd.cycle.commit import check_apply_commit, target_stats
+from syncd.cycle.push import _merge_streamed as merge_streamed  # shared tail of streamed reads
 from syncd.cycle.read import (
     Candidates,
     SourceRead,
@@ -33,6 +35,8 @@ from syncd.cycle.ref_names import SourceNames, target_ids
 from syncd.cycle.references import References, follow_references
 from syncd.cycle.result import Connectors, FlowResult, Options
 from syncd.cycle.setup import for_target, use_cursor
+from syncd.cycle.stream import Streamed
+from syncd.cycle.two_way_stream import stream_initial, streams
 from syncd.cycle.unique import UniqueValues
 from syncd.model import Kind
 from syncd.plan.merge import ConflictRecord, Rules, TwoWayInput, plan_linked, plan_target_only
@@ -57,10 +61,15 @@ class TwoWayPlan:
     refs: References | None = None
     #: per kind, the paths the merge compares (what an echo must match: `catch_up`)
     paths: dict[Kind, tuple[str, ...]] = field(default_factory=dict)
+    #: users of an initial sync, applied while read (`two_way_stream`)
+    streamed: Streamed | None = None
 
 
 def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
-                 cursors: dict[tuple[str, Kind], str | None], now: datetime) -> TwoWayPlan:
+                 cursors: dict[tuple[str, Kind], str | None], now: datetime,
+                 applier: Applier | None = None) -> TwoWayPlan:
+    """With an `applier`, an initial sync of users is applied while it is read
+    (`two_way_stream`); everything else is planned here and applied by the caller."""
     changes: list[Change] = []
     held: list[Hold] = []
     notes: list[str] = []
@@ -72,6 +81,22 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
     names = SourceNames(flow, store, source)  # references written back: the source's names
     for kf in flow.kinds:
         use = cursors.get((flow.source, kf.kind))
+        if streams(flow, kf, store, applier, use, out.refs.active):
+            assert applier is not None
+            rules = _rules(flow, kf, source, target, store)
+            out.paths[kf.kind] = rules.paths
+            st, td, c, n = stream_initial(flow, kf, store, source, target, applier, now,
+                                          rules, cursors.get((flow.target, kf.kind)))
+            out.streamed = st
+            out.source_reads[kf.kind], out.target_reads[kf.kind] = st.read, td
+            out.errors += [e for e in (st.read.error, td.error) if e]
+            out.seen[kf.kind] = st.read.seen
+            out.conflicts[kf.kind], out.evaluated[kf.kind] = [], set()
+            linked_count[kf.kind] = 0
+            held += st.held
+            changes += c
+            notes += n
+            continue
         rejoin: set[str] = set()
         if kf.kind == "group" and use is not None:  # as in push flows (cycle.push)
             users = out.source_reads.get("user")
@@ -253,7 +278,15 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
         for conn in (flow.source, flow.target):
             stored = store.cursor(flow.name, conn, kf.kind)
             cursors[(conn, kf.kind)] = use_cursor(flow, stored, kf.kind, opts, now)
-    tw = plan_two_way(flow, store, source, target, cursors, now)
+    applier = None if res.dry_run or opts.review else Applier(
+        flow, target, store, res.run_id or "", opts.progress, opts.stop, source=source)
+    tw = plan_two_way(flow, store, source, target, cursors, now, applier)
+    st = tw.streamed
+    if st is not None:
+        res.names.update(st.names)
+        if not merge_streamed(flow, store, res, st):
+            res.target_stats = target_stats(target)
+            return
     if any(c.kind == "user" and c.source_id and (
             (c.op in ("deprovision", "delete", "create") and c.side == "target")
             or (c.op == "delete" and c.side == "source")) for c in tw.plan.changes):
@@ -278,7 +311,14 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
                      and (c["source_id"], c["path"]) not in current]
             store.clear_conflicts(flow.name, kind, stale)
     items = {k: rd.items for k, rd in tw.source_reads.items()}
-    check_apply_commit(flow, store, source, target, res, opts, tw.plan, tw.seen, saves, items)
+    shown = None
+    if st is not None:
+        items["user"] = {**st.items, **st.failed}
+        if st.counts:  # pages applied while reading: report them
+            shown = (replace(tw.plan, changes=Plan.ordered([*st.listed, *tw.plan.changes]))
+                     if st.listed is not None else replace(tw.plan, streamed=st.counts))
+    check_apply_commit(flow, store, source, target, res, opts, tw.plan, tw.seen, saves, items,
+                       shown=shown, applier=applier)
     if tw.refs is not None:
         follow_references(tw.refs, flow, store, target, res, opts, tw.plan.changes)
         if tw.refs.active and res.plan is not None:
@@ -295,6 +335,7 @@ def _after_writes(flow: Flow, store: Store, conns: dict[str, Connector], tw: Two
         if not ok or value is None or store.cursor(flow.name, conn, kind).value != value:
             continue
         src, tgt = written(tw.plan, kind)
+        tgt = tgt or (kind == "user" and tw.streamed is not None and bool(tw.streamed.counts))
         side = "source" if conn == flow.source else "target"
         if (src if side == "source" else tgt):
             catch_up(flow, store, conns[conn], Written(conn, kind, side, value),

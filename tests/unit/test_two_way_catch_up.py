@@ -57,6 +57,7 @@ url = "sqlite:///{state}"
 [connectors.src]
 type = "memory"
 directory = "{src}"
+page_size = 5
 [connectors.dst]
 type = "memory"
 directory = "{dst}"
@@ -150,3 +151,34 @@ def test_an_edit_made_while_syncd_applies_is_merged_by_the_next_cycle(flow: Flow
     assert [c.name for c in res.plan.changes] == ["u3"]  # type: ignore[union-attr]
     assert flow.src.objects["user"]["s3"]["title"] == "meanwhile"
     assert flow.run().plan.changes == ()  # type: ignore[union-attr]
+
+
+def test_an_initial_sync_writes_while_the_source_is_still_read(
+        flow: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Users of an initial two-way sync are applied page by page as a push flow's
+    (`syncd.cycle.two_way_stream`): the second source page is only read once the target
+    holds users from the first (the whole-read path writes nothing before it has read all)."""
+    import time
+
+    from syncd.cycle import stream
+
+    monkeypatch.setattr(stream, "PAGE", 5)
+    for i in range(12):
+        flow.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    flow.dst.put("user", {"userName": "app-only"}, "d-app")  # create = "source": left alone
+    seen: list[int] = []
+
+    def second_page(oid: str) -> None:
+        deadline = time.monotonic() + 10
+        while not flow.dst.objects["user"].keys() - {"d-app"}:
+            assert time.monotonic() < deadline, "nothing written while the source was read"
+            time.sleep(0.01)  # polling the condition, with a deadline
+        seen.append(len(flow.dst.objects["user"]))
+
+    flow.src.faults["read_page"] = second_page
+    res = flow.run()
+    del flow.src.faults["read_page"]
+    assert seen, "the source was read in one page"
+    assert len(flow.dst.objects["user"]) == 13 and res.plan is not None
+    assert flow.run().plan.changes == ()  # type: ignore[union-attr]
+    assert flow.read == {"src": 0, "dst": 0}
