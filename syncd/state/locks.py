@@ -207,8 +207,9 @@ class PgLockSession:
 
     # -- the session -----------------------------------------------------------------------
     def _session(self) -> Connection:
-        """The live session, opened (again) if needed. Raises `StoreLocked`-free errors of
-        the driver when the database cannot be reached (callers turn them into words)."""
+        """The live session, opened (again) if needed, with the server-side timeouts that
+        bound a vanished holder. Raises `StoreError` (naming the store, never its password)
+        when the database cannot be reached."""
         if self._conn is not None:
             return self._conn
         conn = self._engine.connect()
