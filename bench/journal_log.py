@@ -25,9 +25,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from syncd.state import schema
 from syncd.state.journal import LogQuery
 from syncd.state.store import Store
-from syncd.state.tables import RunRow
 
 OPS = ["update"] * 80 + ["create"] * 10 + ["set_members"] * 6 + ["deprovision"] * 3 + ["delete"]
 
@@ -51,7 +51,7 @@ def fill(store: Store, changes: int, days: int, every_min: int, users: int) -> d
     assert store.engine is not None
     with store.engine.begin() as conn:
         for i in range(0, len(runs), 10_000):
-            conn.execute(RunRow.__table__.insert(), runs[i:i + 10_000])  # type: ignore[attr-defined]
+            conn.execute(schema.run.insert(), runs[i:i + 10_000])
     ok_runs = [r for r in runs if r["result"] == "ok"]
     batch: list[dict[str, object]] = []
     for n in range(changes):

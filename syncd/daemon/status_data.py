@@ -189,9 +189,9 @@ def _failures(store: Any, run_ids: list[str]) -> dict[str, tuple[str, ...]]:
         return {}
     from sqlalchemy import and_, select
 
-    from syncd.state.tables import ChangeRow
+    from syncd.state import schema
 
-    t = ChangeRow.__table__  # type: ignore[attr-defined]
+    t = schema.change
     out: dict[str, list[str]] = {}
     q = (select(t.c.run_id, t.c.op, t.c.kind, t.c.name, t.c.source_id, t.c.error)
          .where(and_(t.c.run_id.in_(run_ids), t.c.result == "failed")).order_by(t.c.id))
@@ -240,13 +240,13 @@ def _conflict(c: Mapping[str, Any]) -> ConflictView:
 def _history(store: Any, obj: str, flow: str | None, flows: list[str]) -> History:
     from sqlalchemy import and_, func, or_, select
 
-    from syncd.state.tables import ChangeRow
+    from syncd.state import schema
 
     held = tuple(_held(p) for f in flows for p in store.pending(f).values()
                  if obj in (p.source_id, p.name) or p.name.casefold() == obj.casefold())
     keys = {(h.flow, h.source_id) for h in held}
     if store.engine is not None:
-        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        t = schema.change
         match = or_(t.c.source_id == obj, t.c.target_id == obj, t.c.name == obj,
                     func.lower(t.c.name) == obj.lower())
         with store.engine.connect() as conn:

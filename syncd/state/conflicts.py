@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import and_, delete, select
 
 from syncd.model import Kind, Value
+from syncd.state import schema
 from syncd.state.records import now
-from syncd.state.tables import ConflictRow, Rows
+from syncd.state.tables import Rows
 
 
 class ConflictsMixin(Rows):
@@ -35,12 +36,12 @@ class ConflictsMixin(Rows):
                 "resolution": json.dumps(_j(prev["resolution"]))
                 if prev and prev["resolution"] is not None else None,
                 "detected_at": now()})
-        self._upsert(ConflictRow.__table__, ["flow", "kind", "source_id", "path"], rows)  # type: ignore[attr-defined]
+        self._upsert(schema.conflict, ["flow", "kind", "source_id", "path"], rows)
 
     def conflicts(self, flow: str | None = None) -> list[dict[str, Any]]:
         if self.engine is None:
             return []
-        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        t = schema.conflict
         q = select(t) if flow is None else select(t).where(t.c.flow == flow)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(q.order_by(t.c.detected_at))]
@@ -56,7 +57,7 @@ class ConflictsMixin(Rows):
 
     def resolve_conflict(self, conflict_id: str, value: Value) -> dict[str, Any] | None:
         assert self.engine is not None
-        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        t = schema.conflict
         with self.engine.begin() as conn:
             n = conn.execute(t.update().where(t.c.id == conflict_id).values(
                 resolution=json.dumps(_j(value)))).rowcount
@@ -68,7 +69,7 @@ class ConflictsMixin(Rows):
         """Drop conflicts (source_id, path) that were settled or no longer exist."""
         if not keys or self.engine is None:
             return
-        t = ConflictRow.__table__  # type: ignore[attr-defined]
+        t = schema.conflict
         with self.engine.begin() as conn:
             for sid, path in keys:
                 conn.execute(delete(t).where(and_(t.c.flow == flow, t.c.kind == kind,

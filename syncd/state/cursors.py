@@ -7,15 +7,16 @@ from __future__ import annotations
 from sqlalchemy import and_, func, select
 
 from syncd.model import Kind
+from syncd.state import schema
 from syncd.state.records import Cursor, aware, now
-from syncd.state.tables import CursorRow, Rows
+from syncd.state.tables import Rows
 
 
 class CursorsMixin(Rows):
     def cursor(self, flow: str, connector: str, kind: Kind) -> Cursor:
         if self.engine is None:
             return Cursor(None, None)
-        t = CursorRow.__table__  # type: ignore[attr-defined]
+        t = schema.cursor
         q = select(t.c.value, t.c.full_at, t.c.fingerprint).where(and_(
             t.c.flow == flow, t.c.connector == connector, t.c.kind == kind))
         with self.engine.connect() as conn:
@@ -28,7 +29,7 @@ class CursorsMixin(Rows):
                     *, full: bool, fingerprint: str | None = None) -> None:
         previous = self.cursor(flow, connector, kind)
         ts = now()
-        self._upsert(CursorRow.__table__, ["flow", "connector", "kind"], [{  # type: ignore[attr-defined]
+        self._upsert(schema.cursor, ["flow", "connector", "kind"], [{
             "flow": flow, "connector": connector, "kind": kind, "value": value,
             "full_at": ts if full else previous.full_at, "updated_at": ts,
             "fingerprint": fingerprint if full else previous.fingerprint}])
@@ -37,7 +38,7 @@ class CursorsMixin(Rows):
         """Seconds since the flow's oldest cursor moved (None: no cursor yet)."""
         if self.engine is None:
             return None
-        t = CursorRow.__table__  # type: ignore[attr-defined]
+        t = schema.cursor
         with self.engine.connect() as conn:
             oldest = conn.execute(select(func.min(t.c.updated_at)).where(
                 t.c.flow == flow)).scalar()

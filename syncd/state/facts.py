@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from syncd.redact import redact
+from syncd.state import schema
 from syncd.state.records import aware, now
-from syncd.state.tables import FactRow, Rows
+from syncd.state.tables import Rows
 
 
 class FactsMixin(Rows):
@@ -20,7 +21,7 @@ class FactsMixin(Rows):
         shown = {k: redact(v, limit=None) if isinstance(v, str) else v
                  for k, v in facts.items()}  # redacted values: the JSON stays JSON
         text = json.dumps(shown, default=str, sort_keys=True)
-        self._upsert(FactRow.__table__, ["connector"], [{  # type: ignore[attr-defined]
+        self._upsert(schema.fact, ["connector"], [{
             "connector": connector, "checked_at": now(), "facts": text}])
 
     def facts(self) -> dict[str, dict[str, Any]]:
@@ -28,7 +29,7 @@ class FactsMixin(Rows):
         one created before this table existed, opened read-only)."""
         if self.engine is None:
             return {}
-        t = FactRow.__table__  # type: ignore[attr-defined]
+        t = schema.fact
         try:
             with self.engine.connect() as conn:
                 rows = list(conn.execute(select(t)))

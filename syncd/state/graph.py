@@ -1,4 +1,4 @@
-"""The source's direct group graph, remembered per flow (`GroupEdgeRow`).
+"""The source's direct group graph, remembered per flow (`schema.group_edge`).
 
 Why stored: with nested groups flattened (or a membership scope), an incremental cycle reads
 only the groups that changed, yet the flattened membership of every group containing them
@@ -23,12 +23,11 @@ as it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Index, and_, delete, inspect, select
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Engine, and_, delete, inspect, select
 
+from syncd.state import schema
 from syncd.state.records import now
 
 _CHUNK = 500
@@ -36,19 +35,7 @@ _CHUNK = 500
 Direct = tuple[frozenset[str], frozenset[str]]
 
 
-class GroupEdgeRow(SQLModel, table=True):
-    """One direct membership in the source: `group` contains `member` (a user or a group)."""
-
-    __tablename__ = "group_edge"
-    __table_args__ = (Index("ix_group_edge_member", "flow", "member_kind", "member_id"),)
-    flow: str = Field(primary_key=True)
-    group_id: str = Field(primary_key=True)
-    member_kind: str = Field(primary_key=True)
-    member_id: str = Field(primary_key=True)
-    updated_at: datetime
-
-
-_T = GroupEdgeRow.__table__  # type: ignore[attr-defined]
+_T = schema.group_edge
 _ready: dict[int, bool] = {}
 
 

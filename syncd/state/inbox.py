@@ -2,20 +2,21 @@
 ``syncd serve``, kept in the state store, SQLite or PostgreSQL (DESIGN principle 14: inbound
 is just another connector, whose directory lives here).
 
-One row per resource (`InboxRow`): its id, externalId, its name (userName of a user,
+One row per resource (`schema.inbox`): its id, externalId, its name (userName of a user,
 displayName of a group) with a lower-cased key for the case-insensitive ``eq`` filters and
 the userName uniqueness RFC 7643 asks for, the resource JSON as received (without id, meta,
 members or secrets), a version (the ETag) and its place in the directory's change sequence.
-Group members are rows of `InboxMemberRow`, so adding one member to a group of 10,000 writes
+Group members are rows of `schema.inbox_member`, so adding one member to a group of 10,000 writes
 one row, and ``excludedAttributes=members`` reads none.
 
-Writes are serialised per directory: each one bumps the directory's counter (`InboxSeqRow`,
-an upsert: a row lock on PostgreSQL; on SQLite the transaction is ``BEGIN IMMEDIATE``, the
-database's write lock before any read) and commits in the same transaction, so changes commit
-in sequence order and a reader whose cursor is N has seen every change up to N. A delete
-leaves a tombstone (``deleted``, an empty body) with its own sequence number, which
-incremental reads report as a delete. On SQLite the writer's connections run with
-``synchronous=FULL``: a change is on disk before the client is answered.
+Writes are serialised per directory: each one bumps the directory's counter
+(`schema.inbox_seq`, an upsert: a row lock on PostgreSQL; on SQLite the transaction is
+``BEGIN IMMEDIATE``, the database's write lock before any read) and commits in the same
+transaction, so changes commit in sequence order and a reader whose cursor is N has seen
+every change up to N. A delete leaves a tombstone (``deleted``, an empty body) with its own
+sequence number, which incremental reads report as a delete. On SQLite the writer's
+connections run with ``synchronous=FULL``: a change is on disk before the client is
+answered.
 
 Concurrent writes are committed together (`syncd.state.group_commit`): one transaction,
 each write in a savepoint of its own (a taken userName fails alone), every caller answered
@@ -36,7 +37,6 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
-    Index,
     String,
     and_,
     bindparam,
@@ -48,52 +48,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, SQLModel
 
 from syncd.model import Kind
+from syncd.state import schema
 from syncd.state.group_commit import GroupCommit
 from syncd.state.records import aware, now
+from syncd.state.tables import create_missing_indexes
 
 #: Attributes never stored, whatever a peer sends (RFC 7643 §4.1.1: returned "never").
 SECRET_ATTRIBUTES = frozenset({"password"})
 #: Keys kept outside the body: the columns and the member rows hold them.
 _OUTSIDE = frozenset({"id", "meta", "members", "schemas_"})
-
-
-class InboxRow(SQLModel, table=True):
-    __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_name", "directory", "kind", "name_key"),
-                      Index("ix_inbox_external", "directory", "kind", "external_id"),
-                      Index("ix_inbox_seq", "directory", "seq"))
-    directory: str = Field(primary_key=True)
-    kind: str = Field(primary_key=True)
-    id: str = Field(primary_key=True)
-    external_id: str | None = None
-    name: str = ""
-    name_key: str = ""
-    body: str = "{}"
-    version: int = 1
-    seq: int
-    deleted: bool = False
-    created: datetime
-    modified: datetime
-
-
-class InboxMemberRow(SQLModel, table=True):
-    __tablename__ = "inbox_member"
-    __table_args__ = (Index("ix_inbox_member_member", "directory", "member_id"),)
-    directory: str = Field(primary_key=True)
-    group_id: str = Field(primary_key=True)
-    member_id: str = Field(primary_key=True)
-    #: "User" or "Group" (nested groups); None when the client did not say.
-    type: str | None = None
-    display: str | None = None
-
-
-class InboxSeqRow(SQLModel, table=True):
-    __tablename__ = "inbox_seq"
-    directory: str = Field(primary_key=True)
-    seq: int = 0
 
 
 class InboxNotFound(LookupError):
@@ -143,8 +108,7 @@ def name_of(kind: Kind, body: Mapping[str, Any]) -> str:
 
 
 def _tables() -> tuple[Any, Any, Any]:
-    return (InboxRow.__table__, InboxMemberRow.__table__,  # type: ignore[attr-defined]
-            InboxSeqRow.__table__)  # type: ignore[attr-defined]
+    return schema.inbox, schema.inbox_member, schema.inbox_seq
 
 
 class _Statements:
@@ -187,7 +151,8 @@ class Inbox:
         self.engine = engine
         self.directory = directory
         self._dialect = postgresql if engine.dialect.name.startswith("postgres") else sqlite
-        SQLModel.metadata.create_all(engine, tables=list(_tables()))
+        schema.metadata.create_all(engine, tables=list(_tables()))
+        create_missing_indexes(engine, _tables())  # a store made by an older syncd
         if engine.dialect.name == "sqlite" and not getattr(engine, "_inbox_durable", False):
             @event.listens_for(engine, "connect")
             def _durable(dbapi_conn: Any, _record: Any) -> None:

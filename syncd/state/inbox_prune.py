@@ -7,9 +7,9 @@ it: it is deleted (`prune_tombstones`, the daemon's daily prune job).
 
 What guards a reader that was not counted (a flow added back to the config with an old
 cursor, a flow whose config changed): the highest sequence number pruned per directory and
-kind is kept (`InboxPrunedRow`); the ``scim_inbox`` source reads a cursor older than that in
-full (`pruned_upto`), like a Graph delta token that expired, and a full read confirms what
-is gone by direct lookup. Never a missed delete, at worst one full read.
+kind is kept (`schema.inbox_pruned`); the ``scim_inbox`` source reads a cursor older than
+that in full (`pruned_upto`), like a Graph delta token that expired, and a full read confirms
+what is gone by direct lookup. Never a missed delete, at worst one full read.
 """
 
 from __future__ import annotations
@@ -19,26 +19,17 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, SQLModel
 
 from syncd.model import Kind
-from syncd.state.inbox import InboxRow
-
-
-class InboxPrunedRow(SQLModel, table=True):
-    __tablename__ = "inbox_pruned"
-    directory: str = Field(primary_key=True)
-    kind: str = Field(primary_key=True)
-    #: Every tombstone of this kind at or before this sequence number may be gone.
-    seq: int = 0
+from syncd.state import schema
 
 
 def _tables() -> tuple[Any, Any]:
-    return InboxRow.__table__, InboxPrunedRow.__table__  # type: ignore[attr-defined]
+    return schema.inbox, schema.inbox_pruned
 
 
 def _create(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine, tables=list(_tables()))
+    schema.metadata.create_all(engine, tables=list(_tables()))
 
 
 def pruned_upto(engine: Engine, directory: str, kind: Kind) -> int:

@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from syncd.state import schema
 from syncd.state.records import aware
-from syncd.state.tables import ChangeRow, Rows, RunRow
+from syncd.state.tables import Rows
 
 #: Results a change can have in the log (stored as "applied" / "failed").
 CHANGE_RESULTS = {"ok": "applied", "failed": "failed"}
@@ -101,7 +102,7 @@ class JournalMixin(Rows):
 
     def _change_entries(self, q: LogQuery) -> list[LogEntry]:
         assert self.engine is not None
-        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        t = schema.change
         cond: list[ColumnElement[bool]] = []
         if q.flow is not None:
             cond.append(t.c.flow == q.flow)
@@ -133,7 +134,7 @@ class JournalMixin(Rows):
 
     def _run_entries(self, q: LogQuery) -> list[LogEntry]:
         assert self.engine is not None
-        t = RunRow.__table__  # type: ignore[attr-defined]
+        t = schema.run
         at = func.coalesce(t.c.finished_at, t.c.started_at)
         wanted = [r for r in RUN_RESULTS if not q.results or r in q.results]
         cond: list[ColumnElement[bool]] = [t.c.result.in_(wanted)]
@@ -160,7 +161,7 @@ class JournalMixin(Rows):
         skips runs that ended ok having planned, applied and failed nothing."""
         if self.engine is None or limit <= 0:
             return []
-        t = RunRow.__table__  # type: ignore[attr-defined]
+        t = schema.run
         out: list[dict[str, Any]] = []
         page = limit if not hide_empty else max(limit, 200)
         last: tuple[datetime, str] | None = None
@@ -185,7 +186,7 @@ class JournalMixin(Rows):
         safety check's window (`syncd.plan.safety`): a flood split across small runs."""
         if self.engine is None:
             return {}
-        r, c = RunRow.__table__, ChangeRow.__table__  # type: ignore[attr-defined]
+        r, c = schema.run, schema.change
         allowed = select(r.c.id).where(r.c.flow == flow, r.c.started_at >= since,
                                        r.c.summary.like('%"allowed": true%'))
         base = and_(c.c.flow == flow, c.c.at >= since, c.c.result == "applied",
@@ -209,7 +210,7 @@ class JournalMixin(Rows):
         and how many changes went. Deletes go by lists of run ids, in bulk."""
         if self.engine is None:
             return 0, 0
-        r, c = RunRow.__table__, ChangeRow.__table__  # type: ignore[attr-defined]
+        r, c = schema.run, schema.change
         later = r.alias("later")
         doomed = select(r.c.id).where(r.c.started_at < older_than, exists().where(
             later.c.flow == r.c.flow, later.c.started_at > r.c.started_at))

@@ -10,8 +10,9 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from sqlalchemy import and_, delete, func, select
 
 from syncd.model import Kind, StoredAttrs, canonical_json
+from syncd.state import schema
 from syncd.state.records import Link, aware, now
-from syncd.state.tables import LinkRow, Rows
+from syncd.state.tables import Rows
 
 
 class LinksMixin(Rows):
@@ -25,7 +26,7 @@ class LinksMixin(Rows):
         that loads every link decodes only those the planner actually looks into."""
         if self.engine is None:
             return {}
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         base = and_(t.c.flow == flow, t.c.kind == kind)
         col = t.c.target_id if by_target else t.c.source_id
         # Not updated_at: parsing a datetime per row is a measurable share of loading 100k.
@@ -58,7 +59,7 @@ class LinksMixin(Rows):
         the million linked ids never sit in memory beside the million seen."""
         if self.engine is None:
             return set()
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         cond = and_(t.c.flow == flow, t.c.kind == kind)
         if status is not None:
             cond = and_(cond, t.c.status == status)
@@ -80,7 +81,7 @@ class LinksMixin(Rows):
         without building a `Link` for each."""
         if self.engine is None:
             return
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         cond = and_(t.c.flow == flow, t.c.kind == kind)
         wanted = sorted(set(ids))
         with self.engine.connect() as conn:
@@ -95,7 +96,7 @@ class LinksMixin(Rows):
         if self.engine is None:
             return 0
 
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         cond = and_(t.c.flow == flow, t.c.kind == kind)
         if status is not None:
             cond = and_(cond, t.c.status == status)
@@ -113,7 +114,7 @@ class LinksMixin(Rows):
             return
         assert self.engine is not None and not self.readonly
         ts = now()
-        self._upsert(LinkRow.__table__, ["flow", "kind", "source_id"], [  # type: ignore[attr-defined]
+        self._upsert(schema.link, ["flow", "kind", "source_id"], [
             {
                 "flow": lk.flow, "kind": lk.kind, "source_id": lk.source_id,
                 "target_id": lk.target_id, "base": canonical_json(lk.base), "digest": lk.digest,
@@ -129,7 +130,7 @@ class LinksMixin(Rows):
         if not ids:
             return
         assert self.engine is not None
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         with self.engine.begin() as conn:
             for i in range(0, len(ids), 500):
                 conn.execute(delete(t).where(and_(

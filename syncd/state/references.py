@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import and_, delete, or_, select
 
 from syncd.model import Kind
+from syncd.state import schema
 from syncd.state.records import RefRow, now
-from syncd.state.tables import ReferenceRow, Rows
+from syncd.state.tables import Rows
 
 _CHUNK = 500
 
@@ -28,7 +29,7 @@ class ReferencesMixin(Rows):
         Several criteria are or-ed."""
         if self.engine is None:
             return []
-        t = ReferenceRow.__table__  # type: ignore[attr-defined]
+        t = schema.reference
         conds = []
         if source_ids is not None:
             ids = sorted(set(source_ids))
@@ -63,7 +64,7 @@ class ReferencesMixin(Rows):
         ids = sorted(set(source_ids) | {r.source_id for r in rows})
         if not ids or self.engine is None:
             return
-        t = ReferenceRow.__table__  # type: ignore[attr-defined]
+        t = schema.reference
         ts = now()
         with self.engine.begin() as conn:
             for i in range(0, len(ids), _CHUNK):
@@ -79,7 +80,7 @@ class ReferencesMixin(Rows):
         """Upsert rows (a reference filled, cleared, or its object found)."""
         if not rows:
             return
-        self._upsert(ReferenceRow.__table__,  # type: ignore[attr-defined]
+        self._upsert(schema.reference,
                      ["flow", "kind", "source_id", "path", "value"],
                      [{"flow": flow, "kind": r.kind, "source_id": r.source_id, "path": r.path,
                        "value": r.value, "ref_kind": r.ref_kind,

@@ -12,16 +12,16 @@ from typing import Any
 from sqlalchemy import and_, delete, select
 
 from syncd.model import Kind, attrs_from_json, canonical_json
-from syncd.state import records
+from syncd.state import records, schema
 from syncd.state.records import Pending, aware, backoff, cap_error, now
-from syncd.state.tables import PendingRow, Rows
+from syncd.state.tables import Rows
 
 
 class RetriesMixin(Rows):
     def pending(self, flow: str, kind: Kind | None = None) -> dict[str, Pending]:
         if self.engine is None:
             return {}
-        t = PendingRow.__table__  # type: ignore[attr-defined]
+        t = schema.pending
         cond = t.c.flow == flow if kind is None else and_(t.c.flow == flow, t.c.kind == kind)
         out: dict[str, Pending] = {}
         with self.engine.connect() as conn:
@@ -60,12 +60,12 @@ class RetriesMixin(Rows):
                 "error_class": f["error_class"], "error": cap_error(f["error"]),
                 "quarantined": attempts >= records.MAX_ATTEMPTS, "item": item,
                 "item_digest": f.get("item_digest"), "updated_at": ts})
-        self._upsert(PendingRow.__table__, ["flow", "kind", "source_id"], rows)  # type: ignore[attr-defined]
+        self._upsert(schema.pending, ["flow", "kind", "source_id"], rows)
 
     def clear_pending(self, flow: str, kind: Kind, source_ids: Sequence[str]) -> None:
         if not source_ids or self.engine is None:
             return
-        t = PendingRow.__table__  # type: ignore[attr-defined]
+        t = schema.pending
         ids = list(source_ids)
         with self.engine.begin() as conn:
             for i in range(0, len(ids), 500):
@@ -75,7 +75,7 @@ class RetriesMixin(Rows):
     def release(self, flow: str, source_id: str | None = None) -> int:
         """Let quarantined changes be retried on the next run; returns how many."""
         assert self.engine is not None
-        t = PendingRow.__table__  # type: ignore[attr-defined]
+        t = schema.pending
         cond = and_(t.c.flow == flow, t.c.quarantined.is_(True))
         if source_id is not None:
             cond = and_(cond, (t.c.source_id == source_id) | (t.c.name == source_id))

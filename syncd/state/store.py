@@ -1,8 +1,10 @@
 """The state store: links (with their base), cursors and the run journal.
 
-SQLModel declares the tables; reads and the hot writes go through SQLAlchemy Core
-(`insert ... on conflict do update` executemany), because per-object ORM sessions are ~10x
-slower at 100k rows (PEERS.md). SQLite runs in WAL mode; PostgreSQL works with the same code.
+SQLModel declares the tables (`declarations`), rendered as Core tables in `schema`, which is
+what a run imports (issue 17: SQLModel and the ORM cost every start ~0.3 s); reads and the
+hot writes go through SQLAlchemy Core (`insert ... on conflict do update` executemany),
+because per-object ORM sessions are ~10x slower at 100k rows (PEERS.md). SQLite runs in WAL
+mode; PostgreSQL works with the same code.
 
 Dry runs open the store read-only and never create it: "nothing is written anywhere".
 
@@ -22,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, select, text, update
 from sqlalchemy.engine import URL
-from sqlmodel import SQLModel
 
 from syncd.errors import ConfigError, StoreError, StoreLocked
+from syncd.state import schema
 from syncd.state.conflicts import ConflictsMixin
 from syncd.state.cursors import CursorsMixin
 from syncd.state.facts import FactsMixin
@@ -52,7 +54,7 @@ from syncd.state.opening import (
 from syncd.state.records import cap_error, now
 from syncd.state.references import ReferencesMixin
 from syncd.state.retries import RetriesMixin
-from syncd.state.tables import ChangeRow, LinkRow, RunRow, create_missing_indexes
+from syncd.state.tables import STORE_TABLES, create_missing_indexes
 
 
 class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin,
@@ -91,7 +93,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
                 conn.execute(text("SELECT count(*) FROM sqlite_master" if self._sqlite_path
                                   else "SELECT 1"))
             if not readonly:
-                SQLModel.metadata.create_all(self.engine)
+                schema.metadata.create_all(self.engine, tables=STORE_TABLES)
                 create_missing_indexes(self.engine)  # a store made by an older syncd
         except StoreError:
             self.close()
@@ -205,7 +207,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
         run_id = uuid.uuid4().hex[:12]
         assert self.engine is not None
         with self.engine.begin() as conn:
-            conn.execute(RunRow.__table__.insert(), [  # type: ignore[attr-defined]
+            conn.execute(schema.run.insert(), [
                 {"id": run_id, "flow": flow, "started_at": now(), "result": "running",
                  # who runs it (PostgreSQL), also known if it never finishes
                  "summary": json.dumps({"instance": who} if (who := self.instance(flow))
@@ -217,7 +219,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
         killed or lost its lock (another instance, or a crash). Called by the new holder of
         the lock, so the journal and status page stop showing a run that will never end."""
         assert self.engine is not None
-        t = RunRow.__table__  # type: ignore[attr-defined]
+        t = schema.run
         with self.engine.begin() as conn:
             return int(conn.execute(update(t).where(and_(
                 t.c.flow == flow, t.c.result == "running")).values(
@@ -228,7 +230,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
     def finish_run(self, run_id: str, result: str, summary: dict[str, Any],
                    error: str | None = None) -> None:
         assert self.engine is not None
-        t = RunRow.__table__  # type: ignore[attr-defined]
+        t = schema.run
         with self.engine.begin() as conn:
             conn.execute(update(t).where(t.c.id == run_id).values(
                 finished_at=now(), result=result, summary=json.dumps(summary),
@@ -242,14 +244,14 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
         assert self.engine is not None
         ts = now()
         with self.engine.begin() as conn:
-            conn.execute(ChangeRow.__table__.insert(),  # type: ignore[attr-defined]
+            conn.execute(schema.change.insert(),
                          [{**r, "at": r.get("at") or ts, "error": cap_error(r.get("error"))}
                           for r in rows])
 
     def recent_runs(self, flow: str, limit: int = 5) -> list[dict[str, Any]]:
         if self.engine is None:
             return []
-        t = RunRow.__table__  # type: ignore[attr-defined]
+        t = schema.run
         q = select(t).where(t.c.flow == flow).order_by(t.c.started_at.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
@@ -258,7 +260,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
         """The journal's last changes to one object, newest first (for `syncd explain`)."""
         if self.engine is None:
             return []
-        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        t = schema.change
         q = (select(t.c.run_id, t.c.op, t.c.result, t.c.error, t.c.at, t.c.detail)
              .where(and_(t.c.flow == flow, t.c.source_id == source_id))
              .order_by(t.c.id.desc()).limit(limit))
@@ -272,7 +274,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
             return {}
         from sqlalchemy import func
 
-        t = ChangeRow.__table__  # type: ignore[attr-defined]
+        t = schema.change
         q = select(t.c.kind, t.c.op, t.c.result, func.count()).where(
             t.c.run_id == run_id).group_by(t.c.kind, t.c.op, t.c.result)
         with self.engine.connect() as conn:
@@ -283,7 +285,7 @@ class Store(LinksMixin, CursorsMixin, RetriesMixin, ConflictsMixin, JournalMixin
             return {}
         from sqlalchemy import func
 
-        t = LinkRow.__table__  # type: ignore[attr-defined]
+        t = schema.link
         q = select(t.c.kind, t.c.status, func.count()).where(t.c.flow == flow).group_by(
             t.c.kind, t.c.status)
         out: dict[str, dict[str, int]] = {}

@@ -15,7 +15,8 @@ from syncd.config.flows import Config
 from syncd.cycle import engine
 from syncd.daemon.metrics import Metrics
 from syncd.daemon.receiving import Receiver
-from syncd.state.inbox import Inbox, InboxRow
+from syncd.state import schema
+from syncd.state.inbox import Inbox
 from syncd.state.inbox_prune import prune_tombstones, pruned_upto
 from syncd.state.inbox_source import InboxConfig, InboxConnector
 from syncd.state.store import Store
@@ -66,7 +67,7 @@ def config(tmp: Path, monkeypatch: pytest.MonkeyPatch, more: str = "") -> Config
 
 def age(inbox: Inbox, days: float) -> None:
     """Make every row of the directory `days` old (tombstones carry their delete time)."""
-    t = InboxRow.__table__  # type: ignore[attr-defined]
+    t = schema.inbox
     with inbox.engine.begin() as conn:
         conn.execute(update(t).values(modified=datetime.now(UTC) - timedelta(days=days)))
 

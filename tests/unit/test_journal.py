@@ -25,9 +25,9 @@ from sqlalchemy import delete, event, text
 from syncd import config
 from syncd.errors import ConfigError
 from syncd.plan.value import OPS
+from syncd.state import schema
 from syncd.state.journal import RESULTS, LogEntry, LogQuery
 from syncd.state.store import Store
-from syncd.state.tables import ChangeRow, RunRow
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 FLOWS = ("a", "b", "c")
@@ -143,7 +143,7 @@ def key(e: LogEntry) -> tuple[Any, ...]:
 def load(store: Store, j: Journal) -> None:
     """Replace the store's journal with `j`: runs as rows, changes through the bulk insert."""
     assert store.engine is not None
-    runs, changes = RunRow.__table__, ChangeRow.__table__  # type: ignore[attr-defined]
+    runs, changes = schema.run, schema.change
     with store.engine.begin() as conn:
         conn.execute(delete(changes))
         conn.execute(delete(runs))
