@@ -86,6 +86,9 @@ type = "scim"
 url = "{scim}"
 token = "env:BENCH_SCIM_TOKEN"
 concurrency = {concurrency}
+# as long as the raw client waits: a /Bulk of 1,000 users queued behind 7 others on a loaded
+# 2-core machine takes more than the default 30 s
+timeout = 300
 [flows.bench]
 source = "corp"
 target = "app"
