@@ -120,15 +120,16 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
             changes += _linked(ki, item, link)
             continue
         change, hold = _unlinked(ki, item, claimed)
+        ids = identities(ki.kind, ki.match, item.attrs) if hold is None else ()
         if hold is None:
-            hold = _duplicate(ki, item, planned)
+            hold = _duplicate(ki, item, ids, planned)
         if hold is not None:
             held.append(hold)
             continue
         assert change is not None
         if change.target_id:
             claimed[change.target_id] = sid
-        for ident in identities(ki.kind, ki.match, item.attrs):
+        for ident in ids:
             planned[hash(ident)] = sid
         changes.append(change)
         if ki.kind == "group":
@@ -224,23 +225,45 @@ CASE_INSENSITIVE_IDS = ("userName", "emails")
 def identities(kind: Kind, match: Sequence[str], attrs: Attrs) -> list[tuple[str, str]]:
     """The identifiers of an entry that must be unique among the entries of one plan: its
     match keys, and for users userName and every email, compared case-insensitively."""
-    keys = set(match)
-    if kind == "user":
-        keys |= {p for p in attrs if p.split(".")[0] in CASE_INSENSITIVE_IDS}
     out = []
-    for key in sorted(keys):
+    for key, name in _identity_keys(kind, match, attrs):
         v = attrs.get(key)
         for one in (v if isinstance(v, tuple) else (v,)):
             mv = match_value(one)
             if mv is not None:
-                out.append((key.split(".")[0] if key.startswith("emails") else key, mv))
+                out.append((name, mv))
     return out
 
 
-def _duplicate(ki: KindInput, item: Item, planned: Mapping[int, str]) -> Hold | None:
-    """A second entry of this plan with an identifier another one already takes: both would
-    become one account on the target (409, then adoption of the first one's object)."""
-    for key, mv in identities(ki.kind, ki.match, item.attrs):
+#: Which attributes are identifiers, and under which name, per shape of the mapped entry
+#: (kind, match keys, attribute paths): the entries of one flow share a few shapes, and
+#: working it out per entry (a set, a split per path, a sort) was half of `identities`, called
+#: for every create of an initial sync (issue 17: dry run of 20,000 creates).
+_IDENTITY_KEYS: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[str, str], ...]]
+_IDENTITY_KEYS = {}
+
+
+def _identity_keys(kind: Kind, match: Sequence[str],
+                   attrs: Attrs) -> tuple[tuple[str, str], ...]:
+    shape = (kind, tuple(match), tuple(attrs))
+    found = _IDENTITY_KEYS.get(shape)
+    if found is not None:
+        return found
+    keys = set(match)
+    if kind == "user":
+        keys |= {p for p in attrs if p.split(".")[0] in CASE_INSENSITIVE_IDS}
+    found = tuple((k, k.split(".")[0] if k.startswith("emails") else k) for k in sorted(keys))
+    if len(_IDENTITY_KEYS) < 4096:  # bounded: a source of ever-new shapes stops caching
+        _IDENTITY_KEYS[shape] = found
+    return found
+
+
+def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
+               planned: Mapping[int, str]) -> Hold | None:
+    """A second entry of this plan with an identifier (`ids`: the entry's `identities`)
+    another one already takes: both would become one account on the target (409, then
+    adoption of the first one's object)."""
+    for key, mv in ids:
         other = planned.get(hash((key, mv)))
         if other is not None:
             me = label(item.source_id, item.attrs, item.name)

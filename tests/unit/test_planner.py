@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from syncd.model import Entry, digest
-from syncd.plan.push import Item, KindInput, match_value, plan_flow
+from syncd.plan.push import Item, KindInput, identities, match_value, plan_flow
 from syncd.plan.value import Plan, base_name
 from syncd.state.records import Link
 
@@ -180,3 +183,37 @@ def test_gone_objects_are_named_from_the_base_of_any_target() -> None:
     assert base_name({"cn": "Staff", "member": ("x",)}, "group", "g1") == "Staff"
     assert base_name({"title": "x", "uid": ""}, "user", "s1") == "s1"
     assert base_name({"cn": ("Staff", "Team")}, None, "g1") == "Staff"
+
+
+def _identities_reference(kind: str, match: tuple[str, ...],
+                          attrs: dict[str, object]) -> list[tuple[str, str]]:
+    """`identities` as written before its per-shape cache (issue 17): the rule itself."""
+    keys = set(match)
+    if kind == "user":
+        keys |= {p for p in attrs if p.split(".")[0] in ("userName", "emails")}
+    out = []
+    for key in sorted(keys):
+        v = attrs.get(key)
+        for one in (v if isinstance(v, tuple) else (v,)):
+            mv = match_value(one)  # type: ignore[arg-type]
+            if mv is not None:
+                out.append((key.split(".")[0] if key.startswith("emails") else key, mv))
+    return out
+
+
+_PATHS = st.sampled_from(["userName", "emails.work", "emails.home", "displayName",
+                          "externalId", "title", "name.givenName", "emailsX"])
+_VALUES = st.none() | st.text(max_size=4) | st.integers(0, 9) | st.tuples(st.text(max_size=3))
+
+
+@given(kind=st.sampled_from(["user", "group"]),
+       match=st.lists(_PATHS, max_size=2, unique=True).map(tuple),
+       entries=st.lists(st.dictionaries(_PATHS, _VALUES, max_size=6), max_size=6))
+def test_identities_are_the_rule_whatever_the_shapes_seen_before(
+        kind: str, match: tuple[str, ...], entries: list[dict[str, object]]) -> None:
+    """The identifiers of an entry are its match keys and, for users, userName and every
+    email, case-folded, whatever entries of the same or other shapes were asked about
+    before (the keys are cached per shape)."""
+    for attrs in entries:
+        got = identities(kind, match, attrs)  # type: ignore[arg-type]
+        assert got == _identities_reference(kind, match, attrs)
