@@ -1,14 +1,20 @@
 """Benchmark: two-way LDAP (slapd) <-> SCIM (scim2-server) at 10,000 linked users.
 
 Prints, measured in one run:
-  - the initial two-way sync (creates on the SCIM side);
-  - a no-change incremental two-way cycle: wall time (CLI subprocess, incl. start-up);
+  - the initial two-way sync (creates on the SCIM side), and a push initial sync of the same
+    directory into a fresh scim2-server, same run: the ratio, and peak RSS of each;
+  - the first cycle after the initial sync: how many SCIM users its target read lists (from
+    the stored cursor), wall and engine time (the flow duration `syncd run -o json` reports);
+  - a no-change incremental two-way cycle: wall time (CLI subprocess, incl. start-up) and
+    engine time, against a raw httpx GET of the same filtered listing (what the target read
+    costs the server: scim2-server walks every stored user per filtered request);
   - a scripted scenario of 500 edits on each side (title on both sides for an overlapping
     subset, givenName only on the SCIM side otherwise): conflict count and rate, plan size,
     cycle time, and that the following cycle plans nothing (fixed point);
   - for reference, a raw ldap3 read of the same attributes.
 
-Usage: .venv/bin/python bench/two_way.py [--users 10000] [--edits 500] [--overlap 100]
+Usage: nice .venv/bin/python bench/two_way.py [--users 10000] [--edits 500] [--overlap 100]
+       [--no-push] [--page-size 1000]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,6 +56,7 @@ users = {{ base = "{people}", filter = "(objectClass=inetOrgPerson)" }}
 type = "scim"
 url = "{scim}"
 token = "env:BENCH_SCIM_TOKEN"
+{scim_extra}
 [flows.two]
 source = "corp"
 target = "app"
@@ -68,6 +76,59 @@ max_deprovision = 0
 """
 
 
+PUSH = """\
+[state]
+url = "sqlite:///{state}"
+[connectors.corp]
+type = "ldap"
+url = "{ldap}"
+bind_dn = "{bind_dn}"
+bind_password = "env:BENCH_LDAP_PASSWORD"
+users = {{ base = "{people}", filter = "(objectClass=inetOrgPerson)" }}
+[connectors.app]
+type = "scim"
+url = "{scim}"
+token = "env:BENCH_SCIM_TOKEN"
+{scim_extra}
+[flows.push]
+source = "corp"
+target = "app"
+[flows.push.users.mapping]
+userName = "uid"
+displayName = "cn"
+"name.givenName" = "givenName"
+"name.familyName" = "sn"
+"emails.work" = "mail"
+title = "title"
+externalId = "entryUUID"
+"""
+
+
+def engine(doc: dict[str, Any]) -> float:
+    return float(doc["flows"][0]["duration_s"])
+
+
+def scim_cursor(state: Path) -> str:
+    """The SCIM target's stored cursor: the time its next incremental read starts from."""
+    with sqlite3.connect(state) as db:
+        (value,) = db.execute("select value from cursor where flow = 'two' and "
+                              "connector = 'app' and kind = 'user'").fetchone()
+    return str(value).removeprefix("lastmodified:")
+
+
+def push_initial(ldif: Path, work: Path, scim_extra: str) -> tuple[float, float]:
+    """A push initial sync of the same directory into a fresh scim2-server."""
+    with Slapd(ldif=ldif, size_limit=0) as ldap, Scim2Server(token=TOKEN) as scim:
+        config = work / "push.toml"
+        config.write_text(PUSH.format(state=work / "push.db", ldap=ldap.url,
+                                      bind_dn=ldap.admin_dn, people=PEOPLE, scim=scim.url,
+                                      scim_extra=scim_extra))
+        env = {**os.environ, "BENCH_LDAP_PASSWORD": ldap.admin_password,
+               "BENCH_SCIM_TOKEN": TOKEN}
+        t, _, rss = cycle(config, env)
+    return t, rss
+
+
 def cycle(config: Path, env: dict[str, str]) -> tuple[float, dict[str, Any], float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(ROOT / ".venv/bin/syncd"), "run", "-c", str(config),
@@ -83,34 +144,52 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=500)
     ap.add_argument("--overlap", type=int, default=100,
                     help="users whose title is edited on both sides (conflicts)")
+    ap.add_argument("--no-push", action="store_true", help="skip the push comparison")
+    ap.add_argument("--page-size", type=int, default=None,
+                    help="the SCIM connector's page_size (default: the connector's, 200)")
     args = ap.parse_args()
+    scim_extra = f"page_size = {args.page_size}" if args.page_size else ""
     rnd = random.Random(7)
     work = Path(tempfile.mkdtemp(prefix="syncd-bench2-"))
     ldif = write_ldif(work / "dir.ldif", args.users, 0, 0)
+    push = None if args.no_push else push_initial(ldif, work, scim_extra)
     with Slapd(ldif=ldif, size_limit=0) as ldap, Scim2Server(token=TOKEN) as scim:
         config = work / "two.toml"
         config.write_text(CONFIG.format(state=work / "state.db", ldap=ldap.url,
                                         bind_dn=ldap.admin_dn, people=PEOPLE, groups=GROUPS,
-                                        scim=scim.url))
+                                        scim=scim.url, scim_extra=scim_extra))
         env = {**os.environ, "BENCH_LDAP_PASSWORD": ldap.admin_password,
                "BENCH_SCIM_TOKEN": TOKEN}
         t_init, doc, rss_init = cycle(config, env)
         print(f"initial two-way sync of {args.users} users: {t_init:.1f} s "
-              f"({doc['summary']['user']['create']} creates), peak RSS {rss_init:.0f} MB")
-        # The first incremental cycle reads back what the initial sync wrote (the target's
-        # cursor predates those writes: at-least-once); the ones after are the steady state.
-        t_echo, doc, _ = cycle(config, env)
+              f"(engine {engine(doc):.1f} s, {doc['summary']['user']['create']} creates), "
+              f"peak RSS {rss_init:.0f} MB")
+        if push is not None:
+            print(f"push initial sync of the same, fresh servers: {push[0]:.1f} s, peak RSS "
+                  f"{push[1]:.0f} MB -> two-way / push = {t_init / push[0]:.2f}x")
+        http = httpx.Client(base_url=scim.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                            timeout=600)
+        since = scim_cursor(work / "state.db")
+        listed = http.get("/Users", params={"filter": f'meta.lastModified ge "{since}"',
+                                            "count": 1}).json()["totalResults"]
+        t_first, doc, rss_first = cycle(config, env)
         assert doc["changes"] == [], "fixed point after the initial sync"
+        print(f"first cycle after the initial sync: lists {listed} SCIM users "
+              f"(of {args.users} written), {t_first:.2f} s (engine {engine(doc):.2f} s), "
+              f"peak RSS {rss_first:.0f} MB")
         times = []
         for _ in range(3):
             t_nc, doc, rss_nc = cycle(config, env)
             assert doc["changes"] == []
-            times.append(t_nc)
-        print(f"first incremental cycle (reads back its own writes, plans nothing): "
-              f"{t_echo:.2f} s")
-        print(f"no-change incremental two-way cycle: {min(times):.2f} s best of 3 "
-              f"(CLI incl. ~1 s start-up; reads: {doc['flows'][0]['reads']}), "
-              f"peak RSS {rss_nc:.0f} MB")
+            times.append((t_nc, engine(doc)))
+        since = scim_cursor(work / "state.db")
+        t0 = time.perf_counter()
+        http.get("/Users", params={"filter": f'meta.lastModified ge "{since}"', "count": 200})
+        raw = time.perf_counter() - t0
+        best = min(times)
+        print(f"no-change incremental two-way cycle: {best[0]:.2f} s best of 3 (CLI incl. "
+              f"start-up), engine {best[1]:.2f} s (reads: {doc['flows'][0]['reads']}), "
+              f"peak RSS {rss_nc:.0f} MB; raw GET of the same SCIM listing {raw:.2f} s")
 
         both = rnd.sample(range(args.users), args.overlap)
         rest = [i for i in range(args.users) if i not in set(both)]
@@ -120,7 +199,6 @@ def main() -> None:
         ldap.modify("\n".join(
             f"dn: {user_dn(i)}\nchangetype: modify\nreplace: title\ntitle: L{i}\n"
             for i in both + ldap_only))
-        http = httpx.Client(base_url=scim.url, headers={"Authorization": f"Bearer {TOKEN}"})
         for i in both + scim_only:
             uid = user_uid(i)
             (u,) = http.get("/Users", params={"filter": f'userName eq "{uid}"'}).json()[
