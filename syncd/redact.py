@@ -62,7 +62,11 @@ def _secret(attribute: str) -> bool:
 
 
 def mask_attributes(values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` with every secret attribute's value replaced by the mask."""
+    """`values` with every secret attribute's value replaced by the mask (a new dict). Most
+    changes name no secret: those are copied whole, without a call per value (rendering a
+    plan masks each change's values twice)."""
+    if not any(map(_secret, values)):
+        return dict(values)
     return {k: mask_value(k, v) for k, v in values.items()}
 
 
