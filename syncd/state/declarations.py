@@ -8,8 +8,9 @@ while the store only ever used each class's ``__table__`` (queries are SQLAlchem
 the two differ (columns, types, defaults, keys, indexes, the DDL on SQLite and PostgreSQL).
 Change a table here, then run ``.venv/bin/python scripts/gen_store_schema.py``.
 
-Table docs: `syncd.state.tables` (journal, links, cursors, ...), `syncd.state.graph`
-(`GroupEdgeRow`), `syncd.state.inbox` and `syncd.state.inbox_prune` (the received directory).
+Who uses which table: `syncd.state.store` and its mixins (links, cursors, pending, run,
+change, conflict, reference, fact), `syncd.state.graph` (group_edge), `syncd.state.inbox`
+and `syncd.state.inbox_prune` (the received directory).
 """
 
 from __future__ import annotations
