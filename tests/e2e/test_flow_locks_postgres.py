@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -22,11 +23,19 @@ USERS = 60
 
 
 def terminate(app_prefix: str, database: str) -> int:
-    """pg_terminate_backend of the sessions whose application_name starts with the prefix."""
+    """pg_terminate_backend of the sessions whose application_name starts with the prefix,
+    returning once they are gone: pg_terminate_backend only signals the backend, which can
+    still answer a query for a moment (in memory, a run's remaining lock checks all fit in
+    that moment: the run then rightly finished, the cut having not landed yet)."""
+    query = ("FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s "
+             "AND pid <> pg_backend_pid()")
+    args = (database, f"{app_prefix}%")
     with psycopg.connect(ADMIN, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-            "AND application_name LIKE %s", (database, f"{app_prefix}%")).fetchall()
+        rows = conn.execute(f"SELECT pg_terminate_backend(pid) {query}", args).fetchall()
+        deadline = time.monotonic() + 10
+        while conn.execute(f"SELECT count(*) {query}", args).fetchone() != (0,):
+            assert time.monotonic() < deadline, "terminated sessions still there after 10 s"
+            time.sleep(0.01)  # polling a condition with a deadline, not a fixed wait
     return len(rows)
 
 
