@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 from syncd.config.flows import Flow, KindFlow
 from syncd.connector import Connector
-from syncd.cycle.read import read_source, read_target
+from syncd.cycle.read import read_source
 from syncd.cycle.setup import fingerprint
-from syncd.model import Entry, Kind
+from syncd.errors import Fatal, Retriable
+from syncd.model import Batch, Entry, Kind
 from syncd.plan.merge import is_echo
 from syncd.plan.value import Change, Plan
 from syncd.state.records import Link
@@ -105,26 +106,42 @@ Verdict = tuple[bool, str | None, str]
 
 def _target(flow: Flow, store: Store, target: Connector, kf: KindFlow, cursor: str,
             paths: tuple[str, ...]) -> Verdict:
-    td = read_target(target, kf.kind, cursor)
-    if not td.trusted or td.full:
-        return False, None, td.error or "the listing was not an incremental one"
-    ids = set(td.entries) | td.gone
+    """Batch by batch, never the whole window at once (after an initial sync it is every
+    object the sync created), and stopping at the first object that is not an echo."""
+    last: str | None = None
+    try:
+        for batch in target.read(kf.kind, cursor, None):
+            if batch.full or not batch.complete:
+                return False, None, "the listing was not a complete incremental one"
+            last = batch.cursor or last
+            why = _target_batch(flow, store, kf, batch, paths)
+            if why:
+                return False, None, why
+    except (Fatal, Retriable) as exc:
+        return False, None, f"reading {kf.kind}s from {target.name} failed: {exc}"
+    return True, last, ""
+
+
+def _target_batch(flow: Flow, store: Store, kf: KindFlow, batch: Batch,
+                  paths: tuple[str, ...]) -> str:
+    """Why this batch holds something syncd did not write ("" when all are echoes)."""
+    ids = {e.external_id for e in batch.entries} | set(batch.deleted)
     links = {lk.target_id: lk for lk in store.links(flow.name, kf.kind, ids,
                                                      by_target=True).values()}
-    for tid in td.gone:
+    for tid in batch.deleted:
         if _active(links.get(tid)):
-            return False, None, f"{kf.kind} {tid} was deleted by another writer"
-    users = users_by_target(flow, store, td.entries.values()) if kf.kind == "group" else {}
-    for tid, e in td.entries.items():
-        lk = links.get(tid)
+            return f"{kf.kind} {tid} was deleted by another writer"
+    users = users_by_target(flow, store, batch.entries) if kf.kind == "group" else {}
+    for e in batch.entries:
+        lk = links.get(e.external_id)
         if lk is None:
-            return False, None, f"{kf.kind} {e.name or tid} is not linked"
+            return f"{kf.kind} {e.name or e.external_id} is not linked"
         members = None
         if e.members is not None:
             members = frozenset(users.get(m, "?" + m) for m in e.members)
         if not is_echo(paths, lk.base, e.attrs, lk.members, members):
-            return False, None, f"{kf.kind} {e.name or tid} changed since syncd wrote it"
-    return True, td.cursor, ""
+            return f"{kf.kind} {e.name or e.external_id} changed since syncd wrote it"
+    return ""
 
 
 def _source(flow: Flow, store: Store, source: Connector, kf: KindFlow, cursor: str,

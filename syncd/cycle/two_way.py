@@ -323,7 +323,9 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
         follow_references(tw.refs, flow, store, target, res, opts, tw.plan.changes)
         if tw.refs.active and res.plan is not None:
             res.ref_names.update(tw.refs.name_values(res.plan.changes))
-    if not res.dry_run and opts.review is None and not (tw.refs and tw.refs.active):
+    # the commit stores no cursor after a transient failure or an abort: neither does this
+    clean = res.result != "aborted" and not any(f.retriable for f in res.failures)
+    if clean and not res.dry_run and opts.review is None and not (tw.refs and tw.refs.active):
         _after_writes(flow, store, {flow.source: source, flow.target: target}, tw, saves)
 
 
