@@ -26,6 +26,8 @@ from syncd.model import Attrs, Entry, Kind, digest
 from syncd.plan.compare import diff as diff  # re-exported: callers import them from here
 from syncd.plan.compare import match_value as match_value
 from syncd.plan.compare import same as same
+from syncd.plan.identities import identities as identities  # re-exported
+from syncd.plan.identities import label as label
 from syncd.plan.nesting import GROUP_MEMBER
 from syncd.plan.value import Change, Hold, Plan, base_name
 from syncd.state.records import Link
@@ -209,53 +211,6 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
                               remove=tuple(sorted(remove)), before={"members": len(have)},
                               reason="membership changed"))
     return out
-
-
-def label(source_id: str, attrs: Attrs, name: str = "") -> str:
-    """How a collision names an entry: its name and its anchor."""
-    shown = name or str(attrs.get("userName") or attrs.get("displayName") or "")
-    return f"{shown} ({source_id})" if shown and shown != source_id else source_id
-
-
-#: Identifiers SCIM targets compare case-insensitively and keep unique: two source entries
-#: that differ only in their case are one account there (caseExact=false, RFC 7643).
-CASE_INSENSITIVE_IDS = ("userName", "emails")
-
-
-def identities(kind: Kind, match: Sequence[str], attrs: Attrs) -> list[tuple[str, str]]:
-    """The identifiers of an entry that must be unique among the entries of one plan: its
-    match keys, and for users userName and every email, compared case-insensitively."""
-    out = []
-    for key, name in _identity_keys(kind, match, attrs):
-        v = attrs.get(key)
-        for one in (v if isinstance(v, tuple) else (v,)):
-            mv = match_value(one)
-            if mv is not None:
-                out.append((name, mv))
-    return out
-
-
-#: Which attributes are identifiers, and under which name, per shape of the mapped entry
-#: (kind, match keys, attribute paths): the entries of one flow share a few shapes, and
-#: working it out per entry (a set, a split per path, a sort) was half of `identities`, called
-#: for every create of an initial sync (issue 17: dry run of 20,000 creates).
-_IDENTITY_KEYS: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[str, str], ...]]
-_IDENTITY_KEYS = {}
-
-
-def _identity_keys(kind: Kind, match: Sequence[str],
-                   attrs: Attrs) -> tuple[tuple[str, str], ...]:
-    shape = (kind, tuple(match), tuple(attrs))
-    found = _IDENTITY_KEYS.get(shape)
-    if found is not None:
-        return found
-    keys = set(match)
-    if kind == "user":
-        keys |= {p for p in attrs if p.split(".")[0] in CASE_INSENSITIVE_IDS}
-    found = tuple((k, k.split(".")[0] if k.startswith("emails") else k) for k in sorted(keys))
-    if len(_IDENTITY_KEYS) < 4096:  # bounded: a source of ever-new shapes stops caching
-        _IDENTITY_KEYS[shape] = found
-    return found
 
 
 def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
