@@ -338,7 +338,8 @@ def scenario(tmp: Path, flows: str, flavour: str, family: str, snapshot: Callabl
         for stage, steps in enumerate(parts(flavour, family)):
             send(s.url, flavour, run, ids, phases=("provision",), steps=steps)
             settle(snapshot, expected(stage))
-        assert all(e["result"] == "ok" for e in journal(s.config))
+        failed = [e for e in journal(s.config) if e["result"] != "ok"]
+        assert not failed, failed  # which change, and the error the target gave
     finally:
         s.stop()
     last = expected(len(CUTS[family]) - 1)
