@@ -79,6 +79,12 @@ class LinksMixin(Rows):
                    ) -> Iterator[tuple[str, StoredAttrs]]:
         """(source id, base) of these links, streamed: for naming thousands of members
         without building a `Link` for each."""
+        for sid, base in self._columns(flow, kind, ids, "base"):
+            yield sid, StoredAttrs(str(base or "{}"))
+
+    def _columns(self, flow: str, kind: Kind, ids: Iterable[str], column: str
+                 ) -> Iterator[tuple[str, object]]:
+        """(source id, `column`) of these links, 500 ids per query, streamed."""
         if self.engine is None:
             return
         t = schema.link
@@ -86,10 +92,15 @@ class LinksMixin(Rows):
         wanted = sorted(set(ids))
         with self.engine.connect() as conn:
             for i in range(0, len(wanted), 500):
-                q = select(t.c.source_id, t.c.base).where(
+                q = select(t.c.source_id, t.c[column]).where(
                     and_(cond, t.c.source_id.in_(wanted[i:i + 500])))
                 for r in conn.execute(q):
-                    yield r.source_id, StoredAttrs(r.base or "{}")
+                    yield r[0], r[1]
+
+    def link_targets(self, flow: str, kind: Kind, ids: Iterable[str]) -> dict[str, str]:
+        """Source id -> target id of these links (any status): what resolving group members
+        needs, without a `Link` (base, digest, members) for each member."""
+        return {sid: str(base) for sid, base in self._columns(flow, kind, ids, "target_id")}
 
     def count_links(self, flow: str, kind: Kind, status: str | None = "active") -> int:
         """How many links (the denominator of the % safety rule): COUNT(*), no rows."""

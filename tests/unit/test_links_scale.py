@@ -5,6 +5,7 @@ for the members it shows, from the links' base, within a bound."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +14,11 @@ from hypothesis import strategies as st
 from syncd.cycle import commit
 from syncd.cycle.commit import name_members
 from syncd.cycle.result import MEMBERS_SHOWN, FlowResult
-from syncd.model import StoredAttrs, digest
+from syncd.model import Kind, StoredAttrs, digest
 from syncd.plan.value import Change, Plan
 from syncd.state.records import Link
 from syncd.state.store import Store
+from tests.unit.test_engine import Env, env  # noqa: F401 (fixture)
 
 _flows = itertools.count()
 
@@ -75,3 +77,35 @@ def test_member_name_lookups_are_bounded(store: Store, monkeypatch: pytest.Monke
     assert len(res.names) == 2 * MEMBERS_SHOWN, "stops at the bound, a whole list at a time"
     assert all(f"g0m{i:03d}" in res.names for i in range(MEMBERS_SHOWN))
 
+
+
+def test_group_members_resolve_without_loading_their_links(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Applying memberships asks the store for the members' target ids only: loading each
+    member's whole link held a million links in an initial sync of 10,000 groups."""
+    for i in range(30):
+        env.src.put("user", {"uid": f"u{i}", "title": "t"}, f"s{i}")
+    env.src.put("group", {"cn": "g"}, "g1")
+    env.src.set_group_members("g1", {f"s{i}" for i in range(30)})
+    asked: list[tuple[str, set[str]]] = []
+    real, targets = Store.links, Store.link_targets
+
+    def spy(self: Store, flow: str, kind: Kind, ids: Iterable[str] | None = None,
+            **kw: bool) -> dict[str, Link]:
+        if kind == "user" and ids is not None:
+            asked.append(("links", set(ids)))
+        return real(self, flow, kind, ids, **kw)
+
+    def spy_targets(self: Store, flow: str, kind: Kind, ids: Iterable[str]) -> dict[str, str]:
+        asked.append(("targets", set(ids)))
+        return targets(self, flow, kind, ids)
+
+    monkeypatch.setattr(Store, "links", spy)
+    monkeypatch.setattr(Store, "link_targets", spy_targets)
+    assert env.run().result == "ok"
+    (gid,) = env.dst.objects["group"]
+    names = {env.dst.objects["user"][m]["userName"] for m in env.dst.members[gid]}
+    assert names == {f"u{i}" for i in range(30)}, "every member resolved and sent"
+    members = {f"s{i}" for i in range(30)}
+    assert [what for what, ids in asked if ids == members] == ["links", "targets"], \
+        "the users' page loads their links (to plan them); the membership only target ids"
