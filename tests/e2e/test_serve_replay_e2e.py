@@ -55,6 +55,7 @@ type = "scim_inbox"
 listen = "127.0.0.1:{port}"
 tokens = ["env:E2E_REPLAY_TOKEN"]
 directory = "entra"
+rate_limit = 0  # replays are bursts from one address (the limiter: tests/unit/test_inbound)
 """
 
 SLAPD = """
