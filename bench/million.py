@@ -41,9 +41,8 @@ from scale import (  # noqa: E402
     GROUP_FILTER,
     USER_FILTER,
     Run,
-    connector_read,
+    full_reconcile,
     line,
-    raw_ldap_read,
     syncd_run,
 )
 
@@ -195,19 +194,7 @@ def run_all(args: argparse.Namespace, work: Path) -> Iterator[str]:
                    f"exit {inc.rc}")
 
         # 3. no-change full reconcile
-        t_ldap, n_ldap = raw_ldap_read(source)
-        yield line(f"raw ldap3 paged read ({n_ldap:,} entries)", t_ldap,
-                   f"{n_ldap / t_ldap:,.0f} entries/s")
-        t_conn, n_conn = connector_read(config, env)
-        yield line(f"LDAP connector lean read ({n_conn:,} entries)", t_conn,
-                   f"{t_conn / t_ldap:.2f}x raw ldap3")
-        full = syncd_run(config, env, "--full")
-        yield line("3. syncd no-change full reconcile", full.wall,
-                   f"{full.wall / t_ldap:.2f}x raw ldap3 read (goal <= 1.2)  "
-                   f"{full.wall / t_conn:.2f}x connector read  engine {full.engine:.1f} s  "
-                   f"peak RSS {full.rss_mb:.0f} MB (goal <= 400)  [{full.summary}]  "
-                   f"exit {full.rc}")
-
+        yield from full_reconcile("3.", source, config, env)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])

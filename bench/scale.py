@@ -374,6 +374,23 @@ def line(label: str, seconds: float, extra: str = "") -> str:
     return f"{label:44s} {seconds:8.2f} s  {extra}".rstrip()
 
 
+def full_reconcile(step: str, ldap: Slapd, config: Path, env: dict[str, str]
+                   ) -> Iterator[str]:
+    """A no-change `syncd run --full` vs a raw ldap3 paged read of the same attributes and vs
+    the LDAP connector's own read (shared with million.py)."""
+    t_ldap, n_ldap = raw_ldap_read(ldap)
+    yield line(f"raw ldap3 paged read ({n_ldap:,} entries)", t_ldap,
+               f"{n_ldap / t_ldap:,.0f} entries/s")
+    t_conn, n_conn = connector_read(config, env)
+    yield line(f"LDAP connector lean read ({n_conn:,} entries)", t_conn,
+               f"{t_conn / t_ldap:.2f}x raw ldap3")
+    full = syncd_run(config, env, "--full")
+    yield line(f"{step} syncd no-change full reconcile", full.wall,
+               f"{full.wall / t_ldap:.2f}x raw ldap3 read (goal <= 1.2)  "
+               f"{full.wall / t_conn:.2f}x connector read  engine {full.engine:.2f} s  "
+               f"peak RSS {full.rss_mb:.0f} MB  [{full.summary}]  exit {full.rc}")
+
+
 def run_all(args: argparse.Namespace, work: Path) -> Iterator[str]:
     t0 = time.perf_counter()
     ldif = write_ldif(work / "dir.ldif", args.users, args.groups, args.members)
@@ -433,18 +450,7 @@ def run_all(args: argparse.Namespace, work: Path) -> Iterator[str]:
                    f"{inc.rss_mb:.0f} MB  [{inc.summary}]  exit {inc.rc}")
 
         # 4. no-change full reconcile (before 3: it is a reconcile of an unchanged directory)
-        t_ldap, n_ldap = raw_ldap_read(ldap)
-        yield line(f"raw ldap3 paged read ({n_ldap:,} entries)", t_ldap,
-                   f"{n_ldap / t_ldap:,.0f} entries/s")
-        t_conn, n_conn = connector_read(config, env)
-        yield line(f"LDAP connector lean read ({n_conn:,} entries)", t_conn,
-                   f"{t_conn / t_ldap:.2f}x raw ldap3")
-        full = syncd_run(config, env, "--full")
-        yield line("4. syncd no-change full reconcile", full.wall,
-                   f"{full.wall / t_ldap:.2f}x raw ldap3 read (goal <= 1.2)  "
-                   f"{full.wall / t_conn:.2f}x connector read  engine {full.engine:.2f} s  "
-                   f"peak RSS {full.rss_mb:.0f} MB  [{full.summary}]  exit {full.rc}")
-
+        yield from full_reconcile("4.", ldap, config, env)
 
         # 3. 100 changed + 10 deleted users
         changed, deleted = changes(args.users)

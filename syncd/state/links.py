@@ -100,7 +100,7 @@ class LinksMixin(Rows):
     def link_targets(self, flow: str, kind: Kind, ids: Iterable[str]) -> dict[str, str]:
         """Source id -> target id of these links (any status): what resolving group members
         needs, without a `Link` (base, digest, members) for each member."""
-        return {sid: str(base) for sid, base in self._columns(flow, kind, ids, "target_id")}
+        return {sid: str(tid) for sid, tid in self._columns(flow, kind, ids, "target_id")}
 
     def count_links(self, flow: str, kind: Kind, status: str | None = "active") -> int:
         """How many links (the denominator of the % safety rule): COUNT(*), no rows."""
