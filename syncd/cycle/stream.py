@@ -51,6 +51,7 @@ from syncd.cycle.write_back import _Outcome
 from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, identities, match_value, plan_kind
 from syncd.plan.value import Change, Hold
+from syncd.spill import SpillMap
 from syncd.state.records import Pending
 from syncd.state.store import Store
 
@@ -104,7 +105,7 @@ class _Stream:
         self.out_of_scope: set[str] = set()
         self.left_scope: dict[str, str] = {}  # of those, the scope condition each fails
         self.claimed: dict[str, str] = {}  # target ids adopted earlier in this read
-        self.planned: dict[int, str] = {}  # identifiers taken earlier in this read
+        self.planned = SpillMap[int]()  # identifiers taken earlier in this read
         self.index: Candidates | None = None
         self.in_flight: dict[str, Item] = {}
         self.failed: dict[str, Item] = {}
@@ -150,8 +151,9 @@ class _Stream:
             if c.op == "adopt" and c.target_id:
                 self.claimed[c.target_id] = c.source_id
             if c.op in ("create", "adopt"):
-                for ident in identities(self.kind, self.kf.match, page.items[c.source_id].attrs):
-                    self.planned[hash(ident)] = c.source_id
+                attrs = page.items[c.source_id].attrs
+                self.planned.update((hash(ident), c.source_id)
+                                    for ident in identities(self.kind, self.kf.match, attrs))
         if not self.apply_now:
             self.collected += changes
             self.items.update((c.source_id, page.items[c.source_id]) for c in changes)

@@ -16,7 +16,6 @@ Decisions, per kind:
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from syncd.model import Attrs, Entry, Kind, digest
 from syncd.plan.compare import diff as diff  # re-exported: callers import them from here
 from syncd.plan.compare import match_value as match_value
 from syncd.plan.compare import same as same
+from syncd.plan.identities import Planned
 from syncd.plan.identities import identities as identities  # re-exported
 from syncd.plan.identities import label as label
 from syncd.plan.nesting import GROUP_MEMBER
@@ -74,7 +74,7 @@ class KindInput:
     #: Identifiers already taken by creates and adoptions planned earlier in this read (a
     #: streamed read plans page by page): hash((key, casefolded value)) -> source id. A hash
     #: keeps 100k users' identifiers in ~20 MB; a (vanishingly rare) false match only holds.
-    planned: Mapping[int, str] = field(default_factory=dict)
+    planned: Planned = field(default_factory=dict[int, str])
     #: Active links of this kind in total (the % safety rule); None: count `links`.
     linked_count: int | None = None
     #: Disabled links eligible for the grace-period hard delete (`delete_after`).
@@ -113,9 +113,9 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
     notes: list[str] = list(ki.notes)
     claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
     claimed.update(ki.claimed)
-    # what earlier pages planned, under this page's own: a copy of it per page made an
-    # initial sync of n users cost O(n^2 / page) (a million users: 500 copies of up to 1M)
-    planned: ChainMap[int, str] = ChainMap({}, ki.planned)  # type: ignore[arg-type]
+    # this page's own identifiers; earlier pages' are looked up in `ki.planned` (a copy of
+    # it per page made an initial sync of n users cost O(n^2 / page))
+    planned: dict[int, str] = {}
     for sid, item in ki.items.items():
         link = ki.links.get(sid)
         if link is not None:
@@ -124,7 +124,7 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
         change, hold = _unlinked(ki, item, claimed)
         ids = identities(ki.kind, ki.match, item.attrs) if hold is None else ()
         if hold is None:
-            hold = _duplicate(ki, item, ids, planned)
+            hold = _duplicate(ki, item, ids, planned, ki.planned)
         if hold is not None:
             held.append(hold)
             continue
@@ -214,12 +214,13 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
 
 
 def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
-               planned: Mapping[int, str]) -> Hold | None:
+               mine: dict[int, str], earlier: Planned) -> Hold | None:
     """A second entry of this plan with an identifier (`ids`: the entry's `identities`)
     another one already takes: both would become one account on the target (409, then
     adoption of the first one's object)."""
     for key, mv in ids:
-        other = planned.get(hash((key, mv)))
+        h = hash((key, mv))
+        other = mine.get(h) or earlier.get(h)
         if other is not None:
             me = label(item.source_id, item.attrs, item.name)
             return Hold(ki.kind, item.source_id, item.name,
