@@ -12,8 +12,9 @@ read most recently. Lookups look in the dict, then in the file: one indexed quer
 or per 500 keys with `get_many`.
 
 Keys are ``str`` or ``int`` (one type per map), values ``str`` or None; None is a value
-("known: none"), distinct from a missing key. Safe to share between threads: the file is
-reached under a lock.
+("known: none"), distinct from a missing key. Safe to share between threads (the LDAP
+writer's apply threads all record DNs): writes and the file are under one lock, reads of the
+dict take none.
 """
 
 from __future__ import annotations
@@ -99,32 +100,32 @@ class SpillMap(Generic[K]):
     # ---- writes -------------------------------------------------------------------------
 
     def __setitem__(self, key: K, value: str | None) -> None:
-        self._mem[key] = value
-        if len(self._mem) > self.limit:
-            self._spill()
+        with self._lock:
+            self._mem[key] = value
+            if len(self._mem) > self.limit:
+                self._spill()
 
     def update(self, pairs: Iterable[tuple[K, str | None]]) -> None:
-        mem = self._mem
-        for k, v in pairs:
-            mem[k] = v
-            if len(mem) > self.limit:
+        pairs = list(pairs)  # a generator could read the map: not under its lock
+        with self._lock:
+            self._mem.update(pairs)
+            if len(self._mem) > self.limit:
                 self._spill()
-                mem = self._mem
 
     def pop(self, key: K, default: str | None = None) -> str | None:
         """Remove the key; its value (the dict's, which is the newer one), else `default`."""
-        found = self._mem.pop(key, _MISSING)
-        if self._db is not None:
-            with self._lock:
-                assert self._db is not None
+        with self._lock:
+            found = self._mem.pop(key, _MISSING)
+            if self._db is not None:
                 row = self._db.execute("DELETE FROM m WHERE k = ? RETURNING v",
                                        (key,)).fetchone()
-            if found is _MISSING and row is not None:
-                found = row[0]
+                if found is _MISSING and row is not None:
+                    found = row[0]
         return default if found is _MISSING else found  # type: ignore[return-value]
 
     def clear(self) -> None:
-        self._mem.clear()
+        with self._lock:
+            self._mem = {}
         self.close()
 
     def close(self) -> None:
@@ -142,23 +143,31 @@ class SpillMap(Generic[K]):
     # ---- the file -----------------------------------------------------------------------
 
     def _spill(self) -> None:
-        """Write the dict to the file (created on first use) and start the dict over."""
-        with self._lock:
-            if self._db is None:
-                # "" = a private temporary database on disk, deleted when closed
-                db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode = OFF")
-                db.execute("PRAGMA synchronous = OFF")
-                kind = "INTEGER" if isinstance(next(iter(self._mem)), int) else "TEXT"
-                db.execute(f"CREATE TABLE m (k {kind} PRIMARY KEY, v TEXT)"
-                           + (" WITHOUT ROWID" if kind == "TEXT" else ""))
-                self._db = db
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO m VALUES (?, ?)", self._mem.items())
-            self._db.execute("COMMIT")
-            self._mem = {}
+        """Write the dict to the file (created on first use), then start the dict over.
+        Under the lock, as every write is: readers, who take no lock, find a key in the
+        dict they hold or, once it is replaced, in the file. A failed write (disk full)
+        leaves the dict as it was and raises."""
+        if self._db is None:
+            # "" = a private temporary database on disk, deleted when closed
+            db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            kind = "INTEGER" if isinstance(next(iter(self._mem)), int) else "TEXT"
+            db.execute(f"CREATE TABLE m (k {kind} PRIMARY KEY, v TEXT)"
+                       + (" WITHOUT ROWID" if kind == "TEXT" else ""))
+            self._db = db
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO m VALUES (?, ?)", list(self._mem.items()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._mem = {}
 
     def _query(self, sql: str, args: Iterable[object] = ()) -> list[tuple[object, ...]]:
         with self._lock:
-            assert self._db is not None
+            if self._db is None:  # closed meanwhile (`clear`): the file's keys are gone
+                return []
             return self._db.execute(sql, tuple(args)).fetchall()

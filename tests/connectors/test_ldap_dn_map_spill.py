@@ -27,7 +27,7 @@ def search(filter_: str) -> list[tuple[str, str]]:
     return [(dn, a) for dn, a in SERVER.items() if f"({dn.split(',')[0]})" in filter_]
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ops=OPS, members=st.lists(st.lists(DN, max_size=5), min_size=1, max_size=3))
 def test_a_spilled_dn_map_resolves_like_one_in_memory(
     ops: list[tuple], members: list[list[str]]

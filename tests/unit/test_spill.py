@@ -19,7 +19,7 @@ OPS = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ops=OPS, limit=st.integers(1, 4))
 def test_a_spill_map_answers_like_a_dict(ops: list[tuple], limit: int) -> None:
     """Any sequence of writes, with the dict spilling to the file after `limit` entries:
@@ -80,3 +80,31 @@ def test_threads_read_while_one_writes_past_the_limit() -> None:
         t.join()
     assert errors == []
     assert m.get("n1999") == "1999"
+
+
+def test_threads_writing_past_the_limit_lose_nothing_and_raise_nothing() -> None:
+    """The LDAP writer's apply threads record DNs at once: several writers crossing the
+    limit together (the first version let one spill while others wrote into the dict it
+    was copying: "dictionary changed size during iteration", then every later spill failed
+    with "cannot start a transaction within a transaction", and each failed a create that
+    had succeeded on the target)."""
+    m: SpillMap[str] = SpillMap(limit=50)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write(w: int) -> None:
+        start.wait()
+        try:
+            for i in range(3_000):
+                m[f"w{w}-{i}"] = str(i)
+        except BaseException as exc:  # pragma: no cover - the failure this test is for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = m.get_many(f"w{w}-{i}" for w in range(4) for i in range(3_000))
+    assert len(got) == 12_000 and got["w3-2999"] == "2999"

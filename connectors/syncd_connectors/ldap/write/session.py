@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -82,7 +83,13 @@ class DnCache:
         return found
 
     def __setitem__(self, key: tuple[Kind, str], dn: str) -> None:
-        self._of(key[0])[key[1]] = dn
+        """Best effort: a cache that cannot record (its file's disk is full) must not fail
+        the write that was done; the DN is looked up again when a group needs it."""
+        try:
+            self._of(key[0])[key[1]] = dn
+        except sqlite3.Error as exc:
+            log.warning("could not remember the DN of %s %s (%s): it will be looked up",
+                        key[0], key[1], exc)
 
     def pop(self, key: tuple[Kind, str], default: None = None) -> str | None:
         return self._of(key[0]).pop(key[1], default)
