@@ -13,6 +13,11 @@ Prints, measured in one run:
     cycle time, and that the following cycle plans nothing (fixed point);
   - for reference, a raw ldap3 read of the same attributes.
 
+The SCIM connector pages by the server's filter.maxResults (1000 on scim2-server) unless
+--page-size says otherwise, with a 300 s request timeout (like the other benches' raw
+clients: on a loaded machine scim2-server's answer to one filtered page over 100k users
+took longer than the default 30 s). The load average is printed at the start and the end.
+
 Usage: nice .venv/bin/python bench/two_way.py [--users 10000] [--edits 500] [--overlap 100]
        [--no-push] [--page-size 1000]
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import random
 import sqlite3
 import subprocess
@@ -138,6 +144,16 @@ def cycle(config: Path, env: dict[str, str]) -> tuple[float, dict[str, Any], flo
     return time.perf_counter() - t0, json.loads(out), usage.ru_maxrss / 1024
 
 
+def profile(config: Path, env: dict[str, str], out: Path) -> None:
+    """One more no-change cycle under cProfile: where the engine's time goes beyond the
+    server's answer (printed: the top functions by cumulative time)."""
+    subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "cProfile", "-o", str(out), "-m",
+                    "syncd.cli.main", "run", "-c", str(config), "-o", "json"], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("cumulative").print_stats(25)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=10_000)
@@ -145,10 +161,14 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=100,
                     help="users whose title is edited on both sides (conflicts)")
     ap.add_argument("--no-push", action="store_true", help="skip the push comparison")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="also run one no-change cycle under cProfile, stats to this file")
     ap.add_argument("--page-size", type=int, default=None,
-                    help="the SCIM connector's page_size (default: the connector's, 200)")
+                    help="the SCIM connector's page_size (default: the server's maxResults)")
     args = ap.parse_args()
-    scim_extra = f"page_size = {args.page_size}" if args.page_size else ""
+    scim_extra = "timeout = 300\n" + (f"page_size = {args.page_size}" if args.page_size else "")
+    page = args.page_size or 1000
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     rnd = random.Random(7)
     work = Path(tempfile.mkdtemp(prefix="syncd-bench2-"))
     ldif = write_ldif(work / "dir.ldif", args.users, 0, 0)
@@ -175,8 +195,8 @@ def main() -> None:
         t_first, doc, rss_first = cycle(config, env)
         assert doc["changes"] == [], "fixed point after the initial sync"
         print(f"first cycle after the initial sync: lists {listed} SCIM users "
-              f"(of {args.users} written), {t_first:.2f} s (engine {engine(doc):.2f} s), "
-              f"peak RSS {rss_first:.0f} MB")
+              f"(of {args.users} written), {t_first:.2f} s (engine {engine(doc):.2f} s, "
+              f"reads: {doc['flows'][0]['reads']}), peak RSS {rss_first:.0f} MB", flush=True)
         times = []
         for _ in range(3):
             t_nc, doc, rss_nc = cycle(config, env)
@@ -184,9 +204,11 @@ def main() -> None:
             times.append((t_nc, engine(doc)))
         since = scim_cursor(work / "state.db")
         t0 = time.perf_counter()
-        http.get("/Users", params={"filter": f'meta.lastModified ge "{since}"', "count": 200})
+        http.get("/Users", params={"filter": f'meta.lastModified ge "{since}"', "count": page})
         raw = time.perf_counter() - t0
         best = min(times)
+        if args.profile is not None:
+            profile(config, env, args.profile)
         print(f"no-change incremental two-way cycle: {best[0]:.2f} s best of 3 (CLI incl. "
               f"start-up), engine {best[1]:.2f} s (reads: {doc['flows'][0]['reads']}), "
               f"peak RSS {rss_nc:.0f} MB; raw GET of the same SCIM listing {raw:.2f} s")
@@ -226,6 +248,7 @@ def main() -> None:
                 "uid", "cn", "givenName", "sn", "mail", "title", "entryUUID"],
             paged_size=500, generator=True))
         print(f"reference: raw ldap3 paged read of {n} users: {time.perf_counter() - t0:.2f} s")
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         out.paths[kf.kind] = rules.paths
         links = _links(flow, store, kf.kind, rd, td, {sid for sid, _ in rules.resolutions}
                        | {sid for sid, _ in rules.open_conflicts})
-        linked_count[kf.kind] = len(store.link_ids(flow.name, kf.kind))
+        linked_count[kf.kind] = store.count_links(flow.name, kf.kind)  # COUNT(*), no ids
         if kf.kind == "user":
             user_links = links
         if rd.full and rd.complete:  # held back (mapping error) is not gone

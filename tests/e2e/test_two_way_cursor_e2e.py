@@ -16,6 +16,7 @@ import pytest
 
 from syncd.model import Batch, Kind, Value
 from syncd_connectors.ldap.connector import LdapConnector
+from syncd_connectors.scim import reads
 from syncd_connectors.scim.connector import ScimConnector
 from tests.e2e.test_two_way_e2e import TwoWayPeers, updates
 from tests.peers.directory import user_dn, user_uid
@@ -112,4 +113,45 @@ def test_foreign_ldap_edit_while_syncd_writes_back_is_merged_next_cycle(
     (c,) = updates(doc)
     assert c["name"] == user_uid(5) and c["attrs"] == {"title": "Meanwhile"}
     assert tw.scim_user(user_uid(5))["title"] == "Meanwhile"
+    assert tw.run()["changes"] == []
+
+
+def test_a_foreign_edit_in_the_initial_syncs_wide_catch_up_window_is_kept(
+        tw: TwoWayPeers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catch-up after an initial sync lists every user syncd created: wider than a page
+    (page_size = 2) and the whole directory, so it is read unfiltered and kept client-side
+    (`syncd_connectors.scim.reads.listing`). A SCIM edit another writer makes right after
+    syncd's creates is in that window: the pre-write cursor stays, and the next cycle merges
+    the edit into LDAP. No overlap (``incremental_overlap = 0``), so that it is the
+    catch-up's verdict, not the watermark's margin, that keeps the edit."""
+    token = 'token = "env:TW_SCIM_TOKEN"\n'
+    tw.config.write_text(tw.config.read_text().replace(
+        token, token + "page_size = 2\nincremental_overlap = 0\n"))
+    sizes: list[int | None] = []
+    directory_size = reads.directory_size
+
+    def counted(*args: Any) -> int | None:
+        sizes.append(directory_size(*args))
+        return sizes[-1]
+
+    monkeypatch.setattr(reads, "directory_size", counted)
+    create_many = ScimConnector.create_many
+    fired: list[bool] = []
+
+    def then_edit(conn: ScimConnector, kind: Kind, items: Any) -> Any:
+        out = create_many(conn, kind, items)
+        if kind == "user" and not fired:
+            fired.append(True)
+            tw.scim_patch(user_uid(3), [{"op": "replace", "path": "name.givenName",
+                                         "value": "Meanwhile"}])
+        return out
+
+    monkeypatch.setattr(ScimConnector, "create_many", then_edit)
+    doc = tw.run()
+    assert fired and doc["summary"]["user"]["create"] == 30
+    assert sizes == [30, 4], "each catch-up (users, groups) listed its window whole, once"
+    doc = tw.run()
+    (c,) = updates(doc)
+    assert c["name"] == user_uid(3) and c["source_attrs"] == {"givenname": "Meanwhile"}
+    assert tw.ldap_entry(user_uid(3))["givenName"] == ["Meanwhile"]  # type: ignore[index]
     assert tw.run()["changes"] == []

@@ -40,8 +40,11 @@ class ScimConfig(ConnectorConfig):
     max_retries: int = Field(default=5, ge=0, le=20)
     #: "auto": use /Bulk when the server offers it; "never": plain requests only.
     bulk: Literal["auto", "never"] = "auto"
-    #: Entries per page of a listing (clipped to the server's filter.maxResults).
-    page_size: int = Field(default=200, ge=1, le=1000)
+    #: Entries per page of a listing, clipped to the server's ``filter.maxResults``. Unset:
+    #: that ``maxResults`` itself, at most 1000 (200 when the server declares none) --
+    #: fewer, larger pages, because some servers walk every stored object per filtered
+    #: request (`syncd_connectors.scim.discovery.page_size`).
+    page_size: int | None = Field(default=None, ge=1, le=1000)
     #: Seconds an incremental (meta.lastModified) read overlaps the previous one, for clock
     #: differences inside the server; objects changed in that window are read twice.
     incremental_overlap: float = Field(default=2.0, ge=0, le=3600)

@@ -62,6 +62,28 @@ class PatchLimits:
     etag: bool = False
 
 
+#: Page size of listings when neither the configuration nor the server says one.
+DEFAULT_PAGE = 200
+#: Largest page asked for by default: a page is held whole in memory while it is parsed
+#: (~1 KB per user object), so the server's own bound is followed only up to here.
+MAX_PAGE = 1000
+
+
+def page_size(configured: int | None, max_results: int | None) -> int:
+    """Entries per listing page: the configured size or else the server's
+    ``filter.maxResults`` (at most `MAX_PAGE`), never more than that ``maxResults``.
+
+    Why the server's bound by default: a listing costs the server per request as well as
+    per object. scim2-server, for one, evaluates a filter against every stored object for
+    each filtered page and sorts them all for each page (measured in-process at 20,000
+    users: 0.47 s of CPU for a filtered request that matches nothing, 0.06 s for an
+    unfiltered ``count=0``), so a listing of N objects costs it N / page_size such walks.
+    django-scim2-server declares 200 (it answers a count over 1000 with 400): 200 there."""
+    if configured is not None:
+        return min(configured, max_results) if max_results else configured
+    return min(max_results, MAX_PAGE) if max_results else DEFAULT_PAGE
+
+
 def _positive(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
@@ -136,7 +158,7 @@ def discover(http: ScimHttp, cfg: ScimConfig, name: str) -> Discovered:
     bulk = _section(spc, "bulk")
     bulk_ok = key(bulk, "supported") is True and cfg.bulk == "auto"
     max_results = _positive(key(_section(spc, "filter"), "maxResults"))
-    page_size = min(cfg.page_size, max_results) if max_results else cfg.page_size
+    size = page_size(cfg.page_size, max_results)
     caps = Capabilities(
         read=True,
         write=True,
@@ -149,5 +171,5 @@ def discover(http: ScimHttp, cfg: ScimConfig, name: str) -> Discovered:
             kind].problem(path) is None,
         group_members=members,
     )
-    return Discovered(caps, unsupported, declared, endpoints, page_size, patch_limits(spc),
+    return Discovered(caps, unsupported, declared, endpoints, size, patch_limits(spc),
                       Documents(found, rts, spc))

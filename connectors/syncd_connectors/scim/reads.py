@@ -163,6 +163,26 @@ def supports_incremental(http: ScimHttp, endpoint: str, connector: str) -> bool:
     return True
 
 
+#: A window at least this share of the directory is listed whole and kept client-side.
+WIDE = 0.5
+
+
+def directory_size(http: ScimHttp, endpoint: str, connector: str) -> int | None:
+    """How many objects the endpoint holds (an unfiltered ``count=0``), None if unknown."""
+    try:
+        resp = http.request("GET", endpoint, params={"count": 0})
+        return page_of(checked_json(resp, f"count {endpoint}", connector), 0).total
+    except (Rejected, Malformed):
+        return None
+
+
+def _since(e: Entry, since: datetime) -> bool:
+    """Would ``meta.lastModified ge since`` have listed it? (No timestamp: kept, so that a
+    client-side filter never drops what the server's might have listed.)"""
+    t = parse_time(e.modified)
+    return t is None or t >= since
+
+
 def listing(
     http: ScimHttp,
     *,
@@ -177,19 +197,30 @@ def listing(
 ) -> Iterator[Batch]:
     """Pages (startIndex/count), filtered from `since` when given; the last page carries the
     next cursor when `incremental`. Raises `FilterRefused` before yielding anything when the
-    server refuses the filter (the caller falls back to a full read)."""
+    server refuses the filter (the caller falls back to a full read).
+
+    A *wide* window -- more than one page, and at least `WIDE` of the directory (the read
+    after syncd created or updated most of it: a two-way flow's catch-up after an initial
+    sync) -- is listed unfiltered and filtered here, with the same ``ge`` rule. Why: a
+    server may evaluate the filter over every stored object for each page (scim2-server
+    does: at 20,000 users a filtered page of 1000 cost it 1.28 s of CPU, an unfiltered one
+    0.54 s, in-process), and such a window is most of the directory anyway. What is
+    returned, the cursor and the completeness rules are the same either way; the first
+    filtered page is then not used.
+    """
     start = 1
     newest: datetime | None = None
     began: datetime | None = None
     walk = Walk()
+    server_filter = since_filter(since) if since is not None else None
     while True:
         params: dict[str, Any] = {"startIndex": start, "count": page_size}
-        if since is not None:
-            params["filter"] = since_filter(since)
+        if server_filter:
+            params["filter"] = server_filter
         where = f"GET {endpoint}?startIndex={start}"
         try:
             resp = http.request("GET", endpoint, params=params)
-            if since is not None and start == 1 and resp.status_code == 400:
+            if server_filter and start == 1 and resp.status_code == 400:
                 raise FilterRefused
             page = page_of(checked_json(resp, f"list {kind}s", connector), page_size)
         except Malformed as exc:
@@ -199,12 +230,22 @@ def listing(
             raise Fatal(f"{connector}: listing {where} failed: {exc}",
                         connector=connector) from None
         began = began or server_date(resp.headers.get("Date"))
+        if server_filter and start == 1 and page.total > len(page.resources) > 0:
+            size = directory_size(http, endpoint, connector)
+            if size is not None and page.total >= WIDE * size:
+                log.info("%s: %d of %d %ss changed since the cursor: listed whole, the "
+                         "window kept here", connector, page.total, size, kind)
+                server_filter = None
+                continue
         entries = []
         for r in walk.take(page):
             try:
-                entries.append(entry(r))
+                e = entry(r)
             except Rejected as exc:  # one unreadable object: skip it, but vouch for nothing
                 walk.unreadable(str(exc))
+                continue
+            if since is None or server_filter or _since(e, since):
+                entries.append(e)
         for e in entries:
             t = parse_time(e.modified)
             if t is not None and (newest is None or t > newest):

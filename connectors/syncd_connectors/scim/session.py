@@ -27,7 +27,7 @@ from syncd.errors import ConnectorError, Fatal, Rejected
 from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.scim import declarations, paths, reads, schemas
 from syncd_connectors.scim.config import ScimConfig
-from syncd_connectors.scim.discovery import Documents, PatchLimits, discover
+from syncd_connectors.scim.discovery import Documents, PatchLimits, discover, page_size
 from syncd_connectors.scim.http import DOWN_AFTER, ScimHttp, Stats
 from syncd_connectors.scim.listing import resource_id
 from syncd_connectors.scim.status import checked_json, detail_of, error_for, scim_errors
@@ -65,7 +65,7 @@ class ScimSession:
         self._valid_shapes: set[tuple[str, Hashable]] = set()
         self._unsupported: dict[Kind, frozenset[str]] = {"user": frozenset(), "group": frozenset()}
         self._endpoints: dict[Kind, str] = {"user": "/Users", "group": "/Groups"}
-        self._page_size = config.page_size
+        self._page_size = page_size(config.page_size, None)
         self._limits = PatchLimits()
         self._soft_checked = False
         self._incremental: dict[Kind, bool] = {}
