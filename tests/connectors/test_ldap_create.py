@@ -19,17 +19,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import syncd_connectors.ldap.write.create as create_module
+import syncd_connectors.ldap.write.session as session_module
 from syncd.errors import Conflict, Rejected, Retriable, Unreachable
 from syncd.model import Entry
 from syncd_connectors.ldap.config import LdapConfig
 from syncd_connectors.ldap.connector import LdapConnector
 from syncd_connectors.ldap.values import iso_timestamp
-from syncd_connectors.ldap.wire.add import POST_READ, add_request, post_read, post_read_row
 from syncd_connectors.ldap.wire.ber import Malformed, tlv
 from syncd_connectors.ldap.wire.decode import Plan
 from syncd_connectors.ldap.wire.events import OpDone
 from syncd_connectors.ldap.wire.reply import parse_response
 from syncd_connectors.ldap.wire.request import RequestControl, ldap_message
+from syncd_connectors.ldap.wire.writes import (
+    POST_READ,
+    add_request,
+    modify_request,
+    post_read,
+    post_read_row,
+)
 from syncd_connectors.ldap.write.writer import LdapWriter
 from tests.peers.directory import PEOPLE
 from tests.peers.ldap_fixtures import ldap_settings
@@ -133,6 +140,32 @@ def test_add_request_is_byte_for_byte_ldap3s(message_id: int, dn: str,
     assert ldap_message(message_id, add_request(dn, attributes), controls) == encode(message)
 
 
+_ops = st.sampled_from([ldap3.MODIFY_ADD, ldap3.MODIFY_DELETE, ldap3.MODIFY_REPLACE])
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    message_id=st.integers(1, 2**31 - 1),
+    dn=st.text(min_size=1, max_size=150),
+    changes=st.dictionaries(_names, st.lists(st.tuples(_ops, st.lists(_values, max_size=4)),
+                                             min_size=1, max_size=3), max_size=5),
+)
+def test_modify_request_is_byte_for_byte_ldap3s(
+    message_id: int, dn: str, changes: dict[str, list[tuple[str, list[Any]]]]
+) -> None:
+    """The lean modify (members, updates, disabling) sends what ldap3 would, empty REPLACEs
+    (clearing an attribute) and many values included."""
+    from ldap3.operation.modify import modify_operation
+    from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
+    from ldap3.utils.asn1 import encode
+
+    message = LDAPMessage()
+    message["messageID"] = MessageID(message_id)
+    message["protocolOp"] = ProtocolOp().setComponentByName(
+        "modifyRequest", modify_operation(dn, changes, True))
+    assert ldap_message(message_id, modify_request(dn, changes), []) == encode(message)
+
+
 # ---- replies: strict, an error and never data -----------------------------------------------
 
 @settings(max_examples=300)
@@ -216,13 +249,13 @@ def test_create_reads_back_when_post_read_is_not_offered(
     w = writer(corp)
     monkeypatch.setattr(w, "_post_read", False)  # as a root DSE without 1.3.6.1.1.13.2
     sent: list[Any] = []
-    real_add = create_module.lean_add
+    real_request = session_module.lean_request
 
-    def spy(conn: Any, dn: str, attributes: Any, controls: Any = ()) -> OpDone:
+    def spy(conn: Any, op: bytes, response: int, controls: Any = ()) -> OpDone:
         sent.append(list(controls))
-        return real_add(conn, dn, attributes, controls)
+        return real_request(conn, op, response, controls)
 
-    monkeypatch.setattr(create_module, "lean_add", spy)
+    monkeypatch.setattr(session_module, "lean_request", spy)
     read_backs = count_read_backs(monkeypatch, w)
     created = corp.create("user", dict(NEW))
     assert sent == [[]]  # the control is not sent to a server that does not list it
@@ -246,19 +279,22 @@ def test_create_reads_back_when_the_server_sends_no_post_read_entry(
 
 
 @pytest.mark.peers
-def test_stock_decoder_adds_through_ldap3_and_reads_back(
+def test_stock_decoder_adds_and_modifies_through_ldap3(
     slapd: Slapd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corp = make(slapd, decoder="stock")
     w = writer(corp)
-    monkeypatch.setattr(create_module, "lean_add",
-                        lambda *a: pytest.fail("the lean add is not used with stock"))
+    monkeypatch.setattr(session_module, "lean_request",
+                        lambda *a: pytest.fail("the lean path is not used with stock"))
     read_backs = count_read_backs(monkeypatch, w)
     created = corp.create("user", dict(NEW))
     assert read_backs == [created.name]
     assert_is_the_server_entry(slapd, created)
     with pytest.raises(Conflict, match="uid=USER000001"):
         corp.create("user", {"uid": "USER000001", "cn": "Dup", "sn": "Dup"})
+    corp.update("user", created.external_id, {"title": "Stock", "description": None})
+    stored = server_entry(slapd, created.name)
+    assert stored["title"] == ["Stock"] and "description" not in stored
     corp.close()
 
 

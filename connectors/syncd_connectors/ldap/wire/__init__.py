@@ -15,8 +15,8 @@ What belongs here, lowest first:
 - `decode`: entries -> rows -> `Entry` values, the hot loop of a read (`Plan`, `Row`);
 - `reply`: the lean decoder of LDAP messages (into events, or straight into rows);
 - `lean`: the lean search over ldap3's socket; `stock`: the same search through ldap3;
-- `add`: the lean add (an AddRequest, its AddResponse, the created entry from a Post-Read
-  control), the hot path of an initial sync into a directory (`write.create`);
+- `writes`: the lean add and modify (the request, its response, a created entry from a
+  Post-Read control), the hot path of an initial sync into a directory (`write.create`);
 - `paging`: `PagedSearch`, one search or a paged read through either decoder, with the
   decoders' errors mapped to syncd's.
 

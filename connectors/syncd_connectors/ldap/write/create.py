@@ -7,7 +7,7 @@ on the server and the config, and it is the hot path of an initial sync into a d
 
 - ``decoder = "lean"`` (default) and the server lists the Post-Read control (RFC 4527,
   1.3.6.1.1.13.2) in its root DSE ``supportedControl``: one hand-encoded AddRequest that
-  asks for the entry as it is after the add; the AddResponse carries it (`wire.add`). One
+  asks for the entry as it is after the add; the AddResponse carries it (`wire.writes`). One
   round trip, no ASN.1 library on the way;
 - ``lean`` without the control (not offered, or the server sent none back): the lean add,
   then a base search for the entry (the read-back);
@@ -25,19 +25,23 @@ import threading
 from collections.abc import Sequence
 
 import ldap3
-from ldap3.protocol.rfc4511 import ResultCode
 
 from syncd.errors import Retriable, Unreachable
 from syncd.model import Entry, Kind
-from syncd_connectors.ldap.wire.add import POST_READ, lean_add, post_read, post_read_row
 from syncd_connectors.ldap.wire.ber import Malformed
 from syncd_connectors.ldap.wire.decode import Plan, Row, make_entry, row_from_event
-from syncd_connectors.ldap.wire.events import Failed, Interrupted, SearchEntry
+from syncd_connectors.ldap.wire.events import SearchEntry
+from syncd_connectors.ldap.wire.writes import (
+    ADD_RESPONSE,
+    POST_READ,
+    add_request,
+    post_read,
+    post_read_row,
+)
 from syncd_connectors.ldap.write.session import WriteSession, log
 
 #: What a create reads of the new entry: all user attributes, the anchor, the timestamp.
 _READ = ("*", "modifyTimestamp")
-_NAMES = ResultCode().getNamedValues()
 
 
 class Creating(WriteSession):
@@ -83,20 +87,7 @@ class Creating(WriteSession):
         attributes: dict[str, Sequence[str | bytes]] = {
             **values, "objectClass": list(dict.fromkeys(classes))}
         controls = [post_read([*_READ, self.config.anchor])] if wanted else []
-        conn = self._conn()
-        try:
-            done = lean_add(conn, dn, attributes, controls)
-        except Interrupted as exc:
-            self._drop()
-            text = self._msg(f"create {dn}: {exc}")
-            if "timed out" in str(exc):
-                raise Retriable(text, connector=self.name) from None  # slow, not gone
-            raise Unreachable(text, connector=self.name) from None
-        except (Malformed, Failed) as exc:  # was it added? the next run adopts it if so
-            self._drop()
-            raise self._reject(f"create {dn}: {exc}") from None
-        self._local.last = {"result": done.code, "message": done.message,
-                            "description": _NAMES.getName(done.code) or ""}
+        done = self._lean("create", dn, add_request(dn, attributes), ADD_RESPONSE, controls)
         self._expect("create", dn, done.code, stale=False)
         try:
             row = post_read_row(done, plan) if wanted else None
