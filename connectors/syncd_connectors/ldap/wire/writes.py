@@ -53,17 +53,27 @@ def post_read(attributes: Sequence[str]) -> RequestControl:
     return (POST_READ, False, value)
 
 
+#: Encoded attribute names (a sync writes the same few names over and over).
+_NAMES: dict[str, bytes] = {}
+
+
 def _attribute(name: str, values: Sequence[str | bytes]) -> bytes:
     """``SEQUENCE { type, vals SET OF value }``, text values in UTF-8."""
-    vals = b"".join(tlv(0x04, v if isinstance(v, bytes) else v.encode("utf-8")) for v in values)
-    return tlv(0x30, tlv(0x04, name.encode("utf-8")) + tlv(0x31, vals))
+    head = _NAMES.get(name)
+    if head is None:
+        head = tlv(0x04, name.encode("utf-8"))
+        if len(_NAMES) < 4096:
+            _NAMES[name] = head
+    vals = b"".join([tlv(0x04, v if isinstance(v, bytes) else v.encode("utf-8"))
+                     for v in values])
+    return tlv(0x30, head + tlv(0x31, vals))
 
 
 def add_request(dn: str, attributes: Mapping[str, Sequence[str | bytes]]) -> bytes:
     """The AddRequest protocolOp, byte for byte as ldap3 encodes it (a test compares them):
     ``[APPLICATION 8] SEQUENCE { entry LDAPDN, attributes SEQUENCE OF SEQUENCE { type,
     vals SET OF value } }``, attributes in the mapping's order."""
-    parts = b"".join(_attribute(name, values) for name, values in attributes.items())
+    parts = b"".join([_attribute(name, values) for name, values in attributes.items()])
     return tlv(ADD_REQUEST, tlv(0x04, dn.encode("utf-8")) + tlv(0x30, parts))
 
 
