@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ldap3
@@ -327,3 +328,19 @@ def test_lean_add_to_a_dead_server_is_unreachable_and_to_a_slow_one_retriable(
         corp.create("user", {"uid": "second", "cn": "S", "sn": "S"})
     slow.close()
     corp.close()
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("mode", ["ldaps", "start_tls"])
+def test_lean_writes_over_tls(small_ldif: Path, mode: str,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean add and modify write to ldap3's socket, which is the TLS one here."""
+    with Slapd(ldif=small_ldif, tls=True) as server:
+        url = server.ldaps_url if mode == "ldaps" else server.url
+        conn = make(server, url=url, start_tls=mode == "start_tls", ca_file=server.ca_file)
+        no_read_back(monkeypatch, writer(conn))
+        created = conn.create("user", dict(NEW))
+        assert_is_the_server_entry(server, created)
+        conn.update("user", created.external_id, {"title": "Over TLS"})
+        assert server_entry(server, created.name)["title"] == ["Over TLS"]
+        conn.close()
