@@ -109,7 +109,7 @@ _names = st.from_regex(r"[a-zA-Z][a-zA-Z0-9-]{0,20}", fullmatch=True)
 _values = st.one_of(st.text(max_size=200), st.binary(max_size=300))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     message_id=st.integers(1, 2**31 - 1),
     dn=st.text(min_size=1, max_size=150),
@@ -144,7 +144,7 @@ def test_add_request_is_byte_for_byte_ldap3s(message_id: int, dn: str,
 _ops = st.sampled_from([ldap3.MODIFY_ADD, ldap3.MODIFY_DELETE, ldap3.MODIFY_REPLACE])
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     message_id=st.integers(1, 2**31 - 1),
     dn=st.text(min_size=1, max_size=150),
@@ -169,7 +169,7 @@ def test_modify_request_is_byte_for_byte_ldap3s(
 
 # ---- replies: strict, an error and never data -----------------------------------------------
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=120))
 def test_damaged_responses_raise_malformed_only(data: bytes) -> None:
     try:
@@ -179,7 +179,7 @@ def test_damaged_responses_raise_malformed_only(data: bytes) -> None:
     assert isinstance(done, OpDone)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=120))
 def test_damaged_post_read_entries_raise_malformed_only(data: bytes) -> None:
     plan = Plan("user", None, frozenset(), "entryuuid", "member")
