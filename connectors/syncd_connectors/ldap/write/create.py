@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import ldap3
 
-from syncd.errors import Retriable, Unreachable
+from syncd.errors import Rejected
 from syncd.model import Entry, Kind
 from syncd_connectors.ldap.wire.ber import Malformed
 from syncd_connectors.ldap.wire.decode import Plan, Row, make_entry, row_from_event
@@ -55,16 +55,15 @@ class Creating(WriteSession):
 
     def offers_post_read(self) -> bool:
         """Does the server list the Post-Read control in its root DSE? Asked once; a root
-        DSE that cannot be read counts as "no" (the add then reads the entry back)."""
+        DSE this identity may not read counts as "no" (the add then reads the entry back);
+        a server that cannot be reached fails the create as any operation would."""
         if self._post_read is None:
             with self._post_read_lock:
                 if self._post_read is None:
                     try:
                         found = self._search("", "(objectClass=*)", ldap3.BASE,
                                              ["supportedControl"])
-                    except (Retriable, Unreachable):
-                        raise
-                    except Exception as exc:  # Rejected & co: a restricted root DSE
+                    except Rejected as exc:  # a root DSE this identity may not read
                         log.info("%s", self._msg(f"root DSE unreadable ({exc}): adds are "
                                                  "read back"))
                         found = []
