@@ -329,7 +329,7 @@ def test_sync_info_and_state_codecs() -> None:
         [("1.2.3", False, None), ("1.3.6.1.4.1.4203.1.9.1.1", True, b"0\x03\n\x01\x01")],
     ],
 )
-def test_search_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) -> None:
+def test_ldap_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) -> None:
     """The envelope we assemble around the cached request equals ldap3's own encoding."""
     import ldap3
     from ldap3.operation.search import search_operation
@@ -337,7 +337,7 @@ def test_search_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) 
     from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
     from ldap3.utils.asn1 import encode
 
-    from syncd_connectors.ldap.wire.request import search_message, search_request
+    from syncd_connectors.ldap.wire.request import ldap_message, search_request
 
     args = (PEOPLE, "(&(objectClass=inetOrgPerson)(cn=Zoë*))", "sub", ("uid", "cn"))
     request = search_operation(
@@ -352,4 +352,4 @@ def test_search_message_is_byte_for_byte_ldap3s(message_id: int, controls: Any) 
         message["controls"] = built
     op = search_request(*args, True, True)
     assert search_request(*args, True, True) is op  # encoded once, then reused
-    assert search_message(message_id, op, controls) == encode(message)
+    assert ldap_message(message_id, op, controls) == encode(message)

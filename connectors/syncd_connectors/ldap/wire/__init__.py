@@ -1,4 +1,4 @@
-"""The wire-level fast path of every LDAP read: requests out, replies decoded.
+"""The wire-level fast path of every LDAP read, and of adds: requests out, replies decoded.
 
 Why by hand: ldap3 decodes every response through generic ASN.1 machinery and looks up its
 config ~86 times per entry; a 100k-user read spent most of its time there (PEERS.md: ldap3
@@ -15,6 +15,8 @@ What belongs here, lowest first:
 - `decode`: entries -> rows -> `Entry` values, the hot loop of a read (`Plan`, `Row`);
 - `reply`: the lean decoder of LDAP messages (into events, or straight into rows);
 - `lean`: the lean search over ldap3's socket; `stock`: the same search through ldap3;
+- `writes`: the lean add and modify (the request, its response, a created entry from a
+  Post-Read control), the hot path of an initial sync into a directory (`write.create`);
 - `paging`: `PagedSearch`, one search or a paged read through either decoder, with the
   decoders' errors mapped to syncd's.
 

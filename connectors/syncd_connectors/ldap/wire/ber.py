@@ -1,8 +1,9 @@
 """BER primitives: the few encodings and decodings the LDAP connector does by hand.
 
-Why by hand: control values (paged results, content sync, DirSync) and search replies are
-small, fixed shapes; ldap3's generic ASN.1 machinery is what made 100k-entry reads slow
-(see the `wire` package). Requests themselves are encoded by ldap3.
+Why by hand: control values (paged results, content sync, DirSync), add and modify requests
+and search replies are small, fixed shapes; ldap3's generic ASN.1 machinery is what made
+100k-entry reads and initial syncs into a directory slow (see the `wire` package). Search
+requests themselves are encoded by ldap3.
 
 Strictness: every length is checked against its container, every tag against what is
 expected; anything else raises `Malformed`, never a best guess.
@@ -15,7 +16,7 @@ class Malformed(Exception):
     """The server's reply is not valid BER/LDAP as we understand it: never guess."""
 
 
-# ---- encoding (control values only) ---------------------------------------------------------
+# ---- encoding (control values, the lean add and modify) -------------------------------------
 
 
 def _length(n: int) -> bytes:
@@ -26,7 +27,10 @@ def _length(n: int) -> bytes:
 
 
 def tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
+    n = len(content)
+    if n < 0x80:  # short form, most elements: no call (the lean add encodes ~30 per entry)
+        return bytes((tag, n)) + content
+    return bytes((tag,)) + _length(n) + content
 
 
 def ber_int(value: int, tag: int = 0x02) -> bytes:

@@ -51,3 +51,13 @@ class SearchDone:
 
 
 Event = SearchEntry | SearchRef | SearchIntermediate | SearchDone
+
+
+@dataclass(slots=True)
+class OpDone:
+    """The LDAPResult of an operation other than a search (the lean add's AddResponse)."""
+
+    code: int
+    matched: str
+    message: str
+    controls: Controls

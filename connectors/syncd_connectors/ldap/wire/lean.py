@@ -20,7 +20,7 @@ from syncd_connectors.ldap.wire.ber import Malformed, header
 from syncd_connectors.ldap.wire.decode import Plan, Row
 from syncd_connectors.ldap.wire.events import Event, Failed, Interrupted, SearchDone
 from syncd_connectors.ldap.wire.reply import parse_message, scan_rows, split_messages
-from syncd_connectors.ldap.wire.request import RequestControl, search_message, search_request
+from syncd_connectors.ldap.wire.request import RequestControl, ldap_message, search_request
 
 _RECV = 1 << 18  # socket read size of the lean path
 
@@ -36,7 +36,7 @@ def send_search(
     """Write a search request on ldap3's socket; its message id (see `receive_reply`)."""
     try:
         message_id = conn.server.next_message_id()
-        payload = search_message(
+        payload = ldap_message(
             message_id,
             search_request(
                 base, filter_, scope, tuple(attributes), conn.auto_escape, conn.auto_encode
@@ -71,6 +71,20 @@ def receive_reply(conn: ldap3.Connection) -> tuple[bytes, int, int]:
                 if pos != len(buf):
                     raise Malformed("unexpected data after the end of the search")
                 return buf, s, e
+    raise Interrupted("the server closed the connection")  # _chunks never ends otherwise
+
+
+def receive_message(conn: ldap3.Connection) -> tuple[bytes, int, int]:
+    """One whole LDAPMessage (the answer to a single-reply operation, e.g. the lean add's
+    AddResponse) and where its content is (for `reply.parse_response`). Nothing else may
+    follow it: only one request was in flight."""
+    buf = b""
+    for chunk in _chunks(conn):
+        buf = buf + chunk if buf else chunk
+        for s, e, nxt in split_messages(buf, 0):
+            if nxt != len(buf):
+                raise Malformed("unexpected data after the reply")
+            return buf, s, e
     raise Interrupted("the server closed the connection")  # _chunks never ends otherwise
 
 

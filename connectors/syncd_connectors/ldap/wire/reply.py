@@ -31,6 +31,7 @@ from syncd_connectors.ldap.wire.events import (
     Controls,
     Event,
     Interrupted,
+    OpDone,
     SearchDone,
     SearchEntry,
     SearchIntermediate,
@@ -215,6 +216,35 @@ def parse_message(
                 value = content
         return SearchIntermediate(name, value)
     raise Malformed(f"unexpected protocolOp 0x{op:02x} in a search reply")
+
+
+def parse_response(buf: bytes, start: int, end: int, message_id: int, op_tag: int) -> OpDone:
+    """The one LDAPMessage answering a non-search operation (``buf[start:end]``, the outer
+    SEQUENCE's content): an LDAPResult under `op_tag` (e.g. AddResponse), with its
+    controls. A notice of disconnection raises `Interrupted`; anything else `Malformed`."""
+    _t, s, e = header(buf, start, end, 0x02)
+    got_id = decode_int(buf[s:e])
+    if e >= end:
+        raise Malformed("a message without protocolOp")
+    op, s, op_end = header(buf, e, end)
+    controls: Controls = {}
+    if op_end < end:
+        _t, cs, ce = header(buf, op_end, end, 0xA0)
+        if ce != end:
+            raise Malformed("trailing bytes after the controls of a message")
+        controls = _controls(buf, cs, ce)
+    if got_id == 0 and op == 0x78:
+        parts = children(buf, s, op_end)
+        code, _m, message = _result(parts)
+        if NOTICE_OF_DISCONNECTION in [text(c) for tag, c in parts if tag == 0x8A]:
+            raise Interrupted(f"the server closed the session (code {code}: {message})")
+        raise Malformed("unexpected unsolicited notification")
+    if got_id != message_id:
+        raise Malformed(f"reply to message {got_id} while waiting for {message_id}")
+    if op != op_tag:
+        raise Malformed(f"unexpected protocolOp 0x{op:02x} (expected 0x{op_tag:02x})")
+    code, matched, message = _result(children(buf, s, op_end))
+    return OpDone(code, matched, message, controls)
 
 
 def scan_rows(buf: bytes, pos: int, message_id: int, plan: Plan, out: list[Row]) -> int:

@@ -1,4 +1,4 @@
-"""What the lean search path sends: search requests and request control values.
+"""What the lean paths send: search requests, request control values, the message envelope.
 
 Why apart from `reply.py` (which reads replies): the request is encoded once per search by
 ldap3 (filter parsing and escaping stay ldap3's) and only its envelope -- message id and
@@ -63,10 +63,11 @@ def search_request(
     return op
 
 
-def search_message(message_id: int, op: bytes, controls: Sequence[RequestControl]) -> bytes:
+def ldap_message(message_id: int, op: bytes, controls: Sequence[RequestControl]) -> bytes:
     """LDAPMessage ::= SEQUENCE { messageID, protocolOp, controls [0] OPTIONAL }, byte for
     byte as ldap3 encodes it (criticality only when TRUE, as DER wants its default left out;
-    a test compares the two)."""
+    a test compares the two). Any encoded protocolOp: a search (`search_request`) or an add
+    (`add.add_request`)."""
     parts = []
     for oid, critical, value in controls:
         control = [tlv(0x04, oid.encode("ascii"))]

@@ -8,10 +8,12 @@ What belongs here:
 
 - `session`: `WriteSession`, the write connections, one operation and what its result code
   means, where a kind's entries live and anchor -> DN lookups;
+- `create`: `Creating`, adding an entry and getting it back (Post-Read control, or a
+  read-back);
 - `disable`: `Disabling`, deactivating, re-enabling and deleting entries;
 - `writer`: `LdapWriter`, what each write does (create, update, set_members).
 
 May import: the ground modules (`ldap.config`, `ldap.values`, `ldap.dn`, `ldap.tls`) and
-`wire/` (a created entry is read back and decoded as a read would); never `base`, `feeds/`
+`wire/` (the lean add; a created entry is decoded as a read would); never `base`, `feeds/`
 or `connector`.
 """

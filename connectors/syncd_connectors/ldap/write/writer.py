@@ -39,8 +39,7 @@ from syncd.model import Attrs, Entry, Kind, Value
 from syncd_connectors.ldap.config import ATTRIBUTE_RE, DisableSpec
 from syncd_connectors.ldap.dn import member_key
 from syncd_connectors.ldap.values import normalize_dn, split_dn
-from syncd_connectors.ldap.wire.decode import Plan, make_entry, row_from_event
-from syncd_connectors.ldap.wire.events import SearchEntry
+from syncd_connectors.ldap.write.create import Creating
 from syncd_connectors.ldap.write.disable import Disabling
 from syncd_connectors.ldap.write.required import missing
 from syncd_connectors.ldap.write.session import (
@@ -62,7 +61,7 @@ def _status(attrs: Attrs) -> tuple[dict[str, Value], bool | None]:
     return rest, active if isinstance(active, bool) else None
 
 
-class LdapWriter(Disabling):
+class LdapWriter(Disabling, Creating):
     """Creates and changes entries (see the module docstring)."""
 
     # ---- values and anchors ----------------------------------------------------------------
@@ -84,22 +83,6 @@ class LdapWriter(Disabling):
             out[lname] = vals
         return out
 
-    def _read_back(self, kind: Kind, dn: str) -> Entry:
-        """The created entry as a read of it would return it (same decoding: `wire/decode.py`)."""
-        request = ["*", self.config.anchor, "modifyTimestamp"]
-        found = self._search(dn, "(objectClass=*)", ldap3.BASE, request)
-        plan = Plan(kind, None, frozenset(self._binary), self._anchor, self._member)
-        name, anchor, raw, attrs, _members, modified = (
-            row_from_event(SearchEntry(found[0][0], found[0][1]), plan)
-            if found
-            else (dn, None, {}, {}, None, None)
-        )
-        if anchor is None:
-            raise self._reject(f"created {dn} but cannot read its {self.config.anchor}")
-        self._dns[(kind, anchor)] = name
-        members = frozenset[str]() if kind == "group" else None
-        return make_entry(kind, anchor, raw, attrs, name, modified, members)
-
     # ---- the connector's write methods -----------------------------------------------------
 
     def create(self, kind: Kind, attrs: Attrs) -> Entry:
@@ -115,9 +98,7 @@ class LdapWriter(Disabling):
         classes = [str(c) for c in values.pop("objectclass", [])] or list(ks.object_classes)
         if kind == "group" and ks.placeholder and _MUST_HAVE_MEMBER & {c.lower() for c in classes}:
             values[self._member] = [ks.placeholder]
-        code = self._run("create", dn, lambda c: c.add(dn, classes, values))
-        self._expect("create", dn, code, stale=False)
-        entry = self._read_back(kind, dn)
+        entry = self._add(kind, dn, classes, values)
         if active is False:
             self.deactivate(kind, entry.external_id)
         elif active and self._created_disabled(ks.disable, values):
