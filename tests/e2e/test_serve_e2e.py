@@ -90,7 +90,8 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}/v2"
         self.http = httpx.Client(base_url=self.url, timeout=30,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
-        deadline = time.monotonic() + 30
+        # a dead process fails at once (below); a live one may take long to import at load 25
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # poll for readiness
             assert self.proc.poll() is None, (tmp / "serve.log").read_text()
             try:
