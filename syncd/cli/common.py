@@ -39,6 +39,19 @@ def load_config(path: str, *, secrets: bool = True, service: bool = False) -> An
         sys.exit(EXIT_CONFIG)
 
 
+def settle_start_up() -> None:
+    """Called by the one-shot commands that read whole directories (`run`, `plan`) once their
+    modules, config and connector classes are loaded: all of that lives as long as the
+    process, so `gc.freeze` takes it out of the collector's sight, and the full collections a
+    growing heap triggers stop traversing the objects of SQLAlchemy, pydantic and our own
+    classes every time (dry run of 20,000 creates: 1.14 -> 1.01 s CPU, whole process,
+    medians of 5). Not in the daemon, which loops: reference counting still frees frozen
+    objects, but cyclic garbage alive at each freeze would never be collected."""
+    import gc
+
+    gc.freeze()
+
+
 def store_line(cfg: Any) -> str:
     """Which state store a command opened: every command says it, so a second store (a shell
     in another directory, another config) is never a silent surprise."""
