@@ -16,7 +16,6 @@ Decisions, per kind:
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -113,9 +112,10 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
     notes: list[str] = list(ki.notes)
     claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
     claimed.update(ki.claimed)
-    # what earlier pages planned, under this page's own: a copy of it per page made an
-    # initial sync of n users cost O(n^2 / page) (a million users: 500 copies of up to 1M)
-    planned: ChainMap[int, str] = ChainMap({}, ki.planned)  # type: ignore[arg-type]
+    # what this page plans, looked up before what earlier pages planned: a copy of those
+    # per page made an initial sync of n users cost O(n^2 / page) (a million users: 500
+    # copies of up to 1M); two plain lookups, as a ChainMap's `get` is a generator in Python
+    planned: dict[int, str] = {}
     for sid, item in ki.items.items():
         link = ki.links.get(sid)
         if link is not None:
@@ -124,7 +124,7 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
         change, hold = _unlinked(ki, item, claimed)
         ids = identities(ki.kind, ki.match, item.attrs) if hold is None else ()
         if hold is None:
-            hold = _duplicate(ki, item, ids, planned)
+            hold = _duplicate(ki, item, ids, planned, ki.planned)
         if hold is not None:
             held.append(hold)
             continue
@@ -214,12 +214,15 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
 
 
 def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
-               planned: Mapping[int, str]) -> Hold | None:
+               planned: Mapping[int, str], earlier: Mapping[int, str]) -> Hold | None:
     """A second entry of this plan with an identifier (`ids`: the entry's `identities`)
-    another one already takes: both would become one account on the target (409, then
-    adoption of the first one's object)."""
+    another one already takes (planned on this page, or on an `earlier` one): both would
+    become one account on the target (409, then adoption of the first one's object)."""
     for key, mv in ids:
-        other = planned.get(hash((key, mv)))
+        h = hash((key, mv))
+        other = planned.get(h)
+        if other is None:
+            other = earlier.get(h)
         if other is not None:
             me = label(item.source_id, item.attrs, item.name)
             return Hold(ki.kind, item.source_id, item.name,
