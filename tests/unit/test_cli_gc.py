@@ -6,6 +6,7 @@ every imported module."""
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,8 +56,22 @@ def test_a_command_raises_the_young_threshold_only(collector: None) -> None:
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_run_freezes_what_start_up_loaded(collector: None, tmp_path: Path,
-                                            dry_run: bool) -> None:
+def test_a_run_freezes_what_start_up_loaded_until_it_ends(
+        collector: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool) -> None:
+    calls: list[str] = []
+    freeze, unfreeze = gc.freeze, gc.unfreeze
+
+    def frozen() -> None:
+        calls.append("freeze")
+        assert "syncd.cycle.engine" in sys.modules  # start-up is over
+        freeze()
+
+    def unfrozen() -> None:
+        calls.append(f"unfreeze ({gc.get_freeze_count() > 0 and 'frozen'})")
+        unfreeze()
+
+    monkeypatch.setattr(gc, "freeze", frozen)
+    monkeypatch.setattr(gc, "unfreeze", unfrozen)
     src = directory("gc-src")
     directory("gc-dst")
     try:
@@ -67,7 +82,8 @@ def test_a_run_freezes_what_start_up_loaded(collector: None, tmp_path: Path,
                                            *(["--dry-run"] if dry_run else [])])
         assert result.exit_code == 0, result.output
         assert "1 create" in result.output
-        assert gc.get_freeze_count() > 0
+        assert calls == ["freeze", "unfreeze (frozen)"]  # once, and undone at the end
+        assert gc.get_freeze_count() == 0
         assert gc.isenabled()
     finally:
         DIRECTORIES.pop("gc-src", None)
