@@ -6,7 +6,8 @@ The layers, lowest first; a module imports only from its own layer or lower ones
 1. the plugin API, what a connector author reads: `model` (entries, batches, attribute
    values), `connector` (the contract), `errors`, `registry` (entry points), `testing` (the
    in-memory connector and the contract test), and what connector configs share: `secrets`
-   (``env:``/``file:`` references), `checks` (offline validators), `net`, `redact`, `log`;
+   (``env:``/``file:`` references), `checks` (offline validators), `net`, `redact`, `log`,
+   and `spill` (maps that go to disk past a size: per-entry bookkeeping at a million);
 2. `mapping`: attribute mappings and scopes, pure;
 3. `state`: the state store;
 4. `config`: the config file, compiled into flows;

@@ -51,6 +51,7 @@ from syncd.cycle.write_back import _Outcome
 from syncd.model import Kind
 from syncd.plan.push import Item, KindInput, match_value, plan_page
 from syncd.plan.value import Change, Hold
+from syncd.spill import SpillMap
 from syncd.state.records import Pending
 from syncd.state.store import Store
 
@@ -104,7 +105,7 @@ class _Stream:
         self.out_of_scope: set[str] = set()
         self.left_scope: dict[str, str] = {}  # of those, the scope condition each fails
         self.claimed: dict[str, str] = {}  # target ids adopted earlier in this read
-        self.planned: dict[int, str] = {}  # identifiers taken earlier in this read
+        self.planned = SpillMap[int]()  # identifiers taken earlier in this read
         self.index: Candidates | None = None
         self.in_flight: dict[str, Item] = {}
         self.failed: dict[str, Item] = {}
@@ -143,7 +144,7 @@ class _Stream:
                        planned=self.planned, lookup_errors=cands.errors)
         changes, held, _, planned = plan_page(ki)
         self.held += held
-        self.planned.update(planned)  # identifiers this page's creates and adoptions take
+        self.planned.update(planned.items())  # what this page's creates and adoptions take
         for sid, it in page.items.items():
             if len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name

@@ -5,6 +5,7 @@ also records what each page planned (`syncd.cycle.stream`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from syncd.model import Attrs, Kind
 from syncd.plan.compare import match_value
@@ -14,6 +15,14 @@ def label(source_id: str, attrs: Attrs, name: str = "") -> str:
     """How a collision names an entry: its name and its anchor."""
     shown = name or str(attrs.get("userName") or attrs.get("displayName") or "")
     return f"{shown} ({source_id})" if shown and shown != source_id else source_id
+
+
+class Planned(Protocol):
+    """The identifiers earlier pages of a streamed read planned: hash((key, casefolded
+    value)) -> source id. A dict, or past 100k entries a `syncd.spill.SpillMap` (a million
+    users' identifiers as a dict were ~176 MB)."""
+
+    def get(self, key: int, default: None = None, /) -> str | None: ...
 
 
 #: Identifiers SCIM targets compare case-insensitively and keep unique: two source entries

@@ -25,6 +25,7 @@ from syncd.model import Attrs, Entry, Kind, digest
 from syncd.plan.compare import diff as diff  # re-exported: callers import them from here
 from syncd.plan.compare import match_value as match_value
 from syncd.plan.compare import same as same
+from syncd.plan.identities import Planned
 from syncd.plan.identities import identities as identities  # re-exported
 from syncd.plan.identities import label as label
 from syncd.plan.nesting import GROUP_MEMBER
@@ -73,7 +74,7 @@ class KindInput:
     #: Identifiers already taken by creates and adoptions planned earlier in this read (a
     #: streamed read plans page by page): hash((key, casefolded value)) -> source id. A hash
     #: keeps 100k users' identifiers in ~20 MB; a (vanishingly rare) false match only holds.
-    planned: Mapping[int, str] = field(default_factory=dict)
+    planned: Planned = field(default_factory=dict[int, str])
     #: Active links of this kind in total (the % safety rule); None: count `links`.
     linked_count: int | None = None
     #: Disabled links eligible for the grace-period hard delete (`delete_after`).
@@ -122,9 +123,8 @@ def plan_page(ki: KindInput
     notes: list[str] = list(ki.notes)
     claimed = {lk.target_id: lk.source_id for lk in ki.links.values()}
     claimed.update(ki.claimed)
-    # what this page plans, looked up before what earlier pages planned: a copy of those
-    # per page made an initial sync of n users cost O(n^2 / page) (a million users: 500
-    # copies of up to 1M); two plain lookups, as a ChainMap's `get` is a generator in Python
+    # this page's own identifiers; earlier pages' are looked up in `ki.planned` (a copy of
+    # it per page made an initial sync of n users cost O(n^2 / page))
     planned: dict[int, str] = {}
     for sid, item in ki.items.items():
         link = ki.links.get(sid)
@@ -224,15 +224,13 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
 
 
 def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
-               planned: Mapping[int, str], earlier: Mapping[int, str]) -> Hold | None:
+               mine: dict[int, str], earlier: Planned) -> Hold | None:
     """A second entry of this plan with an identifier (`ids`: the entry's `identities`)
     another one already takes (planned on this page, or on an `earlier` one): both would
     become one account on the target (409, then adoption of the first one's object)."""
     for key, mv in ids:
         h = hash((key, mv))
-        other = planned.get(h)
-        if other is None:
-            other = earlier.get(h)
+        other = mine.get(h) or earlier.get(h)
         if other is not None:
             me = label(item.source_id, item.attrs, item.name)
             return Hold(ki.kind, item.source_id, item.name,

@@ -20,7 +20,7 @@ ROOTS = {"syncd": REPO / "syncd", "syncd_connectors": REPO / "connectors" / "syn
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("plugin API", ("syncd.model", "syncd.redact", "syncd.errors", "syncd.net",
                     "syncd.checks", "syncd.secrets", "syncd.log", "syncd.connector",
-                    "syncd.registry", "syncd.testing")),
+                    "syncd.registry", "syncd.testing", "syncd.spill")),
     ("mapping", ("syncd.mapping",)),
     ("state", ("syncd.state",)),
     ("config", ("syncd.config",)),

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from syncd.spill import SpillMap
 from syncd_connectors.ldap.dn import is_dn, member_key, rdn_filter, without_uid
 from syncd_connectors.ldap.values import normalize_dn, one_level_below
 
@@ -54,8 +55,10 @@ class DnMap:
         self._scope = users_scope
         #: Member values are NameAndOptionalUID (``uniqueMember``): ``dn#'0101'B``.
         self._unique = unique
-        self._dn_anchor: dict[str, str | None] = {}
-        self._anchor_dn: dict[str, str] = {}
+        # past 100k users on disk (`syncd.spill`): a million DN keys with both directions
+        # of the map were ~180 MB
+        self._dn_anchor = SpillMap[str]()
+        self._anchor_dn = SpillMap[str]()
         self._lock = threading.Lock()
         #: True after a complete users read: unknown DNs are then not users in scope.
         self.complete = False
@@ -72,13 +75,16 @@ class DnMap:
     def add_many(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Record ``(DN key, anchor)`` pairs: a page of users at once."""
         dn_anchor, anchor_dn = self._dn_anchor, self._anchor_dn
+        pairs = list(pairs)
         with self._lock:
+            olds = anchor_dn.get_many(anchor for _ndn, anchor in pairs)
             for ndn, anchor in pairs:
-                old = anchor_dn.get(anchor)
+                old = olds.get(anchor)
                 if old is not None and old != ndn:  # renamed: the old DN names no user now
                     dn_anchor[old] = None
-                dn_anchor[ndn] = anchor
-                anchor_dn[anchor] = ndn
+                olds[anchor] = ndn
+            dn_anchor.update(pairs)
+            anchor_dn.update((anchor, ndn) for ndn, anchor in pairs)
 
     def remove(self, anchor: str) -> None:
         with self._lock:
@@ -97,15 +103,17 @@ class DnMap:
         values within the users' scope that name no user (see `Resolved`)."""
         unique = self._unique
         groups = [[(member_key(d, unique), d) for d in values] for values in dns]
+        known = self._dn_anchor.get_many(ndn for keyed in groups for ndn, _v in keyed)
         unknown: dict[str, str] = {}
         if not self.complete:
             for keyed in groups:
                 for ndn, value in keyed:
-                    if ndn not in self._dn_anchor and ndn not in unknown and self.in_scope(ndn):
+                    if ndn not in known and ndn not in unknown and self.in_scope(ndn):
                         unknown[ndn] = value
         if unknown:
             self._lookup(sorted(unknown.items()), search)
-        get = self._dn_anchor.get
+            known.update(self._dn_anchor.get_many(unknown))
+        get = known.get
         out = []
         for keyed in groups:
             anchors = [get(ndn) for ndn, _v in keyed]
@@ -125,12 +133,14 @@ class DnMap:
         optional ``#'0101'B`` UID is not part of the name; a reference keeps it as is)."""
         unique = self._unique and members
         keyed = [(member_key(v, unique), v) for v in dict.fromkeys(values)]
+        known = self._dn_anchor.get_many(k for k, _v in keyed)
         if not self.complete:
             unknown = {k: without_uid(v) if unique else v for k, v in keyed
-                       if k not in self._dn_anchor and self.in_scope(k) and is_dn(v)}
+                       if k not in known and self.in_scope(k) and is_dn(v)}
             if unknown:
                 self._lookup(sorted(unknown.items()), search)
-        get = self._dn_anchor.get
+                known.update(self._dn_anchor.get_many(unknown))
+        get = known.get
         return {v: get(k) for k, v in keyed}
 
     def _lookup(self, unknown: list[tuple[str, str]], search: Searcher) -> None:
@@ -146,5 +156,5 @@ class DnMap:
                     if ndn in wanted:
                         self.add(ndn, anchor)
             with self._lock:
-                for ndn, _v in chunk:
-                    self._dn_anchor.setdefault(ndn, None)
+                found = self._dn_anchor.get_many(ndn for ndn, _v in chunk)
+                self._dn_anchor.update((ndn, None) for ndn, _v in chunk if ndn not in found)

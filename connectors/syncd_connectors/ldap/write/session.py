@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPRes
 
 from syncd.errors import Conflict, Fatal, Rejected, Retriable, Unreachable
 from syncd.model import Kind
+from syncd.spill import SpillMap
 from syncd_connectors.ldap.config import DisableSpec, LdapConfig
 from syncd_connectors.ldap.tls import certificate_problem
 from syncd_connectors.ldap.values import (
@@ -66,6 +68,42 @@ class KindWrite:
     bases: tuple[str, ...]
 
 
+class DnCache:
+    """(kind, anchor) -> DN of the entries written or looked up in this session: a group's
+    members are written by DN. Past 100k entries per kind on disk (`syncd.spill`): the DNs
+    of a million created users were ~200 MB."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[Kind, SpillMap[str]] = {}
+
+    def _of(self, kind: Kind) -> SpillMap[str]:
+        found = self._kinds.get(kind)
+        if found is None:
+            found = self._kinds[kind] = SpillMap[str]()
+        return found
+
+    def __setitem__(self, key: tuple[Kind, str], dn: str) -> None:
+        """Best effort: a cache that cannot record (its file's disk is full) must not fail
+        the write that was done; the DN is looked up again when a group needs it."""
+        try:
+            self._of(key[0])[key[1]] = dn
+        except sqlite3.Error as exc:
+            log.warning("could not remember the DN of %s %s (%s): it will be looked up",
+                        key[0], key[1], exc)
+
+    def pop(self, key: tuple[Kind, str], default: None = None) -> str | None:
+        return self._of(key[0]).pop(key[1], default)
+
+    def get_many(self, kind: Kind, anchors: Iterable[str]) -> dict[str, str]:
+        """The DNs known for these anchors (unknown ones are left out)."""
+        found = self._of(kind).get_many(anchors)
+        return {a: dn for a, dn in found.items() if dn is not None}
+
+    def clear(self) -> None:
+        for m in self._kinds.values():
+            m.clear()
+
+
 class WriteSession:
     """Connections, operations and DN lookups of the writer (see the module docstring)."""
 
@@ -82,7 +120,7 @@ class WriteSession:
         self._lock = threading.Lock()
         self._conns: list[ldap3.Connection] = []
         #: (kind, anchor) -> DN, as last seen; a stale one is looked up again.
-        self._dns: dict[tuple[Kind, str], str] = {}
+        self._dns = DnCache()
         self._settings: dict[Kind, KindWrite] = {}
 
     def settings(self, kind: Kind) -> KindWrite:
@@ -265,13 +303,8 @@ class WriteSession:
     def dns(self, kind: Kind, anchors: Iterable[str]) -> dict[str, str]:
         """DNs of these anchors (unknown ones are left out): remembered ones, then bulk
         searches of the kind's bases, CHUNK anchors per search."""
-        out: dict[str, str] = {}
-        todo = []
-        for a in dict.fromkeys(anchors):
-            if (kind, a) in self._dns:
-                out[a] = self._dns[(kind, a)]
-            else:
-                todo.append(a)
+        out = self._dns.get_many(kind, anchors)
+        todo = [a for a in dict.fromkeys(anchors) if a not in out]
         for base in self.settings(kind).bases if todo else ():
             for i in range(0, len(todo), CHUNK):
                 items = [f for f in map(self._anchor_filter, todo[i : i + CHUNK]) if f]
