@@ -8,6 +8,7 @@ changed), 1 the run had failures, 2 invalid config or usage, 3 refused by a safe
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -37,6 +38,19 @@ def load_config(path: str, *, secrets: bool = True, service: bool = False) -> An
     except ConfigError as exc:
         click.echo(f"invalid config:\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def settle_start_up() -> None:
+    """Called by the one-shot commands that read whole directories (`run`, `plan`) once their
+    modules, config and connector classes are loaded: all of that lives as long as the
+    process, so `gc.freeze` takes it out of the collector's sight, and the full collections a
+    growing heap triggers stop traversing the objects of SQLAlchemy, pydantic and our own
+    classes every time (dry run of 20,000 creates: 1.14 -> 1.01 s CPU, whole process,
+    medians of 5). Undone when the command ends (`gc.unfreeze`): a process that runs
+    commands in a loop (tests through click's runner) would otherwise keep whatever cyclic
+    garbage was alive at each freeze for good. The daemon never freezes."""
+    gc.freeze()
+    click.get_current_context().call_on_close(gc.unfreeze)
 
 
 def store_line(cfg: Any) -> str:

@@ -8,6 +8,7 @@ command module and nothing heavy (``tests/unit/test_startup.py``).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -27,6 +28,15 @@ COMMANDS = {
     "init": "scaffold:init", "config-schema": "scaffold:config_schema",
     "report": "report:report", "serve": "serve:serve",
 }  # fmt: skip
+
+#: The cyclic garbage collector runs a young collection every this many net allocations of
+#: container objects (CPython's default: 700). Reading a directory allocates a few dicts and
+#: tuples per entry, none of them cyclic, and with the default the collector spent ~0.25 s
+#: of a dry run of 20,000 creates (1.70 -> 1.47 s CPU, whole process, medians of 5;
+#: disabled entirely: 1.40 s); young garbage held a little longer costs nothing measurable
+#: (peak RSS 101 MB either way). The older generations keep their default ratios, so a
+#: long-running daemon still collects its cycles.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class _Group(click.Group):
@@ -69,8 +79,9 @@ def main(verbose: int) -> None:
     """syncd: plan and apply directory sync between LDAP, SCIM and Microsoft Graph."""
     from syncd import log
 
-    log.setup(verbose)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
+    log.setup(verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from syncd.cli.common import (
     echo_stream,
     load_config,
     output_option,
+    settle_start_up,
     store_line,
 )
 
@@ -38,6 +39,7 @@ def plan(config_path: str, flows: tuple[str, ...], out_path: str, output: str) -
     from syncd.state.opening import safe_url
 
     cfg = load_config(config_path)
+    settle_start_up()
     unknown = [f for f in flows if f not in cfg.flows]
     if unknown:
         click.echo(f"unknown flow(s): {', '.join(unknown)}", err=True)

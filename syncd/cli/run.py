@@ -15,6 +15,7 @@ from syncd.cli.common import (
     echo_stream,
     load_config,
     output_option,
+    settle_start_up,
     store_line,
 )
 
@@ -43,6 +44,7 @@ def run(config_path: str, dry_run: bool, flows: tuple[str, ...], allow_deletes: 
     from syncd.state.opening import safe_url
 
     cfg = load_config(config_path)
+    settle_start_up()
     unknown = [f for f in flows if f not in cfg.flows]
     if unknown:
         click.echo(f"unknown flow(s): {', '.join(unknown)} (defined: "

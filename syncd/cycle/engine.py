@@ -4,6 +4,9 @@ A flow run takes the flow's lock in the store, opens a journal row, runs one cyc
 `two_way`) and records the outcome, whatever happens: a refused safety check, a connector
 that gave up, or a bug (journaled as failed, then raised). Dry run is simply "stop before
 apply" with the store opened read-only: the plan shown is the plan a real run would execute.
+
+The two-way cycle (`syncd.cycle.two_way`, with its merge, catch-up and streaming modules) is
+imported by the first two-way flow run: a one-shot push run (cron) does not pay for it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any
 from syncd.config.flows import Config, Flow
 from syncd.cycle.push import push_cycle
 from syncd.cycle.result import Connectors, FlowResult, Options
-from syncd.cycle.two_way import two_way_cycle
 from syncd.errors import ConnectorError, SafetyRefused
 from syncd.log import context as log_context
 from syncd.plan.value import Plan
@@ -65,7 +67,11 @@ def run_flow(flow: Flow, store: Store, connectors: Connectors, *, dry_run: bool,
         res.run_id = None if dry_run else store.start_run(flow.name)
         try:
             with log_context(run_id=res.run_id, flow=flow.name):
-                cycle = two_way_cycle if flow.mode == "two_way" else push_cycle
+                cycle = push_cycle
+                if flow.mode == "two_way":
+                    from syncd.cycle.two_way import two_way_cycle
+
+                    cycle = two_way_cycle
                 cycle(flow, store, connectors, res,
                       Options(allow_deletes, full, progress, stop, review))
         except SafetyRefused as exc:

@@ -60,13 +60,19 @@ def change_lines(c: Change, names: Mapping[str, str], detail: bool = True,
     if not detail:
         return lines
     attrs, before = mask_attributes(c.attrs), mask_attributes(c.before)
-    for path in sorted(attrs):
-        new = attrs[path]
-        if c.op == "create":
-            lines.append(f"    {path}: {named(new, refs or {})}")
-        else:
-            lines.append(f"    {path}: {named(before.get(path), refs or {})} → "
-                         f"{named(new, refs or {})}")
+    refs = refs or {}
+    if c.op == "create":
+        for path in sorted(attrs):
+            new = attrs[path]
+            # `named` of a string naming no referenced object, without its two calls: a
+            # create's lines are most of a large dry run's output
+            shown = (encode_basestring(new) if type(new) is str and new not in refs
+                     else named(new, refs))
+            lines.append(f"    {path}: {shown}")
+    else:
+        for path in sorted(attrs):
+            lines.append(f"    {path}: {named(before.get(path), refs)} → "
+                         f"{named(attrs[path], refs)}")
     for label, ids in (("add", c.add), ("remove", c.remove)):
         if ids:
             shown = ", ".join(names.get(i, i) for i in ids[:MEMBERS_SHOWN])

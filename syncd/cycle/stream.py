@@ -49,7 +49,7 @@ from syncd.cycle.session import ApplyResult
 from syncd.cycle.unique import UniqueValues
 from syncd.cycle.write_back import _Outcome
 from syncd.model import Kind
-from syncd.plan.push import Item, KindInput, identities, match_value, plan_kind
+from syncd.plan.push import Item, KindInput, match_value, plan_page
 from syncd.plan.value import Change, Hold
 from syncd.spill import SpillMap
 from syncd.state.records import Pending
@@ -142,18 +142,15 @@ class _Stream:
                        self.kf.mapping.on_create_only, cands, full=False,
                        claimed={**self.claimed, **self._claims(cands, unlinked)},
                        planned=self.planned, lookup_errors=cands.errors)
-        changes, held, _ = plan_kind(ki)
+        changes, held, _, planned = plan_page(ki)
         self.held += held
+        self.planned.update(planned.items())  # what this page's creates and adoptions take
         for sid, it in page.items.items():
             if len(self.names) < NAMES_MAX:
                 self.names[sid] = it.name
         for c in changes:
             if c.op == "adopt" and c.target_id:
                 self.claimed[c.target_id] = c.source_id
-            if c.op in ("create", "adopt"):
-                attrs = page.items[c.source_id].attrs
-                self.planned.update((hash(ident), c.source_id)
-                                    for ident in identities(self.kind, self.kf.match, attrs))
         if not self.apply_now:
             self.collected += changes
             self.items.update((c.source_id, page.items[c.source_id]) for c in changes)

@@ -108,6 +108,16 @@ def plan_flow(flow: str, kinds: Sequence[KindInput]) -> Plan:
 
 
 def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
+    """The changes, holds and notes of one kind."""
+    changes, held, notes, _planned = plan_page(ki)
+    return changes, held, notes
+
+
+def plan_page(ki: KindInput
+              ) -> tuple[list[Change], list[Hold], list[str], dict[int, str]]:
+    """`plan_kind`, and the identifiers its creates and adoptions take (as in
+    `KindInput.planned`): a streamed read adds them to the next page's `planned` instead of
+    working each create's identities out a second time."""
     changes: list[Change] = []
     held: list[Hold] = []
     notes: list[str] = list(ki.notes)
@@ -149,11 +159,11 @@ def plan_kind(ki: KindInput) -> tuple[list[Change], list[Hold], list[str]]:
         if gone or ki.full:
             notes.append(f"{ki.kind}s: source read incomplete: no deprovisioning this run"
                          + (f" ({len(gone)} linked {ki.kind}s not seen)" if gone else ""))
-        return changes, held, notes
+        return changes, held, notes, planned
     if ki.deprovision != "ignore":
         changes += [c for lk in gone if (c := _deprovision(ki, lk)) is not None]
     changes += _grace_deletes(ki, {c.source_id for c in changes})
-    return changes, held, notes
+    return changes, held, notes, planned
 
 
 def _grace_deletes(ki: KindInput, planned: set[str]) -> list[Change]:
@@ -216,8 +226,8 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
 def _duplicate(ki: KindInput, item: Item, ids: Sequence[tuple[str, str]],
                mine: dict[int, str], earlier: Planned) -> Hold | None:
     """A second entry of this plan with an identifier (`ids`: the entry's `identities`)
-    another one already takes: both would become one account on the target (409, then
-    adoption of the first one's object)."""
+    another one already takes (planned on this page, or on an `earlier` one): both would
+    become one account on the target (409, then adoption of the first one's object)."""
     for key, mv in ids:
         h = hash((key, mv))
         other = mine.get(h) or earlier.get(h)

@@ -25,6 +25,9 @@ OTHER_CONNECTORS = ("msgraph", "azure", "kiota_abstractions")
 #: (`syncd.state.schema`); the PostgreSQL dialect: the e2e store is SQLite.
 STORE_UNNEEDED = ("sqlmodel", "sqlalchemy.orm", "syncd.state.declarations",
                   "sqlalchemy.dialects.postgresql")
+#: The two-way cycle, its merge, catch-up and streaming: a push flow needs none of them.
+TWO_WAY = ("syncd.cycle.two_way", "syncd.cycle.two_way_stream", "syncd.cycle.catch_up",
+           "syncd.plan.merge")
 #: The engine, the store, the config and mapping compilers: `syncd --help` needs none.
 ENGINE = ("syncd.cycle", "syncd.state", "syncd.config", "syncd.mapping", "sqlalchemy",
           "sqlmodel", "pydantic", "ldap3", "httpx", "syncd_connectors")
@@ -60,9 +63,9 @@ def test_a_no_change_run_into_scim_needs_no_scim2_models(sync: Sync) -> None:
            "E2E_SCIM_TOKEN": sync.scim.token or ""}
     first, _ = imported("run", "-c", str(sync.config), env=env)
     assert under(first, WRITE_ONLY) != []  # creates were validated: the check can fail
-    assert under(first, STORE_UNNEEDED) == []  # the store created without SQLModel
+    assert under(first, STORE_UNNEEDED + TWO_WAY) == []  # the store created without SQLModel
     names, out = imported("run", "-c", str(sync.config), env=env)
     assert "users: no changes; groups: no changes" in out
-    assert under(names, WRITE_ONLY + OTHER_CONNECTORS + STORE_UNNEEDED) == []
+    assert under(names, WRITE_ONLY + OTHER_CONNECTORS + STORE_UNNEEDED + TWO_WAY) == []
     dry, out = imported("run", "--dry-run", "-c", str(sync.config), env=env)
-    assert under(dry, WRITE_ONLY + OTHER_CONNECTORS + STORE_UNNEEDED) == []
+    assert under(dry, WRITE_ONLY + OTHER_CONNECTORS + STORE_UNNEEDED + TWO_WAY) == []

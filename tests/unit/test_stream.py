@@ -231,6 +231,28 @@ def test_existing_target_objects_are_adopted_across_pages(env: Env) -> None:
     assert len(env.dst.objects["user"]) == 10  # no duplicates
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_an_identifier_planned_on_an_earlier_page_holds_the_later_entry(
+        env: Env, dry_run: bool) -> None:
+    """Each page's creates and adoptions take their identifiers for the pages after it: a
+    later entry whose userName differs only in case is held, never a second account."""
+    env.dst.put("user", {"userName": "U2", "title": "old"}, "t2")  # s2 adopts it
+    # read in id order, pages of 3: s0-s2, ..., s9 z1 z2: pages later than s1's create and
+    # s2's adoption
+    env.src.put("user", {"uid": "U1", "title": "t"}, "z1")
+    env.src.put("user", {"uid": "u2", "title": "t"}, "z2")
+    res = env.run(dry_run=dry_run)
+    assert res.plan is not None
+    held = {h.source_id: h.reason for h in res.plan.held}
+    assert set(held) == {"z1", "z2"}
+    assert "is also planned for source entry s1 " in held["z1"]
+    assert "source entry s2" in held["z2"]  # the adopted object is s2's
+    assert res.plan.summary()["user"]["create"] == 9
+    assert res.plan.summary()["user"]["adopt"] == 1
+    if not dry_run:
+        assert len(env.dst.objects["user"]) == 10
+
+
 def test_group_members_are_restricted_to_users_read_in_scope(env: Env) -> None:
     env.src.put("group", {"cn": "g"}, "g1")
     env.src.set_group_members("g1", {"s1", "s2", "nobody"})
