@@ -171,12 +171,14 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         changes += c
         held += h
         notes += n
+        member_ids, inactive = (users_by_target(flow, store, td.entries.values())
+                                if kf.kind == "group" else ({}, frozenset()))
         ti = TwoWayInput(
             kf.kind, rules, links,
             {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
             frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
             kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
-            users_by_target(flow, store, td.entries.values()) if kf.kind == "group" else {},
+            member_ids, inactive,
             _member_universe(flow, store, rd, out.source_reads.get("user"))
             if kf.kind == "group" else None)
         c2, h2, conflicts = plan_linked(ti)

@@ -323,6 +323,7 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     # would keep naming them, and the next cycle would clean up what this one should have.
     erased = {c.source_id for c in changes
               if c.kind == "user" and c.op == "delete" and c.side == "source"}
+    deprovisioned = set(leaving)  # on the target, by this plan
     leaving |= erased
     if not leaving and not returning:
         return list(changes)
@@ -331,8 +332,11 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
     for n, c in enumerate(out):
         # Members this plan would add who leave in it: the first members of a group it
         # creates, or members added since the last cycle (on either side) to a group that
-        # exists. A user syncd deletes on the source leaves the source group too, even when
-        # it was only just added there (no referential integrity to do it).
+        # exists. They leave the side that added them too, as they would have had they been
+        # added a cycle earlier (then the base holds them: `drop` below): a user syncd
+        # deletes on the source leaves the source group, even when it was only just added
+        # there (no referential integrity to do it); a user syncd deprovisions on the target
+        # leaves the target group that just named it.
         if c.kind == "group" and c.op == "set_members":
             late = (set(c.add) | set(c.source_add)) & leaving
             if late:
@@ -340,6 +344,8 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
                 if members is not None:
                     members = tuple(m for m in members if m not in late)
                 out[n] = replace(c, add=tuple(a for a in c.add if a not in late),
+                                 remove=tuple(sorted(set(c.remove) | (set(c.source_add)
+                                                                      & deprovisioned))),
                                  source_add=tuple(a for a in c.source_add if a not in late),
                                  source_remove=tuple(sorted(set(c.source_remove)
                                                             | (set(c.add) & late & erased))),

@@ -143,9 +143,6 @@ class TwoWayOracle(RuleBasedStateMachine):
     #: False: a conflict is never resolved to an empty value
     #: (test_conflict_resolved_to_empty_clears_both_sides)
     resolve_to_empty = True
-    #: False: no cycle is killed while a user deleted at the source is a group member on
-    #: either side (test_member_deleted_at_the_source_after_a_killed_cycle_is_not_written_back)
-    killed_cycles_with_member_deletes = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -418,14 +415,6 @@ class TwoWayOracle(RuleBasedStateMachine):
             "a cycle without external changes planned something", again.plan.changes)
         self._expect_unchanged()
 
-    def _killable(self) -> bool:
-        if self.killed_cycles_with_member_deletes:
-            return True
-        ids = set().union(set(), *self.src.members.values(), *self.dst.members.values())
-        return not any(self.pairs[n].sid in ids or self.pairs[n].tid in ids
-                       for n in self.del_src if n in self.pairs)
-
-    @precondition(lambda self: self._killable())
     @rule()
     def cycle_killed_between_apply_and_journal(self) -> None:
         """Both sides may hold writes the store never recorded (links, bases, journal): the
