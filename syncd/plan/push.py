@@ -325,7 +325,12 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
               if c.kind == "user" and c.op == "delete" and c.side == "source"}
     deprovisioned = set(leaving)  # on the target, by this plan
     leaving |= erased
-    if not leaving and not returning:
+    # Users syncd disables on the source because the target deleted them (two-way
+    # ``reverse_deprovision = "disable"``): no target object is left to name, so a member
+    # added to them since the last cycle is not sent to the target (a deleted id there).
+    withdrawn = {c.source_id for c in changes
+                 if c.kind == "user" and c.op == "deprovision" and c.side == "source"}
+    if not leaving and not returning and not withdrawn:
         return list(changes)
     out = list(changes)
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
@@ -338,7 +343,7 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
         # there (no referential integrity to do it); a user syncd deprovisions on the target
         # leaves the target group that just named it.
         if c.kind == "group" and c.op == "set_members":
-            late = (set(c.add) | set(c.source_add)) & leaving
+            late = (set(c.add) | set(c.source_add)) & (leaving | withdrawn)
             if late:
                 members = c.members
                 if members is not None:
@@ -351,8 +356,9 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
                                                             | (set(c.add) & late & erased))),
                                  members=members)
     out = [c for c in out if not (  # a membership change left with nothing to do
-        c.op == "set_members" and c.members is None
-        and not (c.add or c.remove or c.source_add or c.source_remove))]
+        c.op == "set_members" and not (c.add or c.remove or c.source_add or c.source_remove)
+        and (c.members is None or (c.source_id in groups and frozenset(c.members)
+                                   == (groups[c.source_id].members or frozenset()))))]
     by_group = {c.source_id: i for i, c in enumerate(out)
                 if c.kind == "group" and c.op == "set_members"}
     for gid, lk in sorted(groups.items()):

@@ -10,7 +10,9 @@ Rules checked here, found while fixing the two-way oracle's
    incremental;
  - a member added on one side to a user leaving in the same cycle is not sent to the other
    side, and leaves the side that added it when syncd deprovisions it there
-   (`syncd.plan.push.follow_members`) — the same end as when the add came a cycle earlier.
+   (`syncd.plan.push.follow_members`) — the same end as when the add came a cycle earlier;
+ - symmetric: a member added at the source to a user the target deleted in the same cycle
+   is not written to the target (a deleted id there), under each ``reverse_deprovision``.
 """
 
 from __future__ import annotations
@@ -90,21 +92,25 @@ def test_members_of_counts_inactive_users_only_from_the_base(
 
 
 @settings(max_examples=300, deadline=None)
-@given(add=SETS, source_add=SETS, leaving=SETS, base=SETS)
+@given(add=SETS, source_add=SETS, leaving=SETS, withdrawn=SETS, base=SETS)
 def test_a_late_member_of_a_leaving_user_goes_nowhere(
         add: frozenset[str], source_add: frozenset[str], leaving: frozenset[str],
-        base: frozenset[str]) -> None:
+        withdrawn: frozenset[str], base: frozenset[str]) -> None:
     """Members added since the last cycle (to the target: `add`; to the source: `source_add`)
-    of users this plan deprovisions on the target (`leaving`): sent to neither side, not in
-    the new base, and a target-added one leaves the target group with its user."""
+    of users this plan deprovisions on the target (`leaving`) or disables on the source
+    (`withdrawn`): sent to neither side, not in the new base, and a target-added one leaves
+    the target group with its user."""
+    withdrawn -= leaving
     add, source_add = add - base, source_add - base - add
     changes = [Change("set_members", "group", "g", "g", "tg", add=tuple(sorted(add)),
                       source_add=tuple(sorted(source_add)),
                       members=tuple(sorted(base | add | source_add)))]
     changes += [Change("deprovision", "user", u, u, "t-" + u) for u in sorted(leaving)]
+    changes += [Change("deprovision", "user", u, u, "t-" + u, side="source")
+                for u in sorted(withdrawn)]
     group = Link("f", "group", "g", "tg", {}, "", base)
     out = [c for c in follow_members(changes, {"g": group}) if c.op == "set_members"]
-    gone = leaving
+    gone = leaving | withdrawn
     for c in out:
         assert not gone & (set(c.add) | set(c.source_add) | (set(c.members or ()) - base))
         assert source_add & leaving <= set(c.remove)
@@ -133,4 +139,40 @@ def test_member_named_on_the_target_after_its_user_left_is_not_written_back(
         assert res.plan is not None
         assert not [c for c in res.plan.changes if "src-c0" in c.source_add], res.plan.changes
     assert tw.src.members["src-g"] == {"src-c1"}
+    assert tw.run().plan.changes == ()  # type: ignore[union-attr]
+
+
+
+@pytest.mark.parametrize("reverse", ["recreate", "disable", "delete"])
+def test_member_added_at_the_source_as_the_target_deletes_its_user(
+        tw: TwoWay, reverse: str) -> None:
+    """Symmetric case: between two cycles x is added to g at the source and deleted on the
+    target. recreate: x comes back on the target under a new id, in g there; disable: x is
+    disabled on the source and kept in its source group (the source's own edit), but the
+    target group never names the deleted id, also after x is edited at the source (read
+    again: a user disabled by syncd is no member for the target); delete: x leaves the
+    source and its group."""
+    tw.configure(reverse=reverse)
+    for n in ("x", "y"):
+        tw.src.put("user", {"uid": n, "title": "a"}, f"src-{n}")
+    tw.src.put("group", {"cn": "g"}, "src-g")
+    tw.src.set_group_members("src-g", {"src-y"})
+    tw.run()
+    (gid,) = tw.dst.objects["group"]
+    old = tw.tid("x")
+    tw.src.set_group_members("src-g", {"src-x", "src-y"})
+    tw.dst.remove("user", old)
+    tw.run(allow_deletes=True)
+    if reverse == "disable":
+        tw.edit_source("src-x", title="b")
+    for full in (False, True):
+        res = tw.run(full=full)
+        if reverse != "disable":  # the edit of a disabled source entry is not merged
+            assert res.plan is not None and res.plan.changes == (), res.plan.changes
+        assert old not in tw.dst.members[gid]
+    names = {tw.dst.objects["user"][m]["userName"] for m in tw.dst.members[gid]
+             if m in tw.dst.objects["user"]}
+    assert names == ({"x", "y"} if reverse == "recreate" else {"y"})
+    assert tw.src.members["src-g"] == ({"src-y"} if reverse == "delete"
+                                       else {"src-x", "src-y"})
     assert tw.run().plan.changes == ()  # type: ignore[union-attr]
