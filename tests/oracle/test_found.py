@@ -500,3 +500,32 @@ def test_member_added_on_the_target_as_its_user_is_deleted_at_the_source(tw: Two
         res = tw.run(full=full)
         assert res.plan is not None and res.plan.changes == (), res.plan.changes
     assert tw.src.members["src-g"] == {"src-c1"}
+
+
+@pytest.mark.xfail(strict=True, reason="open defect: two-way never re-enables a user back in "
+                   "scope under deprovision = disable")
+def test_user_back_in_scope_is_enabled_again_in_a_two_way_flow(tw: TwoWay) -> None:
+    """Found while checking the symmetric cases of the fix above (not by the oracle, whose
+    flows have no scope rule): two-way flow, users' ``deprovision = "disable"`` (the
+    default); s0 leaves the scope (title "gone") -> cycle disables it on the target (link
+    disabled); s0 back in scope -> cycle plans nothing for the user: it stays disabled on
+    the target for good, while a fresh full sync would create it active (incremental is not
+    full). Cause: `cycle.two_way.plan_two_way` gives the push planner only unlinked source
+    items, and `plan.merge.plan_linked` skips every link that is not active, so the push
+    planner's "re-appeared in source" re-enable (`plan.push._linked`) is never reached. A
+    fix must tell this disabled link from one disabled on the source after the target
+    deleted its object (``reverse_deprovision = "disable"``): that entry is read again
+    whenever it is edited and has no target object to enable."""
+    path = tw.tmp / "c.toml"
+    path.write_text(path.read_text().replace(
+        "[flows.f.users]\n", '[flows.f.users]\nscope = [{ attribute = "title", equals = '
+        '"gone", not = true }]\n'))
+    tw.cfg = config.load(path)
+    tw.src.put("user", {"uid": "s0", "title": "a"}, "src-s0")
+    tw.run()
+    tw.edit_source("src-s0", title="gone")
+    tw.run(allow_deletes=True)
+    assert tw.dst_user("s0").get("active") is False
+    tw.edit_source("src-s0", title="a")
+    tw.run()
+    assert tw.dst_user("s0").get("active") is not False
