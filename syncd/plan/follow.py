@@ -45,7 +45,15 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
         return list(changes)
     out = list(changes)
     ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
+    out_of_flow = leaving | withdrawn
     for n, c in enumerate(out):
+        if c.kind != "group":
+            continue
+        late = (set(c.add) | set(c.source_add)) & out_of_flow
+        # A group created on the target, written to the source with its members: not with
+        # a user the source deleted (or that this plan takes out of the flow otherwise).
+        if c.op == "create" and c.side == "source" and late:
+            out[n] = replace(c, source_add=tuple(a for a in c.source_add if a not in late))
         # Members this plan would add who leave in it: the first members of a group it
         # creates, or members added since the last cycle (on either side) to a group that
         # exists. They leave the side that added them too, as they would have had they been
@@ -53,19 +61,17 @@ def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> lis
         # deletes on the source leaves the source group, even when it was only just added
         # there (no referential integrity to do it); a user syncd deprovisions on the target
         # leaves the target group that just named it.
-        if c.kind == "group" and c.op == "set_members":
-            late = (set(c.add) | set(c.source_add)) & (leaving | withdrawn)
-            if late:
-                members = c.members
-                if members is not None:
-                    members = tuple(m for m in members if m not in late)
-                out[n] = replace(c, add=tuple(a for a in c.add if a not in late),
-                                 remove=tuple(sorted(set(c.remove) | (set(c.source_add)
-                                                                      & deprovisioned))),
-                                 source_add=tuple(a for a in c.source_add if a not in late),
-                                 source_remove=tuple(sorted(set(c.source_remove)
-                                                            | (set(c.add) & late & erased))),
-                                 members=members)
+        if c.op == "set_members" and late:
+            members = c.members
+            if members is not None:
+                members = tuple(m for m in members if m not in late)
+            out[n] = replace(c, add=tuple(a for a in c.add if a not in late),
+                             remove=tuple(sorted(set(c.remove) | (set(c.source_add)
+                                                                  & deprovisioned))),
+                             source_add=tuple(a for a in c.source_add if a not in late),
+                             source_remove=tuple(sorted(set(c.source_remove)
+                                                        | (set(c.add) & late & erased))),
+                             members=members)
     out = [c for c in out if not (  # a membership change left with nothing to do
         c.op == "set_members" and not (c.add or c.remove or c.source_add or c.source_remove)
         and (c.members is None or (c.source_id in groups and frozenset(c.members)

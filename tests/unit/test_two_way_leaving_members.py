@@ -176,3 +176,23 @@ def test_member_added_at_the_source_as_the_target_deletes_its_user(
     assert tw.src.members["src-g"] == ({"src-y"} if reverse == "delete"
                                        else {"src-x", "src-y"})
     assert tw.run().plan.changes == ()  # type: ignore[union-attr]
+
+
+def test_group_created_on_the_target_with_a_member_deleted_at_the_source(tw: TwoWay) -> None:
+    """Between two cycles a group h is created on the target naming x and y, and x is deleted
+    at the source: h is created on the source with y only (x was written into it: a member
+    the source had just deleted); the target's h keeps naming the disabled x, which no
+    later cycle, incremental or full, takes for a member to write back."""
+    for n in ("x", "y"):
+        tw.src.put("user", {"uid": n, "title": "a"}, f"src-{n}")
+    tw.run()
+    tw.dst.put("group", {"displayName": "h"}, "dst-h")
+    tw.dst.set_group_members("dst-h", {tw.tid("x"), tw.tid("y")})
+    tw.src.remove("user", "src-x")
+    tw.run()
+    (gid,) = [o for o, a in tw.src.objects["group"].items() if a.get("cn") == "h"]
+    assert tw.src.members[gid] == {"src-y"}
+    for full in (False, True):
+        res = tw.run(full=full)
+        assert res.plan is not None and res.plan.changes == (), res.plan.changes
+    assert tw.src.members[gid] == {"src-y"}
