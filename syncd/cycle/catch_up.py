@@ -41,7 +41,7 @@ from syncd.cycle.read import read_source
 from syncd.cycle.setup import fingerprint
 from syncd.errors import Fatal, Retriable
 from syncd.model import Batch, Entry, Kind
-from syncd.plan.merge import is_echo
+from syncd.plan.merge import is_echo, members_of
 from syncd.plan.value import Change, Plan
 from syncd.state.records import Link
 from syncd.state.store import Store
@@ -131,14 +131,16 @@ def _target_batch(flow: Flow, store: Store, kf: KindFlow, batch: Batch,
     for tid in batch.deleted:
         if _active(links.get(tid)):
             return f"{kf.kind} {tid} was deleted by another writer"
-    users = users_by_target(flow, store, batch.entries) if kf.kind == "group" else {}
+    users, inactive = (users_by_target(flow, store, batch.entries) if kf.kind == "group"
+                       else ({}, frozenset()))
     for e in batch.entries:
         lk = links.get(e.external_id)
         if lk is None:
             return f"{kf.kind} {e.name or e.external_id} is not linked"
         members = None
-        if e.members is not None:
-            members = frozenset(users.get(m, "?" + m) for m in e.members)
+        if e.members is not None:  # as the merge counts them; an unknown id is a change
+            members = members_of(e.members, users, inactive, lk.members or frozenset()) | {
+                "?" + m for m in e.members if m not in users}
         if not is_echo(paths, lk.base, e.attrs, lk.members, members):
             return f"{kf.kind} {e.name or e.external_id} changed since syncd wrote it"
     return ""
@@ -170,10 +172,13 @@ def _active(lk: Link | None) -> bool:
     return lk is not None and lk.status == "active"
 
 
-def users_by_target(flow: Flow, store: Store, entries: Iterable[Entry]) -> dict[str, str]:
-    """Target user id -> source user id, for the members these target groups name."""
+def users_by_target(flow: Flow, store: Store, entries: Iterable[Entry]
+                    ) -> tuple[dict[str, str], frozenset[str]]:
+    """Target user id -> source user id, for the members these target groups name; and the
+    source ids among them whose link is not active (`syncd.plan.merge.members_of`)."""
     ids = {m for e in entries for m in (e.members or ())}
     if not ids:
-        return {}
-    return {lk.target_id: lk.source_id
-            for lk in store.links(flow.name, "user", ids, by_target=True).values()}
+        return {}, frozenset()
+    links = store.links(flow.name, "user", ids, by_target=True).values()
+    return ({lk.target_id: lk.source_id for lk in links},
+            frozenset(lk.source_id for lk in links if lk.status != "active"))

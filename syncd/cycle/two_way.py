@@ -171,14 +171,17 @@ def plan_two_way(flow: Flow, store: Store, source: Connector, target: Connector,
         changes += c
         held += h
         notes += n
+        member_ids, inactive = (users_by_target(flow, store, td.entries.values())
+                                if kf.kind == "group" else ({}, frozenset()))
         ti = TwoWayInput(
             kf.kind, rules, links,
             {sid: it for sid, it in rd.items.items() if sid in links}, td.entries,
             frozenset(rd.gone), frozenset(target_gone), rd.complete, td.complete,
             kf.deprovision, frozenset(ch.target_id for ch in c if ch.target_id),
-            users_by_target(flow, store, td.entries.values()) if kf.kind == "group" else {},
-            _member_universe(flow, store, rd, out.source_reads.get("user"))
-            if kf.kind == "group" else None)
+            member_ids, inactive,
+            _member_universe(flow, store, rd, out.source_reads.get("user"), {
+                ch.source_id for ch in changes if ch.kind == "user" and ch.side == "target"
+                and ch.op in ("create", "adopt", "update")}) if kf.kind == "group" else None)
         c2, h2, conflicts = plan_linked(ti)
         back = {kf.kind: {p: a for p, (a, _) in rules.reverse.items()}}
         c2, n2 = names.translate(c2, back)
@@ -257,14 +260,19 @@ def _rules(flow: Flow, kf: KindFlow, source: Connector, target: Connector, store
 
 
 def _member_universe(flow: Flow, store: Store, groups: SourceRead,
-                     users: SourceRead | None) -> frozenset[str]:
+                     users: SourceRead | None, live: set[str]) -> frozenset[str]:
     """Users a source group can name as members: active links among those its read names,
-    plus users read in scope this cycle."""
+    plus users read in scope this cycle — but not those whose link is disabled, unless this
+    plan provisions them again (`live`). A user syncd disabled on the source after the
+    target deleted it is read again whenever it is edited; it has no target object left to
+    be a member of, and naming it in a target group writes a deleted id there."""
     named = {m for it in groups.items.values() for m in (it.members or ())}
     if not named:
         return frozenset()
-    read = set(users.items) if users is not None else set()
-    return frozenset(store.link_ids(flow.name, "user", among=named) | (named & read))
+    read = named & set(users.items) if users is not None else set()
+    if read - live:
+        read -= store.link_ids(flow.name, "user", status="disabled", among=read - live)
+    return frozenset(store.link_ids(flow.name, "user", among=named) | read)
 
 
 def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowResult,
@@ -289,7 +297,8 @@ def two_way_cycle(flow: Flow, store: Store, connectors: Connectors, res: FlowRes
             return
     if any(c.kind == "user" and c.source_id and (
             (c.op in ("deprovision", "delete", "create") and c.side == "target")
-            or (c.op == "delete" and c.side == "source")) for c in tw.plan.changes):
+            or (c.op in ("deprovision", "delete") and c.side == "source"))
+            for c in tw.plan.changes):
         tw.plan = replace(tw.plan, changes=Plan.ordered(follow_members(
             tw.plan.changes, store.links(flow.name, "group"))))
     if tw.errors:

@@ -18,7 +18,7 @@ fixed point: after a cycle without external changes, the next plans nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -218,10 +218,30 @@ class TwoWayInput:
     claimed_targets: frozenset[str] = frozenset()
     #: for groups: target user id -> source user id
     user_by_target: Mapping[str, str] = field(default_factory=dict)
+    #: for groups: source ids among `user_by_target`'s whose link is not active (`members_of`)
+    inactive_users: frozenset[str] = frozenset()
     #: for groups: source user ids that can be members (linked and active, or read in scope
     #: this cycle); None: no restriction. A source group naming a user that is gone (LDAP
     #: without referential integrity) does not make it a member again.
     member_universe: frozenset[str] | None = None
+
+
+def members_of(ids: Iterable[str], user_by_target: Mapping[str, str],
+               inactive: frozenset[str], base: frozenset[str]) -> frozenset[str]:
+    """The source user ids of the members a target group names, as the merge counts them.
+
+    A user whose link is no longer active — deprovisioned on the target after it was deleted
+    at the source or left its scope, or disabled on the source after the target deleted it —
+    counts only where the base already holds it (so its removal is still a removal). A
+    target group naming it is no new member: written back, the source would get a member it
+    deleted, for a user the flow no longer syncs. The source side has the same rule
+    (`TwoWayInput.member_universe`). Target ids no link knows are left out."""
+    out = set()
+    for m in ids:
+        sid = user_by_target.get(m)
+        if sid is not None and (sid not in inactive or sid in base):
+            out.add(sid)
+    return frozenset(out)
 
 
 def plan_linked(ti: TwoWayInput) -> tuple[list[Change], list[Hold], list[ConflictRecord]]:
@@ -301,7 +321,7 @@ def _members(ti: TwoWayInput, lk: Link, item: Item | None, entry: Entry | None,
     if ti.member_universe is not None:
         s = s & (ti.member_universe | base)
     if entry is not None and entry.members is not None:
-        t = frozenset(ti.user_by_target[m] for m in entry.members if m in ti.user_by_target)
+        t = members_of(entry.members, ti.user_by_target, ti.inactive_users, base)
     else:
         t = base
     if ti.rules.merge.get("members", "union") == "replace":
@@ -337,8 +357,8 @@ def plan_target_only(ti: TwoWayInput) -> tuple[list[Change], list[str]]:
     for e in orphans:
         canon = {p: e.attrs.get(p) for p in ti.rules.paths if p in ti.rules.reverse}
         values = {p: v for p, v in canon.items() if v is not None}
-        members = tuple(sorted(ti.user_by_target[m] for m in (e.members or ())
-                               if m in ti.user_by_target))
+        members = tuple(sorted(members_of(e.members or (), ti.user_by_target,
+                                          ti.inactive_users, frozenset())))
         out.append(Change("create", ti.kind, "", e.name or e.external_id, e.external_id,
                           side="source", source_attrs=native(ti.rules, values),
                           source_add=members,

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from syncd.model import Attrs, Entry, Kind, digest
 from syncd.plan.compare import diff as diff  # re-exported: callers import them from here
 from syncd.plan.compare import match_value as match_value
 from syncd.plan.compare import same as same
+from syncd.plan.follow import follow_members as follow_members  # re-exported
 from syncd.plan.identities import Planned
 from syncd.plan.identities import identities as identities  # re-exported
 from syncd.plan.identities import label as label
@@ -314,76 +315,3 @@ def _deprovision(ki: KindInput, link: Link) -> Change | None:
     return Change("deprovision", ki.kind, link.source_id, name, link.target_id,
                   attrs={"active": False}, before={"active": link.base.get("active", True)},
                   base={**link.base, "active": False}, reason=why)
-
-
-def follow_members(changes: Sequence[Change], groups: Mapping[str, Link]) -> list[Change]:
-    """Membership follows the users: a user this plan deprovisions or deletes is removed from
-    every group syncd manages in the same run (stage 2, while its link still resolves), not
-    left there until a full reconcile — or for ever, once a delete dropped its link.
-
-    `groups`: group links that may name those users; returns `changes` with the removals
-    merged into the groups' membership changes (or new ones)."""
-    leaving = {c.source_id for c in changes
-               if c.kind == "user" and c.op in ("deprovision", "delete") and c.side == "target"}
-    # Users created again on the target (two-way ``reverse_deprovision = "recreate"``) get a
-    # new target id: the groups that recorded them need them added back under it.
-    returning = {c.source_id for c in changes
-                 if c.kind == "user" and c.op == "create" and c.side == "target"}
-    # Users syncd deletes on the source (two-way ``reverse_deprovision = "delete"``) leave
-    # the groups on both sides in the same cycle: a directory without referential integrity
-    # would keep naming them, and the next cycle would clean up what this one should have.
-    erased = {c.source_id for c in changes
-              if c.kind == "user" and c.op == "delete" and c.side == "source"}
-    leaving |= erased
-    if not leaving and not returning:
-        return list(changes)
-    out = list(changes)
-    ending = {c.source_id for c in out if c.kind == "group" and c.op in ("deprovision", "delete")}
-    for n, c in enumerate(out):
-        # Members this plan would add who leave in it: the first members of a group it
-        # creates, or members added since the last cycle (on either side) to a group that
-        # exists. A user syncd deletes on the source leaves the source group too, even when
-        # it was only just added there (no referential integrity to do it).
-        if c.kind == "group" and c.op == "set_members":
-            late = (set(c.add) | set(c.source_add)) & leaving
-            if late:
-                members = c.members
-                if members is not None:
-                    members = tuple(m for m in members if m not in late)
-                out[n] = replace(c, add=tuple(a for a in c.add if a not in late),
-                                 source_add=tuple(a for a in c.source_add if a not in late),
-                                 source_remove=tuple(sorted(set(c.source_remove)
-                                                            | (set(c.add) & late & erased))),
-                                 members=members)
-    out = [c for c in out if not (  # a membership change left with nothing to do
-        c.op == "set_members" and c.members is None
-        and not (c.add or c.remove or c.source_add or c.source_remove))]
-    by_group = {c.source_id: i for i, c in enumerate(out)
-                if c.kind == "group" and c.op == "set_members"}
-    for gid, lk in sorted(groups.items()):
-        drop = (lk.members or frozenset()) & leaving
-        back = (lk.members or frozenset()) & returning
-        if not (drop or back) or gid in ending or lk.status != "active":
-            continue
-        i = by_group.get(gid)
-        gone_at_source = drop & erased
-        if i is None:
-            name = base_name(lk.base, "group", gid)
-            kept = (lk.members or frozenset()) - drop | back
-            out.append(Change("set_members", "group", gid, name, lk.target_id,
-                              add=tuple(sorted(back)), remove=tuple(sorted(drop)),
-                              source_remove=tuple(sorted(gone_at_source)),
-                              before={"members": len(lk.members or ())},
-                              members=tuple(sorted(kept)) if gone_at_source else None,
-                              reason="members deprovisioned or recreated in this run"))
-            continue
-        c = out[i]
-        members = c.members
-        if members is not None:
-            members = tuple(sorted((set(members) - drop) | back))
-        out[i] = replace(c, add=tuple(sorted((set(c.add) - drop) | back)),
-                         remove=tuple(sorted((set(c.remove) | drop) - back)),
-                         source_add=tuple(a for a in c.source_add if a not in gone_at_source),
-                         source_remove=tuple(sorted(set(c.source_remove) | gone_at_source)),
-                         members=members)
-    return out
