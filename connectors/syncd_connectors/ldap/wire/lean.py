@@ -45,6 +45,13 @@ def send_search(
         )
     except LDAPException as exc:
         raise Failed(str(exc)) from None
+    send(conn, payload)
+    return message_id
+
+
+def send(conn: ldap3.Connection, payload: bytes) -> None:
+    """Write one encoded LDAPMessage to ldap3's socket (its TLS socket for ldaps/StartTLS);
+    a closed connection or a socket error is `Interrupted`."""
     sock = conn.socket
     if sock is None or conn.closed:
         raise Interrupted("the connection is closed")
@@ -52,7 +59,6 @@ def send_search(
         sock.sendall(payload)
     except OSError as exc:
         raise Interrupted(f"connection error: {exc}") from None
-    return message_id
 
 
 def receive_reply(conn: ldap3.Connection) -> tuple[bytes, int, int]:

@@ -146,6 +146,16 @@ def _controls(buf: bytes, pos: int, end: int) -> Controls:
     return out
 
 
+def _message_controls(buf: bytes, op_end: int, end: int) -> Controls:
+    """The controls after a message's protocolOp (``[0] Controls``), if any."""
+    if op_end >= end:
+        return {}
+    _t, cs, ce = header(buf, op_end, end, 0xA0)
+    if ce != end:
+        raise Malformed("trailing bytes after the controls of a message")
+    return _controls(buf, cs, ce)
+
+
 def _result(parts: list[tuple[int, bytes]]) -> tuple[int, str, str]:
     if len(parts) < 3 or parts[0][0] != 0x0A or parts[1][0] != 0x04 or parts[2][0] != 0x04:
         raise Malformed("invalid LDAPResult")
@@ -184,12 +194,7 @@ def parse_message(
             dn, attrs = _entry(buf, s, op_end)
             return SearchEntry(dn, attrs, None)
     op, s, op_end = header(buf, e, end)
-    controls: Controls = {}
-    if op_end < end:
-        _t, cs, ce = header(buf, op_end, end, 0xA0)
-        if ce != end:
-            raise Malformed("trailing bytes after the controls of a message")
-        controls = _controls(buf, cs, ce)
+    controls = _message_controls(buf, op_end, end)
     if got_id == 0 and op == 0x78:
         parts = children(buf, s, op_end)
         names = [text(c) for tag, c in parts if tag == 0x8A]
@@ -227,12 +232,7 @@ def parse_response(buf: bytes, start: int, end: int, message_id: int, op_tag: in
     if e >= end:
         raise Malformed("a message without protocolOp")
     op, s, op_end = header(buf, e, end)
-    controls: Controls = {}
-    if op_end < end:
-        _t, cs, ce = header(buf, op_end, end, 0xA0)
-        if ce != end:
-            raise Malformed("trailing bytes after the controls of a message")
-        controls = _controls(buf, cs, ce)
+    controls = _message_controls(buf, op_end, end)
     if got_id == 0 and op == 0x78:
         parts = children(buf, s, op_end)
         code, _m, message = _result(parts)

@@ -29,8 +29,8 @@ from ldap3.core.exceptions import LDAPException
 
 from syncd_connectors.ldap.wire.ber import Malformed, header, tlv
 from syncd_connectors.ldap.wire.decode import Plan, Row, row_from_ber
-from syncd_connectors.ldap.wire.events import Failed, Interrupted, OpDone
-from syncd_connectors.ldap.wire.lean import receive_message
+from syncd_connectors.ldap.wire.events import Failed, OpDone
+from syncd_connectors.ldap.wire.lean import receive_message, send
 from syncd_connectors.ldap.wire.reply import parse_response
 from syncd_connectors.ldap.wire.request import RequestControl, ldap_message
 
@@ -105,14 +105,7 @@ def lean_request(
         message_id = conn.server.next_message_id()
     except LDAPException as exc:
         raise Failed(str(exc)) from None
-    payload = ldap_message(message_id, op, controls)
-    sock = conn.socket
-    if sock is None or conn.closed:
-        raise Interrupted("the connection is closed")
-    try:
-        sock.sendall(payload)
-    except OSError as exc:
-        raise Interrupted(f"connection error: {exc}") from None
+    send(conn, ldap_message(message_id, op, controls))
     buf, s, e = receive_message(conn)
     return parse_response(buf, s, e, message_id, response)
 
