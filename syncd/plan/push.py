@@ -204,9 +204,16 @@ def _linked(ki: KindInput, item: Item, link: Link) -> list[Change]:
     out: list[Change] = []
     attrs = item.attrs
     # The digest decides; the base (decoded lazily by the store) is only read on a mismatch.
-    if link.status != "active" or digest(attrs) != link.digest:
+    back = link.status != "active"
+    if back or digest(attrs) != link.digest:
         changed = diff(attrs, link.base, ki.on_create_only)
-        if changed:
+        # An entry read in scope again is active again even when none of its values differ
+        # from the base: a deprovisioned group keeps its attributes (only its members are
+        # emptied), so without this empty update its link stayed "disabled" while the group
+        # was back -- then an incremental cycle left it out of the groups holding it
+        # (`cycle.preserve`) or of its ancestors (`cycle.nesting`), which a full read would
+        # not, and `delete_after` would delete it while it is in scope.
+        if changed or back:
             before = {p: link.base.get(p) for p in changed}
             reason = "re-appeared in source" if link.status != "active" else "source changed"
             out.append(Change("update", ki.kind, item.source_id, item.name, link.target_id,

@@ -240,6 +240,35 @@ def test_reappearing_within_grace_re_enables_same_object(env: Env) -> None:
     assert env.dst.objects["user"][tid]["active"] is True
 
 
+def test_a_group_back_unchanged_within_grace_is_not_deleted_later(env: Env) -> None:
+    """A group keeps its attributes when deprovisioned (only its members are emptied): back
+    in the source as it was, nothing differs from its base, yet its link must be active
+    again -- or an incremental cycle past ``delete_after`` hard-deletes a group that is in
+    scope (only the groups read in that cycle are spared)."""
+    env.configure(extra='delete_after = "30d"')
+    env.src.put("group", {"cn": "g"}, "g1")
+    env.run()
+    (tid,) = env.dst.objects["group"]
+    env.src.remove("group", "g1")
+    assert env.ops(env.run()) == [("deprovision", "g")]
+    env.src.put("group", {"cn": "g"}, "g1")
+    back = env.run()
+    assert back.plan is not None
+    assert [(c.op, c.name, c.reason, c.attrs) for c in back.plan.changes] == [
+        ("update", "g", "re-appeared in source", {})]
+    st = Store(env.cfg.state_url)
+    (lk,) = st.links("f", "group").values()
+    assert lk.status == "active"
+    from dataclasses import replace
+    st.save_links([replace(lk, status_at=datetime.now(UTC) - timedelta(days=31))])
+    st.close()
+    env.src.put("user", {"uid": "u0", "title": "new"}, "s0")  # an incremental cycle
+    res = env.run()
+    assert res.reads["group"] == "incremental"
+    assert env.ops(res) == [("update", "u0")]
+    assert tid in env.dst.objects["group"]
+
+
 def test_membership_follows_groups_incrementally(env: Env) -> None:
     env.src.put("group", {"cn": "g"}, "g1")
     env.src.set_group_members("g1", {"s0", "s1"})

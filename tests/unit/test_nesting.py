@@ -183,6 +183,28 @@ def test_deleted_nested_group_and_user_leaving_scope(env: Env) -> None:
     assert env.target_members() == env.expected() == {"app-a": set()}
 
 
+def test_a_group_deleted_and_created_again_unchanged_is_an_ancestor_again(env: Env) -> None:
+    """A group deprovisioned and then back in the source with the same name and (flattened)
+    members differs from its base in nothing; its link must become active again all the
+    same, or a later change below it is not brought up to it incrementally (only active
+    ancestors join the read), while a full read would write it."""
+    src = env.src
+    src.put("group", {"cn": "app-a"}, "gA")
+    src.put("group", {"cn": "sub"}, "gS")
+    src.set_group_groups("gA", {"gS"})
+    env.run()
+    src.remove("group", "gA")
+    env.run()
+    src.put("group", {"cn": "app-a"}, "gA")
+    src.set_group_groups("gA", {"gS"})
+    env.run()
+    assert env.target_members() == env.expected() == {"app-a": set()}
+    src.set_group_members("gS", {"s1"})  # only the unsynced group below it changes
+    res = env.run()
+    assert res.reads["group"] == "incremental"
+    assert env.target_members() == env.expected() == {"app-a": {"u1"}}
+
+
 def test_direct_is_the_default_and_leaves_member_groups_out(tmp_path: Path) -> None:
     e = Env(tmp_path, nested="direct")
     try:

@@ -114,6 +114,41 @@ def test_scope_changes_of_a_member_group_reach_its_holders_incrementally(env: PE
                                           if c.op == "set_members"]
 
 
+def test_a_member_group_deleted_and_created_again_unchanged_stays_in_its_holders(
+        env: PEnv) -> None:
+    """Found by the property below. A group deleted at the source is deprovisioned (kept on
+    the target, emptied; its attributes stay in the base); created again with the same
+    name and no members, nothing of it differs from the base. Its link must still become
+    active again: a later incremental cycle that reaches a group holding it (here: another
+    member group of the holder is deleted) keeps only linked, active member groups."""
+    src = env.src
+    src.put("group", {"cn": "app0"}, "g0")
+    src.put("group", {"cn": "app1"}, "g1")
+    src.put("group", {"cn": "team3"}, "g3")
+    src.set_group_members("g1", {"s1"})
+    env.run()
+    src.remove("group", "g0")
+    env.run()
+    src.set_group_groups("g1", {"g0", "g3"})  # g0 missing, g3 out of scope: neither written
+    env.run()
+    assert env.target_members() == {"app0": set(), "app1": {"u1"}}
+    src.put("group", {"cn": "app0"}, "g0")  # back, as it was
+    back = env.run()
+    assert back.reads["group"] == "incremental"
+    assert back.plan is not None
+    assert {(c.op, c.name, c.reason) for c in back.plan.changes if c.source_id == "g0"} == {
+        ("update", "app0", "re-appeared in source")}
+    assert env.target_members() == env.expected() == {"app0": set(),
+                                                      "app1": {"u1", "group:app0"}}
+    src.remove("group", "g3")  # reaches g1 through the remembered edges, not through g0
+    res = env.run()
+    assert res.reads["group"] == "incremental"
+    assert env.target_members() == env.expected() == {"app0": set(),
+                                                      "app1": {"u1", "group:app0"}}
+    full = env.run(full=True)
+    assert full.plan is not None and full.plan.changes == ()
+
+
 def test_a_cycle_is_written_and_noted(env: PEnv) -> None:
     src = env.src
     src.put("group", {"cn": "app-a"}, "gA")
